@@ -1,0 +1,73 @@
+"""Assembling the daemon's parts from settings: registry, policies, clock, loops.
+
+The CLI calls these; tests build the same parts directly with their own arguments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from reoptd.clock import AcceleratedClock, Clock, SimulatedClock, SystemClock
+from reoptd.data import _demo
+from reoptd.errors import ModelNotFound, PolicyError
+from reoptd.policy import Policy, load_policies, load_policy
+from reoptd.registry import Registry
+from reoptd.settings import DEMO_POLICY, Settings
+
+#: how much faster than real time the demo's simulated clock runs by default
+DEMO_SPEED = 300.0
+
+
+def open_registry(settings: Settings) -> Registry:
+    return Registry(settings.database_url, settings.artifacts)
+
+
+def read_policies(directory: Path | None) -> tuple[list[Policy], list[PolicyError]]:
+    """The policies of ``directory``, or the embedded demo policy when it is None."""
+    if directory is None:
+        return [load_policy(DEMO_POLICY)], []
+    if not directory.is_dir():
+        raise PolicyError(str(directory), [f"{directory}: not a directory of policy files"])
+    return load_policies(directory)
+
+
+def find_policy(directory: Path | None, model: str) -> Policy:
+    policies, _errors = read_policies(directory)
+    for policy in policies:
+        if policy.model == model:
+            return policy
+    known = ", ".join(p.model for p in policies) or "none"
+    raise ModelNotFound(model, f"policies found: {known}")
+
+
+def is_demo(policies: list[Policy]) -> bool:
+    return bool(policies) and all(p.data.production.kind == "demo" for p in policies)
+
+
+def resume_point(policies: list[Policy], registry: Registry) -> datetime:
+    """Where a simulated demo clock starts: the demo start, or after the last recorded check."""
+    start = _demo.START
+    for policy in policies:
+        try:
+            checks = registry.checks(policy.model, limit=1)
+        except ModelNotFound:
+            continue
+        if checks:
+            start = max(start, checks[-1].at + policy.monitor.every)
+    return start
+
+
+def make_clock(
+    mode: str, policies: list[Policy], registry: Registry, speed: float | None = None
+) -> Clock:
+    """``system``, ``simulated`` (accelerated by ``speed``), or ``auto``: simulated for demo
+    policies, system otherwise."""
+    if mode == "auto":
+        mode = "simulated" if is_demo(policies) else "system"
+    if mode == "system":
+        return SystemClock()
+    start = resume_point(policies, registry)
+    if speed is None:
+        return SimulatedClock(start)
+    return AcceleratedClock(start, speed)

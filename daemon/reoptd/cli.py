@@ -1,0 +1,291 @@
+"""The ``reoptd`` command line (typer). Every command prints a clear error, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reoptd import app as assemble
+from reoptd.errors import ReoptdError
+from reoptd.settings import Settings
+
+app = typer.Typer(
+    help="reoptd keeps production ML models optimized: it watches production data, detects drift "
+    "with Evidently, re-optimizes when a policy says so, validates the challenger against the "
+    "champion, promotes it, and exports every step as Prometheus metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Inspect the registry and change champions.", no_args_is_help=True)
+policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(policy_app, name="policy")
+
+PoliciesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--policies",
+        help="Directory of policy YAML files (default: $REOPTD_POLICIES, else the embedded demo).",
+        show_default=False,
+    ),
+]
+ClockOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto: a simulated clock for demo policies, the system clock otherwise; "
+        "or 'system' / 'simulated'."
+    ),
+]
+
+
+def _settings(policies: Path | None = None) -> Settings:
+    settings = Settings()
+    if policies is not None:
+        settings.policies = policies
+    return settings
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def run(
+    policies: PoliciesOpt = None,
+    exit_after: Annotated[
+        float | None, typer.Option(help="Stop by itself after this many seconds.")
+    ] = None,
+    clock: ClockOpt = "auto",
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Simulated seconds per real second (demo default {assemble.DEMO_SPEED:g})."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics (default $REOPTD_METRICS_PORT or 9464).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464.
+
+    Without --policies it runs the embedded demo (policy `demo_churn` on the built-in demo stream,
+    on a simulated clock) with SQLite under $REOPTD_HOME (default ./.reoptd). Ctrl-C or SIGTERM
+    stops it cleanly.
+    """
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+    from reoptd.service import Service
+
+    _logging(verbose)
+    log = logging.getLogger("reoptd")
+    settings = _settings(policies)
+    loaded, errors = assemble.read_policies(settings.policies)
+    for error in errors:
+        log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
+    if not loaded:
+        raise ReoptdError("no valid policy to run; fix the errors above")
+    registry = assemble.open_registry(settings)
+    if speed is None and assemble.is_demo(loaded):
+        speed = assemble.DEMO_SPEED
+    the_clock = assemble.make_clock(clock, loaded, registry, speed)
+    metrics = Metrics()
+    metrics.watch_champions(registry, the_clock)
+    loops = [ModelLoop(p, registry, metrics) for p in loaded]
+    log.info(
+        "reoptd starting: %d model(s) [%s], database %s, clock %s at %s",
+        len(loops),
+        ", ".join(p.model for p in loaded),
+        registry.engine.url.render_as_string(hide_password=True),
+        type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
+        the_clock.now().isoformat(timespec="seconds"),
+    )
+    service = Service(
+        loops,
+        the_clock,
+        metrics,
+        metrics_host=settings.metrics_host,
+        metrics_port=metrics_port or settings.metrics_port,
+    )
+    service.run(exit_after)
+
+
+@app.command()
+def check(
+    model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
+    policies: PoliciesOpt = None,
+    clock: ClockOpt = "auto",
+) -> None:
+    """Run one monitoring cycle for MODEL now: check, decide, re-optimize if the policy says so."""
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+
+    _logging()
+    settings = _settings(policies)
+    policy = assemble.find_policy(settings.policies, model)
+    registry = assemble.open_registry(settings)
+    the_clock = assemble.make_clock(clock, [policy], registry)
+    outcome = ModelLoop(policy, registry, Metrics()).cycle(the_clock.now())
+    if outcome.check is not None and outcome.check.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Models, champion versions, last checks and decisions.
+
+    --json prints {"models": [{"name", "champion_version", "versions" (count), "last_check"
+    (ISO time), "last_check_status", "drift_share", "last_decision" {"at", "fire", "triggers",
+    "reasons"}}]}.
+    """
+    registry = assemble.open_registry(_settings())
+    entries = []
+    for model in registry.models():
+        checks = registry.checks(model.name, limit=1)
+        decision = registry.last_decision(model.name)
+        last = checks[-1] if checks else None
+        entries.append(
+            {
+                "name": model.name,
+                "champion_version": model.champion_version,
+                "versions": len(registry.versions(model.name)),
+                "last_check": _iso(last.at) if last else None,
+                "last_check_status": last.status if last else None,
+                "drift_share": last.drift_share if last else None,
+                "last_decision": None
+                if decision is None
+                else {
+                    "at": _iso(decision.at),
+                    "fire": decision.fire,
+                    "triggers": decision.triggers,
+                    "reasons": decision.reasons,
+                },
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"models": entries}, indent=2))
+        return
+    if not entries:
+        typer.echo("no models yet: start the daemon with `reoptd run`")
+        return
+    for e in entries:
+        share = "n/a" if e["drift_share"] is None else f"{e['drift_share']:.2f}"
+        typer.echo(
+            f"{e['name']}: champion v{e['champion_version']} of {e['versions']} versions;"
+            f" last check {e['last_check']} ({e['last_check_status']}), drift share {share}"
+        )
+        if e["last_decision"]:
+            d = e["last_decision"]
+            verdict = "re-optimize" if d["fire"] else "hold"
+            typer.echo(f"  last decision {d['at']}: {verdict} — {d['reasons']}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model with its champion version."""
+    registry = assemble.open_registry(_settings())
+    for model in registry.models():
+        versions = registry.versions(model.name)
+        typer.echo(
+            f"{model.name}\t{model.task}\tchampion v{model.champion_version}"
+            f"\t{len(versions)} versions"
+        )
+
+
+@models_app.command("show")
+def models_show(model: str) -> None:
+    """MODEL's versions (status, trigger, holdout metrics) and its champion history."""
+    registry = assemble.open_registry(_settings())
+    row = registry.model(model)
+    typer.echo(f"{row.name} ({row.task}): champion v{row.champion_version}")
+    for v in registry.versions(model):
+        holdout = v.metrics.get("holdout", {})
+        rival = v.metrics.get("champion_on_holdout", {})
+        metric = v.metrics.get("metric", "")
+        score = f"{metric} {holdout[metric]:.4f}" if metric in holdout else ""
+        versus = f" vs parent {rival[metric]:.4f}" if metric in rival else ""
+        typer.echo(
+            f"  v{v.version}\t{v.status:9}\t{v.trigger:12}\t{_iso(v.created_at)}\t"
+            f"{v.train_rows} rows\t{score}{versus}\t{v.sha256[:12]}"
+        )
+    for e in registry.events(model):
+        typer.echo(f"  {_iso(e.at)} {e.kind} v{e.from_version} -> v{e.to_version}: {e.reason}")
+
+
+@models_app.command("promote")
+def models_promote(model: str, version: int) -> None:
+    """Make VERSION of MODEL the champion (one transaction; its artifact is verified first)."""
+    from reoptd.clock import SystemClock
+
+    registry = assemble.open_registry(_settings())
+    event = registry.promote(model, version, at=SystemClock().now(), reason="manual (CLI)")
+    typer.echo(f"{model}: champion v{event.from_version} -> v{event.to_version}")
+
+
+@models_app.command("rollback")
+def models_rollback(model: str) -> None:
+    """Return MODEL to the champion before the current one."""
+    from reoptd.clock import SystemClock
+
+    registry = assemble.open_registry(_settings())
+    event = registry.rollback(model, at=SystemClock().now(), reason="manual rollback (CLI)")
+    typer.echo(f"{model}: rolled back v{event.from_version} -> v{event.to_version}")
+
+
+@policy_app.command("validate")
+def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
+    """Check policy files; print every problem with file, line and field. Exit 1 on any error."""
+    from reoptd.errors import PolicyError
+    from reoptd.policy import load_policy
+
+    failed = False
+    for file in files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as exc:
+            failed = True
+            for problem in exc.problems:
+                typer.echo(problem, err=True)
+            continue
+        typer.echo(f"{file}: ok (model {policy.model})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy file's JSON Schema (for editor completion)."""
+    from reoptd.policy import Policy
+
+    typer.echo(json.dumps(Policy.model_json_schema(by_alias=True), indent=2))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return app(args=argv)
+    except ReoptdError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Checking a batch against the policy before any statistic is computed on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+from pandas.api import types as ptypes
+
+from reoptd.errors import DataError
+from reoptd.policy import Policy
+
+
+def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFrame:
+    """Return ``frame`` with typed feature columns, or raise ``DataError`` naming the column.
+
+    A missing feature column, a numerical column holding text, or a NaN in any feature fails the
+    batch: a drift verdict on silently coerced data would be worse than none. The target column may
+    be absent or NaN (labels arrive late).
+    """
+    missing = [c for c in policy.features.all if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{where}: feature column {missing[0]!r} is missing"
+            + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""),
+            column=missing[0],
+        )
+    frame = frame.copy()
+    for column in policy.features.numerical:
+        values = frame[column]
+        if ptypes.is_bool_dtype(values) or not ptypes.is_numeric_dtype(values):
+            sample = values[~values.isna()].head(1).tolist()
+            raise DataError(
+                f"{where}: column {column!r} should be numerical but has dtype {values.dtype}"
+                + (f" (e.g. {sample[0]!r})" if sample else ""),
+                column=column,
+            )
+        frame[column] = values.astype(float)
+    for column in policy.features.all:
+        nans = int(frame[column].isna().sum())
+        if nans:
+            raise DataError(
+                f"{where}: column {column!r} has {nans} missing value(s) (NaN)"
+                f" in {len(frame)} rows",
+                column=column,
+            )
+    for column in policy.features.categorical:
+        frame[column] = frame[column].astype(str)
+    if policy.target in frame.columns:
+        target = frame[policy.target]
+        if policy.task == "regression" and not ptypes.is_numeric_dtype(target):
+            raise DataError(
+                f"{where}: target column {policy.target!r} should be numerical for regression",
+                column=policy.target,
+            )
+    else:
+        frame[policy.target] = float("nan")
+    return frame
+
+
+def labelled(frame: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """The rows of ``frame`` whose label has arrived."""
+    return frame[frame[policy.target].notna()]

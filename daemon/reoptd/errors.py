@@ -1,0 +1,62 @@
+"""Every error reoptd raises on purpose.
+
+    ReoptdError
+     ├── PolicyError          a policy file is malformed (names file, line and field)
+     ├── DataError            a data batch is unusable (names the source and column)
+     │    └── EmptyWindow     a window holds no rows; the check is skipped, not failed
+     ├── ModelNotFound        no model or policy with that name
+     ├── VersionNotFound      no such version of a model
+     ├── ArtifactError        an artifact is missing or its sha256 does not match
+     └── OptimizeError        a re-optimization step could not produce a challenger
+
+The CLI prints ``str(error)`` for any of them and exits non-zero; nothing here is meant to reach
+the user as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ReoptdError(Exception):
+    """Base of every error reoptd raises on purpose."""
+
+
+class PolicyError(ReoptdError):
+    """A policy file is malformed. ``problems`` lists each one as ``file:line: field: message``."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class DataError(ReoptdError):
+    """A data batch cannot be checked. ``column`` names the offending column when there is one."""
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        self.column = column
+        super().__init__(message)
+
+
+class EmptyWindow(DataError):
+    """The window holds no rows (or too few): the check is skipped with this reason."""
+
+
+class ModelNotFound(ReoptdError):
+    def __init__(self, name: str, hint: str = "") -> None:
+        self.name = name
+        super().__init__(f"no model named {name!r}" + (f" ({hint})" if hint else ""))
+
+
+class VersionNotFound(ReoptdError):
+    def __init__(self, model: str, version: int) -> None:
+        self.model = model
+        self.version = version
+        super().__init__(f"model {model!r} has no version {version}")
+
+
+class ArtifactError(ReoptdError):
+    """An artifact is missing, unreadable, or its content does not match its sha256."""
+
+
+class OptimizeError(ReoptdError):
+    """A re-optimization step failed; the champion stays as it was."""

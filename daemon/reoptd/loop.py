@@ -1,0 +1,284 @@
+"""The one code path: check -> decide -> optimize -> promote, for one model at one instant.
+
+The live service calls ``ModelLoop.cycle`` from APScheduler, the tests call it with a simulated
+clock's time, and so will the backtester. Nothing here reads the wall clock for "now": it is
+always an argument. Durations of work are measured with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from reoptd.data import Source, open_source
+from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
+from reoptd.metrics import Metrics
+from reoptd.models import load_model
+from reoptd.monitor import Champion, CheckResult, check
+from reoptd.optimize import RunResult, run_pipeline
+from reoptd.policy import Decision, Policy, decide
+from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow, VersionRow
+
+log = logging.getLogger("reoptd.loop")
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle did, for callers that want more than the log line."""
+
+    check: CheckRow | None = None
+    decision: Decision | None = None
+    run: RunRow | None = None
+
+
+class ModelLoop:
+    """Runs cycles for one model. Holds the loaded champion between cycles (reloaded on change)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        registry: Registry,
+        metrics: Metrics,
+        source: Source | None = None,
+    ) -> None:
+        self.policy = policy
+        self.registry = registry
+        self.metrics = metrics
+        self.source = source if source is not None else open_source(policy)
+        self._champion: Champion | None = None
+        metrics.declare(policy)
+
+    @property
+    def name(self) -> str:
+        return self.policy.model
+
+    def update_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self.source = open_source(policy)
+
+    # -- the cycle ------------------------------------------------------------------------------
+
+    def cycle(self, now: datetime) -> CycleOutcome:
+        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
+        model = self.registry.ensure_model(self.policy, now)
+        if model.champion_version is None:
+            return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
+        try:
+            champion = self.champion()
+        except ArtifactError as exc:
+            log.error("%s: champion v%s unusable: %s", self.name, model.champion_version, exc)
+            row = self._record_check(now, "failed", f"champion artifact: {exc}", None)
+            return CycleOutcome(check=row)
+        row = self._check(now, champion)
+        outcome = CycleOutcome(check=row)
+        if row.status != "ok":
+            return outcome
+        state = self.registry.state(self.name, now)
+        history = self.registry.history(self.name, limit=_history_size(self.policy))
+        decision = decide(self.policy, history, state, now)
+        outcome.decision = decision
+        stored = self.registry.add(
+            DecisionRow(
+                model_id=model.id,
+                check_id=row.id,
+                at=now,
+                fire=decision.fire,
+                triggers=decision.triggers,
+                reasons=decision.summary,
+            )
+        )
+        self.metrics.decisions.labels(self.name, "fire" if decision.fire else "hold").inc()
+        log.info(
+            "%s: decision %s (%s)",
+            self.name,
+            "RE-OPTIMIZE" if decision.fire else "hold",
+            decision.summary,
+        )
+        if decision.fire:
+            outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=stored.id)
+        return outcome
+
+    def _check(self, now: datetime, champion: Champion) -> CheckRow:
+        try:
+            result = check(self.policy, self.source, champion, now)
+        except EmptyWindow as exc:
+            log.warning("%s: check skipped: %s", self.name, exc)
+            return self._record_check(now, "skipped", str(exc), champion.version)
+        except DataError as exc:
+            log.error("%s: check failed: %s", self.name, exc)
+            self.metrics.data_errors.labels(self.name).inc()
+            return self._record_check(now, "failed", str(exc), champion.version)
+        row = self._record_check(now, "ok", "", champion.version, result)
+        m, name = self.metrics, self.name
+        m.drift_share.labels(name).set(result.drift_share)
+        m.dataset_drift.labels(name).set(
+            int(result.drift_share >= self.policy.monitor.drift.drift_share)
+        )
+        for feature, drift in result.features.items():
+            m.feature_drift_score.labels(name, feature).set(drift.score)
+            m.feature_drifted.labels(name, feature).set(int(drift.drifted))
+        for metric, value in result.metrics.items():
+            m.model_metric.labels(name, metric).set(value)
+        m.labelled_rows.labels(name).set(result.labelled_rows)
+        m.rows_seen.labels(name).inc(result.rows)
+        m.check_duration.labels(name).observe(result.seconds)
+        m.last_check.labels(name).set(now.timestamp())
+        drifted = [f for f, d in result.features.items() if d.drifted]
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+        log.info(
+            "%s: check v%d rows=%d labelled=%d drift_share=%.2f%s%s",
+            name,
+            champion.version,
+            result.rows,
+            result.labelled_rows,
+            result.drift_share,
+            f" drifted=[{', '.join(drifted)}]" if drifted else "",
+            f" {shown}" if shown else "",
+        )
+        return row
+
+    def _record_check(
+        self,
+        now: datetime,
+        status: str,
+        reason: str,
+        version: int | None,
+        result: CheckResult | None = None,
+    ) -> CheckRow:
+        self.metrics.checks.labels(self.name, status).inc()
+        model = self.registry.model(self.name)
+        row = CheckRow(
+            model_id=model.id,
+            at=now,
+            window_start=now - self.policy.monitor.window,
+            window_end=now,
+            status=status,
+            reason=reason,
+            champion_version=version,
+        )
+        if result is not None:
+            row.rows = result.rows
+            row.labelled_rows = result.labelled_rows
+            row.drift_share = result.drift_share
+            row.dataset_drift = result.drift_share >= self.policy.monitor.drift.drift_share
+            row.features = {k: v.to_dict() for k, v in result.features.items()}
+            row.metrics = result.metrics
+            row.seconds = result.seconds
+        return self.registry.add(row)
+
+    # -- re-optimization ------------------------------------------------------------------------
+
+    def optimize(
+        self, now: datetime, trigger: str = "manual", decision_id: int | None = None
+    ) -> RunRow:
+        """Run the policy's pipeline; register the challenger; promote it if it won."""
+        model = self.registry.ensure_model(self.policy, now)
+        champion: Champion | None = None
+        if model.champion_version is not None:
+            champion = self.champion()
+        run = self.registry.add(
+            RunRow(
+                model_id=model.id,
+                decision_id=decision_id,
+                started_at=now,
+                trigger=trigger,
+                champion_version=model.champion_version,
+            )
+        )
+        log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
+        try:
+            result = run_pipeline(self.policy, self.source, champion, now)
+            version = self._register(result, now, trigger, model.champion_version)
+            run.challenger_version = version.version
+            run.steps = result.steps
+            run.seconds = result.seconds
+            for step, record in result.steps.items():
+                self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
+            if result.ctx.promote:
+                self.registry.promote(self.name, version.version, at=now, reason=result.ctx.reason)
+                self.metrics.promotions.labels(self.name).inc()
+                run.outcome = "promoted"
+            else:
+                self.registry.set_status(self.name, version.version, "rejected")
+                run.outcome = "rejected"
+            run.reason = result.ctx.reason
+        except (OptimizeError, DataError, ArtifactError) as exc:
+            run.outcome, run.reason = "failed", str(exc)
+        run.finished_at = now
+        self.registry.add(run)
+        self.metrics.reoptimizations.labels(self.name, trigger, run.outcome).inc()
+        log.info(
+            "%s: re-optimization %s%s: %s",
+            self.name,
+            run.outcome,
+            f" v{run.challenger_version}" if run.challenger_version else "",
+            run.reason,
+        )
+        return run
+
+    def _register(
+        self, result: RunResult, now: datetime, trigger: str, parent: int | None
+    ) -> VersionRow:
+        ctx = result.ctx
+        assert ctx.challenger is not None
+        policy = self.policy
+        reference = ctx.train[policy.features.all]
+        if len(reference) > policy.monitor.reference_rows:
+            reference = reference.sample(policy.monitor.reference_rows, random_state=0)
+        buffer = io.BytesIO()
+        reference.reset_index(drop=True).to_parquet(buffer, index=False)
+        ts = ctx.train[policy.timestamp]
+        return self.registry.add_version(
+            self.name,
+            model_bytes=ctx.challenger.to_bytes(),
+            reference_bytes=buffer.getvalue(),
+            at=now,
+            trigger=trigger,
+            parent_version=parent,
+            estimator=policy.train.estimator,
+            params=ctx.challenger.params,
+            metrics={
+                "metric": policy.metric,
+                "holdout": ctx.challenger_metrics,
+                "champion_on_holdout": ctx.champion_metrics,
+                "holdout_rows": len(ctx.holdout),
+                "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
+                "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
+            },
+            train_rows=len(ctx.train),
+            train_start=ts.min().to_pydatetime(),
+            train_end=ts.max().to_pydatetime(),
+        )
+
+    def champion(self) -> Champion:
+        """The champion with its reference sample, loaded (and sha256-verified) once per version."""
+        row = self.registry.champion(self.name)
+        if row is None:
+            raise ArtifactError(f"model {self.name!r} has no champion")
+        if self._champion is None or self._champion.version != row.version:
+            started = time.perf_counter()
+            model = load_model(self.registry.load_artifact(row))
+            reference = pd.read_parquet(io.BytesIO(self.registry.load_reference(row)))
+            self._champion = Champion(row.version, model, reference)
+            log.debug(
+                "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
+            )
+        return self._champion
+
+
+def _history_size(policy: Policy) -> int:
+    longest = max(
+        [1]
+        + [t.drift_share.for_ for t in policy.triggers if t.drift_share]
+        + [t.metric.for_ for t in policy.triggers if t.metric]
+    )
+    return longest + 10
+
+
+def _iso(value: object) -> str | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()

@@ -1,0 +1,173 @@
+"""Every Prometheus metric reoptd exports, built against an injectable ``CollectorRegistry``.
+
+Events (checks, runs, promotions) are counted where they happen; state that can be read at
+scrape time (champion version, model age and size) comes from ``ChampionCollector``, which asks
+the registry database, so it is never stale after a restart or a promotion from the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from reoptd.clock import Clock
+from reoptd.policy import Policy
+
+log = logging.getLogger("reoptd.metrics")
+
+OUTCOMES = ("promoted", "rejected", "failed")
+_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        m = ["model"]
+        self.drift_share = Gauge(
+            "reoptd_drift_share", "Share of features Evidently flags as drifted", m, registry=r
+        )
+        self.feature_drift_score = Gauge(
+            "reoptd_feature_drift_score",
+            "Drift score of a feature (p-value or distance, see the method in the check)",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.feature_drifted = Gauge(
+            "reoptd_feature_drifted",
+            "1 if the feature is flagged as drifted",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.dataset_drift = Gauge(
+            "reoptd_dataset_drift",
+            "1 if the drift share reaches the dataset threshold",
+            m,
+            registry=r,
+        )
+        self.model_metric = Gauge(
+            "reoptd_model_metric",
+            "Champion's metric on labelled rows of the last window",
+            [*m, "metric"],
+            registry=r,
+        )
+        self.labelled_rows = Gauge(
+            "reoptd_labelled_rows", "Labelled rows in the last checked window", m, registry=r
+        )
+        self.rows_seen = Counter("reoptd_rows_seen", "Production rows checked", m, registry=r)
+        self.data_errors = Counter(
+            "reoptd_data_errors",
+            "Batches rejected as bad data (missing column, dtype, NaN)",
+            m,
+            registry=r,
+        )
+        self.checks = Counter(
+            "reoptd_checks",
+            "Monitoring checks by outcome (ok, failed, skipped)",
+            [*m, "outcome"],
+            registry=r,
+        )
+        self.check_duration = Histogram(
+            "reoptd_check_duration_seconds",
+            "Time one check takes",
+            m,
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.last_check = Gauge(
+            "reoptd_last_successful_check_timestamp_seconds",
+            "Time of the last successful check (Unix seconds, daemon clock)",
+            m,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "reoptd_decisions", "Policy decisions (fire or hold)", [*m, "outcome"], registry=r
+        )
+        self.reoptimizations = Counter(
+            "reoptd_reoptimizations",
+            "Re-optimization runs by trigger and outcome",
+            [*m, "trigger", "outcome"],
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "reoptd_step_duration_seconds",
+            "Time a re-optimization step takes",
+            [*m, "step"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.promotions = Counter("reoptd_promotions", "Champion promotions", m, registry=r)
+        self.rollbacks = Counter("reoptd_rollbacks", "Champion rollbacks", m, registry=r)
+        self.policy_valid = Gauge(
+            "reoptd_policy_valid", "1 if the model's policy file is valid", m, registry=r
+        )
+
+    def declare(self, policy: Policy) -> None:
+        """Create a model's series at zero so dashboards and alerts see them before any event."""
+        name = policy.model
+        for outcome in ("ok", "failed", "skipped"):
+            self.checks.labels(name, outcome)
+        for outcome in ("fire", "hold"):
+            self.decisions.labels(name, outcome)
+        for trigger in {t.kind for t in policy.triggers} | {"bootstrap"}:
+            for outcome in OUTCOMES:
+                self.reoptimizations.labels(name, trigger, outcome)
+        self.rows_seen.labels(name)
+        self.data_errors.labels(name)
+        self.promotions.labels(name)
+        self.rollbacks.labels(name)
+        self.policy_valid.labels(name).set(1)
+
+    def watch_champions(self, registry: object, clock: Clock) -> None:
+        """Export champion info, age and size read from ``registry`` at every scrape."""
+        self.registry.register(ChampionCollector(registry, clock))
+
+
+class ChampionCollector(Collector):
+    def __init__(self, registry: object, clock: Clock) -> None:
+        self._registry = registry
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "reoptd_champion_info",
+            "The champion version of each model (value 1)",
+            labels=["model", "version"],
+        )
+        age = GaugeMetricFamily(
+            "reoptd_model_age_seconds", "Time since the champion was promoted", labels=["model"]
+        )
+        size = GaugeMetricFamily(
+            "reoptd_model_size_bytes", "Size of the champion's artifact", labels=["model"]
+        )
+        versions = GaugeMetricFamily(
+            "reoptd_model_versions", "Versions registered for the model", labels=["model"]
+        )
+        try:
+            rows = list(self._rows())
+        except Exception as exc:  # a scrape must never fail because the database hiccups
+            log.warning("metrics: cannot read champions from the registry: %s", exc)
+            rows = []
+        now = self._clock.now()
+        for name, champion, since, nbytes, count in rows:
+            versions.add_metric([name], count)
+            if champion is None:
+                continue
+            info.add_metric([name, str(champion)], 1)
+            size.add_metric([name], nbytes)
+            if since is not None:
+                age.add_metric([name], max(0.0, (now - since).total_seconds()))
+        yield from (info, age, size, versions)
+
+    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int]]:
+        registry = self._registry
+        for model in registry.models():  # type: ignore[attr-defined]
+            versions = registry.versions(model.name)  # type: ignore[attr-defined]
+            nbytes = next(
+                (v.size_bytes for v in versions if v.version == model.champion_version), 0
+            )
+            yield model.name, model.champion_version, model.champion_since, nbytes, len(versions)

@@ -1,0 +1,83 @@
+"""One monitoring check: the current window against the champion's reference sample."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from reoptd.data import Source, labelled, validate_batch
+from reoptd.errors import EmptyWindow
+from reoptd.models import SklearnModel
+from reoptd.monitor._drift import FeatureDrift, feature_drift
+from reoptd.monitor._performance import evaluate
+from reoptd.policy import Policy
+
+
+@dataclass
+class Champion:
+    """The model in force and its drift reference, loaded once per version."""
+
+    version: int
+    model: SklearnModel
+    reference: pd.DataFrame
+
+
+@dataclass
+class CheckResult:
+    window_start: datetime
+    window_end: datetime
+    rows: int
+    labelled_rows: int
+    features: dict[str, FeatureDrift] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def drift_share(self) -> float:
+        if not self.features:
+            return 0.0
+        return sum(f.drifted for f in self.features.values()) / len(self.features)
+
+
+def metric_names(policy: Policy) -> list[str]:
+    """The promotion metric plus every metric a trigger watches."""
+    names = [policy.metric]
+    for trigger in policy.triggers:
+        if trigger.metric is not None:
+            name = trigger.metric.name or policy.metric
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> CheckResult:
+    """Read the window ending at ``now``, validate it, and measure drift and the metric.
+
+    Raises ``DataError`` (a bad batch: the check fails) or ``EmptyWindow`` (too few rows: the check
+    is skipped); the caller records either.
+    """
+    started = time.perf_counter()
+    start = now - policy.monitor.window
+    frame = source.read(start, now)
+    if len(frame) < policy.monitor.min_rows:
+        raise EmptyWindow(
+            f"{source.name}: {len(frame)} rows between {start:%Y-%m-%d %H:%M} and"
+            f" {now:%Y-%m-%d %H:%M} UTC, fewer than monitor.min_rows={policy.monitor.min_rows}"
+        )
+    frame = validate_batch(frame, policy, source.name)
+    result = CheckResult(
+        window_start=start,
+        window_end=now,
+        rows=len(frame),
+        labelled_rows=0,
+        features=feature_drift(policy, champion.reference, frame),
+    )
+    with_labels = labelled(frame, policy)
+    result.labelled_rows = len(with_labels)
+    if len(with_labels):
+        result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,6 @@
+"""Re-optimization: the steps (retrain, validate) and the pipeline that runs them."""
+
+from reoptd.optimize._base import RunContext, Step
+from reoptd.optimize._pipeline import STEPS, RunResult, prepare, run_pipeline
+
+__all__ = ["STEPS", "RunContext", "RunResult", "Step", "prepare", "run_pipeline"]

@@ -1,0 +1,40 @@
+"""What the steps of a re-optimization run share.
+
+The pipeline builds one ``RunContext`` and hands it to each step in the policy's order; a step
+reads what earlier steps left and adds its own part. ``Step.run`` returns the step's record
+(plain numbers and strings) that ends up in the run's report and in ``optimization_runs.steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from reoptd.models import SklearnModel
+from reoptd.monitor import Champion
+from reoptd.policy import Policy
+
+
+@dataclass
+class RunContext:
+    policy: Policy
+    now: datetime
+    train: pd.DataFrame  # labelled rows the challenger may learn from, oldest first
+    holdout: pd.DataFrame  # the newest labelled rows: neither model trained on them
+    champion: Champion | None
+    challenger: SklearnModel | None = None
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    promote: bool = False
+    reason: str = ""
+
+
+class Step(Protocol):
+    name: str
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Do the step's work on ``ctx``; return its record. Raise ``OptimizeError`` to abort."""
+        ...

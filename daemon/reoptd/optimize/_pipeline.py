@@ -1,0 +1,70 @@
+"""A re-optimization run: gather the data, run the policy's steps, decide on promotion."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reoptd.data import Source, labelled, validate_batch
+from reoptd.errors import OptimizeError
+from reoptd.monitor import Champion
+from reoptd.optimize._base import RunContext, Step
+from reoptd.optimize._retrain import Retrain
+from reoptd.optimize._validate import Validate
+from reoptd.policy import Policy, format_duration
+
+log = logging.getLogger("reoptd.optimize")
+
+STEPS: dict[str, Callable[[], Step]] = {"retrain": Retrain, "validate": Validate}
+
+
+@dataclass
+class RunResult:
+    ctx: RunContext
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def prepare(policy: Policy, source: Source, champion: Champion | None, now: datetime) -> RunContext:
+    """Split the labelled rows of the training window into train and the newest holdout."""
+    start = now - policy.train.window
+    frame = labelled(validate_batch(source.read(start, now), policy, source.name), policy)
+    frame = frame.sort_values(policy.timestamp, kind="stable").reset_index(drop=True)
+    holdout_rows = round(len(frame) * policy.promote.holdout)
+    train = frame.iloc[: len(frame) - holdout_rows]
+    holdout = frame.iloc[len(frame) - holdout_rows :]
+    if len(train) < policy.train.min_rows:
+        raise OptimizeError(
+            f"model {policy.model!r}: {len(train)} labelled training rows in the last"
+            f" {format_duration(policy.train.window)}"
+            f" (after a {policy.promote.holdout:.0%} holdout),"
+            f" fewer than train.min_rows={policy.train.min_rows}"
+        )
+    if "validate" in policy.pipeline and holdout_rows < 10:
+        raise OptimizeError(f"model {policy.model!r}: holdout of {holdout_rows} rows is too small")
+    return RunContext(policy=policy, now=now, train=train, holdout=holdout, champion=champion)
+
+
+def run_pipeline(
+    policy: Policy, source: Source, champion: Champion | None, now: datetime
+) -> RunResult:
+    """Run the policy's steps in order; raises ``OptimizeError`` if any step cannot finish."""
+    started = time.perf_counter()
+    ctx = prepare(policy, source, champion, now)
+    result = RunResult(ctx)
+    for name in policy.pipeline:
+        step = STEPS[name]()
+        t0 = time.perf_counter()
+        record = step.run(ctx)
+        record["seconds"] = round(time.perf_counter() - t0, 4)
+        result.steps[name] = record
+        log.info("%s: step %s done in %.2fs", policy.model, name, record["seconds"])
+    if "validate" not in policy.pipeline:
+        ctx.promote = ctx.challenger is not None
+        ctx.reason = "pipeline has no validate step: challenger promoted unvalidated"
+    result.seconds = time.perf_counter() - started
+    return result

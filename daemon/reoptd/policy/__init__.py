@@ -1,0 +1,21 @@
+"""Policies: the YAML files users configure re-optimization with, and the decision they drive."""
+
+from reoptd.policy._decide import CheckView, Decision, ModelState, decide
+from reoptd.policy._load import load_policies, load_policy, parse_policy
+from reoptd.policy._schema import METRICS, Policy
+from reoptd.policy._units import format_duration, parse_duration, parse_fraction
+
+__all__ = [
+    "METRICS",
+    "CheckView",
+    "Decision",
+    "ModelState",
+    "Policy",
+    "decide",
+    "format_duration",
+    "load_policies",
+    "load_policy",
+    "parse_duration",
+    "parse_fraction",
+    "parse_policy",
+]

@@ -1,0 +1,72 @@
+"""Friendly units in policy files: durations (``15m``), fractions (``20%``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"15m"``, ``"6h"``, ``"30d"``, ``"1w"``, ``"45s"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 15m, 6h or 30d, got: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration like 15m, 6h or 30d, got: {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got: {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_fraction(value: Any) -> float:
+    """``"20%"`` or ``0.2``; must lie in [0, 1]."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = float(value.strip()[:-1]) / 100
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError(f"expected a fraction like 0.2 or 20%, got: {value!r}")
+    if not 0 <= number <= 1:
+        raise ValueError(f"expected a fraction between 0 and 1 (0%-100%), got: {value!r}")
+    return number
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "type": ["string", "number"],
+            "pattern": r"^\d+(\.\d+)?(s|m|h|d|w)$",
+            "description": "a duration: 45s, 15m, 6h, 30d, 1w, or seconds",
+        }
+    ),
+]
+
+Fraction = Annotated[
+    float,
+    BeforeValidator(parse_fraction),
+    WithJsonSchema({"type": ["string", "number"], "description": "a fraction: 0.2 or 20%"}),
+]

@@ -1,0 +1,34 @@
+"""Process-wide settings, read from ``REOPTD_*`` environment variables.
+
+``REOPTD_HOME`` holds the SQLite database and the artifact store unless ``REOPTD_DB_URL`` points
+the database elsewhere (any SQLAlchemy URL, e.g. ``postgresql+psycopg://user@host/db``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_POLICY = Path(__file__).parent / "demo" / "demo.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REOPTD_")
+
+    home: Path = Field(default=Path(".reoptd"), description="state directory")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home if unset")
+    policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.home / 'reoptd.db').resolve()}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "artifacts"

@@ -1,0 +1,194 @@
+"""The whole cycle (check -> decide -> optimize -> promote) on the demo stream, simulated clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from reoptd.clock import SimulatedClock
+from reoptd.data import FileSource, _demo
+from reoptd.loop import ModelLoop
+from reoptd.metrics import Metrics
+from reoptd.policy import Policy
+from reoptd.registry import Registry
+
+
+def _run(loop: ModelLoop, clock: SimulatedClock, hours: float) -> None:
+    every = loop.policy.monitor.every
+    end = clock.now() + timedelta(hours=hours)
+    while clock.now() < end:
+        loop.cycle(clock.now())
+        clock.advance(every)
+
+
+def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promoted(
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    loop = ModelLoop(demo_policy, sqlite_registry, metrics)
+    _run(loop, clock, hours=8)
+    name = demo_policy.model
+    checks = sqlite_registry.checks(name, limit=100)
+    before = [c for c in checks if c.at <= _demo.DRIFT_AT]
+    after = [c for c in checks if _demo.DRIFT_AT + timedelta(hours=1) <= c.at]
+    assert len(before) >= 5 and all(c.status == "ok" for c in checks)
+    assert all(c.drift_share < 0.3 for c in before), [c.drift_share for c in before]
+    first_after = [c for c in after if c.champion_version == 1]
+    assert first_after and first_after[0].drift_share > 0.3
+    assert {"monthly_charges", "support_calls"} <= {
+        f for f, d in first_after[0].features.items() if d["drifted"]
+    }
+
+    runs = sqlite_registry.runs(name)
+    assert runs[0].trigger == "bootstrap" and runs[0].outcome == "promoted"
+    assert all(r.started_at > _demo.DRIFT_AT for r in runs[1:])  # no retrain before the drift
+    drift_runs = [r for r in runs if r.trigger == "drift_share" and r.outcome == "promoted"]
+    assert drift_runs, [(r.trigger, r.outcome, r.reason) for r in runs]
+
+    # The first drift-triggered challenger was validated against v1 on the same newest rows,
+    # which lie after the drift point, and beat it there.
+    v2 = sqlite_registry.version(name, drift_runs[0].challenger_version)
+    assert v2.parent_version == 1
+    assert pd.Timestamp(v2.metrics["holdout_start"]) > pd.Timestamp(_demo.DRIFT_AT)
+    assert v2.metrics["holdout"]["f1"] > v2.metrics["champion_on_holdout"]["f1"]
+    assert sqlite_registry.model(name).champion_version >= 2
+
+    decisions = [d for d in (sqlite_registry.last_decision(name),) if d]
+    assert decisions and decisions[0].reasons
+    assert metrics.registry.get_sample_value("reoptd_promotions_total", {"model": name}) == len(
+        [r for r in runs if r.outcome == "promoted"]
+    )
+    assert metrics.registry.get_sample_value(
+        "reoptd_reoptimizations_total",
+        {"model": name, "trigger": "drift_share", "outcome": "promoted"},
+    ) == len(drift_runs)
+
+
+def test_cooldown_holds_a_run_the_triggers_ask_for(
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    from sqlmodel import select
+
+    from reoptd.registry import DecisionRow
+
+    policy = demo_policy.model_copy(deep=True)
+    policy.guards.cooldown = timedelta(days=1)
+    loop = ModelLoop(policy, sqlite_registry, metrics)
+    _run(loop, clock, hours=6)
+    assert [r.trigger for r in sqlite_registry.runs(policy.model)] == ["bootstrap"]
+    with sqlite_registry.session() as s:
+        held = [d for d in s.exec(select(DecisionRow)) if d.triggers and not d.fire]
+    assert held, "the drift trigger should have fired and been held"
+    assert "cooldown: last run" in held[0].reasons and "< 1d" in held[0].reasons
+
+
+def _write(frame: pd.DataFrame, path) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def test_bad_batches_fail_the_check_with_the_column_named_and_the_daemon_goes_on(
+    demo_policy: Policy,
+    sqlite_registry: Registry,
+    clock: SimulatedClock,
+    metrics: Metrics,
+    tmp_path,
+) -> None:
+    source = _demo.DemoSource()
+    history = source.read(_demo.START - timedelta(hours=4), _demo.START)
+    _write(history, tmp_path / "000-history.parquet")
+    policy = demo_policy.model_copy(deep=True)
+    file_source = FileSource(
+        str(tmp_path / "*.parquet"), policy.timestamp, required=policy.features.all
+    )
+    loop = ModelLoop(policy, sqlite_registry, metrics, source=file_source)
+    loop.cycle(clock.now())  # bootstrap v1 from the files
+    assert sqlite_registry.model(policy.model).champion_version == 1
+
+    def feed(name: str, spoil=None):
+        """Write the next hour of the stream as one file (spoiled if asked), then check."""
+        start = clock.now()
+        frame = source.read(start, start + timedelta(hours=1))
+        if spoil is not None:
+            frame = spoil(frame)
+        _write(frame, tmp_path / name)
+        clock.advance(timedelta(hours=1))
+        row = loop.cycle(clock.now()).check
+        if spoil is not None:
+            (tmp_path / name).unlink()  # the operator removes the bad file
+        return row
+
+    errors = {"model": policy.model}
+    # A batch without the contract column: the check fails naming file and column.
+    row = feed("001.parquet", lambda f: f.drop(columns=["contract"]))
+    assert row.status == "failed" and "001.parquet: feature column 'contract' is missing" in (
+        row.reason
+    )
+    assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 1
+
+    # Text in a numerical column, then a NaN: each named.
+    row = feed("002.parquet", lambda f: f.assign(tenure=f["tenure"].astype(str)))
+    assert row.status == "failed" and "'tenure' should be numerical" in row.reason
+
+    def hole(f: pd.DataFrame) -> pd.DataFrame:
+        f.loc[3, "monthly_charges"] = float("nan")
+        return f
+
+    row = feed("003.parquet", hole)
+    assert row.status == "failed" and "'monthly_charges' has 1 missing" in row.reason
+    assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 3
+
+    # Good data again: the check succeeds; the champion never changed.
+    row = feed("004.parquet")
+    assert row.status == "ok" and row.rows > 0
+    assert sqlite_registry.model(policy.model).champion_version == 1
+
+
+def test_an_empty_window_is_skipped_with_the_reason(
+    demo_policy: Policy,
+    sqlite_registry: Registry,
+    clock: SimulatedClock,
+    metrics: Metrics,
+    tmp_path,
+) -> None:
+    source = _demo.DemoSource()
+    _write(source.read(_demo.START - timedelta(hours=4), _demo.START), tmp_path / "a.parquet")
+    loop = ModelLoop(
+        demo_policy, sqlite_registry, metrics, source=FileSource(str(tmp_path / "*.parquet"), "ts")
+    )
+    loop.cycle(clock.now())
+    clock.advance(timedelta(days=1))  # nothing arrived since
+    row = loop.cycle(clock.now()).check
+    assert row.status == "skipped" and "0 rows" in row.reason
+    assert (
+        metrics.registry.get_sample_value(
+            "reoptd_checks_total", {"model": demo_policy.model, "outcome": "skipped"}
+        )
+        == 1
+    )
+
+
+def test_a_corrupt_champion_artifact_fails_the_check_and_is_not_replaced_silently(
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    loop = ModelLoop(demo_policy, sqlite_registry, metrics)
+    loop.cycle(clock.now())
+    champion = sqlite_registry.champion(demo_policy.model)
+    sqlite_registry.artifacts.path(champion.sha256).write_bytes(b"bit rot")
+    fresh = ModelLoop(demo_policy, sqlite_registry, metrics)  # as after a restart
+    clock.advance(timedelta(minutes=30))
+    row = fresh.cycle(clock.now()).check
+    assert row.status == "failed" and "corrupt" in row.reason
+    assert sqlite_registry.model(demo_policy.model).champion_version == champion.version
+
+
+@pytest.mark.parametrize("steps", [["retrain"]])
+def test_a_pipeline_without_validate_promotes_and_says_so(
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics, steps
+) -> None:
+    policy = demo_policy.model_copy(deep=True)
+    policy.pipeline = steps
+    loop = ModelLoop(policy, sqlite_registry, metrics)
+    loop.cycle(clock.now())
+    run = loop.optimize(clock.now() + timedelta(hours=1), trigger="manual")
+    assert run.outcome == "promoted" and "unvalidated" in run.reason

@@ -1,0 +1,177 @@
+"""The live service: APScheduler jobs, /metrics scraped over real HTTP, the CLI daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from reoptd.clock import AcceleratedClock
+from reoptd.data import _demo
+from reoptd.loop import ModelLoop
+from reoptd.metrics import Metrics
+from reoptd.policy import Policy
+from reoptd.registry import Registry
+from reoptd.service import Service
+from reoptd.settings import DEMO_POLICY
+
+REOPTD = str(Path(sys.executable).parent / "reoptd")
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _value(samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def test_service_detects_drift_promotes_and_exports_it_on_metrics(
+    demo_policy: Policy, sqlite_registry: Registry
+) -> None:
+    clock = AcceleratedClock(_demo.START, speed=3000)  # a 30 min check every 0.6 s
+    metrics = Metrics()
+    metrics.watch_champions(sqlite_registry, clock)
+    service = Service(
+        [ModelLoop(demo_policy, sqlite_registry, metrics)], clock, metrics, metrics_port=0
+    )
+    service.start()
+    name = demo_policy.model
+    try:
+        deadline = time.monotonic() + 90
+        samples: dict = {}
+        while time.monotonic() < deadline:
+            samples = _scrape(service.metrics_url)
+            if (_value(samples, "reoptd_promotions_total", model=name) or 0) >= 2:
+                break
+            time.sleep(0.5)
+    finally:
+        service.stop()
+    assert (_value(samples, "reoptd_promotions_total", model=name) or 0) >= 2, samples
+    assert _value(samples, "reoptd_drift_share", model=name) is not None
+    assert _value(samples, "reoptd_checks_total", model=name, outcome="ok") >= 3
+    fired = _value(
+        samples,
+        "reoptd_reoptimizations_total",
+        model=name,
+        trigger="drift_share",
+        outcome="promoted",
+    )
+    assert fired >= 1
+    champion = sqlite_registry.model(name).champion_version
+    assert _value(samples, "reoptd_champion_info", model=name, version=str(champion)) == 1
+    assert _value(samples, "reoptd_model_size_bytes", model=name) > 0
+    assert _value(samples, "reoptd_feature_drift_score", model=name, feature="tenure") is not None
+    assert _value(samples, "reoptd_check_duration_seconds_count", model=name) >= 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shutil.copy(DEMO_POLICY, policies / "demo.yaml")
+    (policies / "broken.yaml").write_text(
+        DEMO_POLICY.read_text()
+        .replace("model: demo_churn", "model: other")
+        .replace("cooldown:", "coldown:")
+    )
+    env = {**os.environ, "REOPTD_HOME": str(tmp_path / "home")}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            REOPTD,
+            "run",
+            "--policies",
+            str(policies),
+            "--clock",
+            "simulated",
+            "--speed",
+            "2000",
+            "--metrics-port",
+            str(port),
+            "--exit-after",
+            "120",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        status: dict = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            out = subprocess.run(
+                [REOPTD, "status", "--json"], env=env, capture_output=True, text=True
+            )
+            if out.returncode == 0:
+                status = json.loads(out.stdout)
+                models = status["models"]
+                if models and (models[0]["champion_version"] or 0) >= 2:
+                    break
+        scraped = _scrape(f"http://127.0.0.1:{port}/metrics")
+        stop_started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+        stopped_in = time.monotonic() - stop_started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert stopped_in < 10
+    assert "broken.yaml" in output and "did you mean `cooldown`" in output
+    assert "skipping policy" in output and "Traceback" not in output
+    assert "received SIGTERM" in output and "stopped" in output
+
+    (model,) = status["models"]
+    assert set(model) >= {
+        "name",
+        "champion_version",
+        "versions",
+        "last_check",
+        "drift_share",
+        "last_decision",
+    }
+    assert model["name"] == "demo_churn" and model["champion_version"] >= 2
+    assert model["versions"] >= 2 and model["last_decision"]["reasons"]
+    assert _value(scraped, "reoptd_promotions_total", model="demo_churn") >= 2
+
+
+def test_check_command_runs_one_cycle_and_errors_are_not_tracebacks(tmp_path: Path) -> None:
+    env = {**os.environ, "REOPTD_HOME": str(tmp_path)}
+    first = subprocess.run([REOPTD, "check", "demo_churn"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "promoted v1" in first.stderr
+    second = subprocess.run(
+        [REOPTD, "check", "demo_churn"], env=env, capture_output=True, text=True
+    )
+    assert second.returncode == 0 and "check v1 rows=" in second.stderr
+    missing = subprocess.run([REOPTD, "check", "nope"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert "no model named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+    shown = subprocess.run(
+        [REOPTD, "models", "show", "demo_churn"], env=env, capture_output=True, text=True
+    )
+    assert "v1\tchampion" in shown.stdout
