@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_POLICY = Path(__file__).parent / "demo" / "demo.yaml"
@@ -22,6 +22,17 @@ class Settings(BaseSettings):
     policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _empty_home_is_default(cls, value: object) -> object:
+        # REOPTD_HOME="" (an unset shell variable) must not scatter state into the cwd.
+        return ".reoptd" if value in ("", None) else value
+
+    @field_validator("db_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def database_url(self) -> str:

@@ -114,13 +114,19 @@ class Trigger(_Block):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
-        if len(self.model_fields_set) != 1:
-            raise ValueError("each trigger needs exactly one of: drift_share, metric, max_age")
+        # Keys written without a value (`- max_age:`) count as absent, not as set.
+        if len(self._given()) != 1:
+            raise ValueError(
+                "each trigger needs exactly one of: drift_share, metric, max_age (with a value)"
+            )
         return self
+
+    def _given(self) -> list[str]:
+        return [k for k in ("drift_share", "metric", "max_age") if getattr(self, k) is not None]
 
     @property
     def kind(self) -> str:
-        return next(iter(self.model_fields_set))
+        return self._given()[0]
 
 
 class Guards(_Block):

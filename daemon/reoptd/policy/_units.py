@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -17,16 +19,18 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 15m, 6h or 30d, got: {value!r}")
+        raise ValueError("expected a duration like 15m, 6h or 30d")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise ValueError(f"expected a duration like 15m, 6h or 30d, got: {value!r}")
+            raise ValueError("expected a duration like 15m, 6h or 30d")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds < 0:
-        raise ValueError(f"a duration cannot be negative, got: {value!r}")
+        raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds > _MAX_SECONDS:
+        raise ValueError("a duration must be finite and at most 100 years")
     return timedelta(seconds=seconds)
 
 
@@ -42,13 +46,16 @@ def format_duration(delta: timedelta) -> str:
 def parse_fraction(value: Any) -> float:
     """``"20%"`` or ``0.2``; must lie in [0, 1]."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        number = float(value.strip()[:-1]) / 100
+        try:
+            number = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError("expected a fraction like 0.2 or 20%") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     else:
-        raise ValueError(f"expected a fraction like 0.2 or 20%, got: {value!r}")
+        raise ValueError("expected a fraction like 0.2 or 20%")
     if not 0 <= number <= 1:
-        raise ValueError(f"expected a fraction between 0 and 1 (0%-100%), got: {value!r}")
+        raise ValueError("expected a fraction between 0 and 1 (0%-100%)")
     return number
 
 
