@@ -26,6 +26,7 @@ def _run(loop: ModelLoop, clock: SimulatedClock, hours: float) -> None:
 def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promoted(
     demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
 ) -> None:
+    metrics.watch_champions(sqlite_registry, clock)
     loop = ModelLoop(demo_policy, sqlite_registry, metrics)
     _run(loop, clock, hours=8)
     name = demo_policy.model
@@ -192,3 +193,30 @@ def test_a_pipeline_without_validate_promotes_and_says_so(
     loop.cycle(clock.now())
     run = loop.optimize(clock.now() + timedelta(hours=1), trigger="manual")
     assert run.outcome == "promoted" and "unvalidated" in run.reason
+
+
+def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_runs_closed(
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    from reoptd.registry import RunRow
+
+    metrics.watch_champions(sqlite_registry, clock)
+    loop = ModelLoop(demo_policy, sqlite_registry, metrics)
+    loop.cycle(clock.now())
+    loop.optimize(clock.now(), trigger="manual")
+    name = demo_policy.model
+    if sqlite_registry.model(name).champion_version == 1:
+        sqlite_registry.promote(name, 2, at=clock.now())
+    # Another process (the CLI) rolls back: the scrape sees it, no in-process counter needed.
+    other = Registry(sqlite_registry.url, sqlite_registry.artifacts)
+    other.rollback(name, at=clock.now())
+    get = metrics.registry.get_sample_value
+    assert get("reoptd_promotions_total", {"model": name}) == 2
+    assert get("reoptd_rollbacks_total", {"model": name}) == 1
+    assert get("reoptd_champion_info", {"model": name, "version": "1"}) == 1
+
+    model_id = sqlite_registry.model(name).id
+    sqlite_registry.add(RunRow(model_id=model_id, started_at=clock.now(), trigger="drift_share"))
+    ModelLoop(demo_policy, sqlite_registry, metrics)  # a restart after a kill mid-run
+    last = sqlite_registry.runs(name)[-1]
+    assert last.outcome == "failed" and last.reason.startswith("interrupted")

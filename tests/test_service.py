@@ -175,3 +175,35 @@ def test_check_command_runs_one_cycle_and_errors_are_not_tracebacks(tmp_path: Pa
         [REOPTD, "models", "show", "demo_churn"], env=env, capture_output=True, text=True
     )
     assert "v1\tchampion" in shown.stdout
+
+
+def test_optimize_promote_and_rollback_from_the_cli(tmp_path: Path) -> None:
+    env = {**os.environ, "REOPTD_HOME": str(tmp_path / "home")}
+
+    def reoptd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([REOPTD, *args], env=env, capture_output=True, text=True)
+
+    assert reoptd("check", "demo_churn").returncode == 0  # bootstraps v1
+    report = tmp_path / "run.json"
+    forced = reoptd("optimize", "demo_churn", "--report", str(report))
+    assert forced.returncode == 0, forced.stderr
+    document = json.loads(report.read_text())
+    assert document["trigger"] == "manual" and document["challenger_version"] == 2
+    assert document["outcome"] in ("promoted", "rejected") and document["reason"]
+    assert set(document["steps"]) == {"retrain", "validate"}
+    assert document["policy"]["model"] == "demo_churn"
+
+    def champion() -> int:
+        return json.loads(reoptd("status", "--json").stdout)["models"][0]["champion_version"]
+
+    if document["outcome"] == "rejected":
+        promoted = reoptd("models", "promote", "demo_churn", "2")
+        assert promoted.returncode == 0 and "v1 -> v2" in promoted.stdout
+    assert champion() == 2
+    rolled = reoptd("models", "rollback", "demo_churn")
+    assert rolled.returncode == 0 and "v2 -> v1" in rolled.stdout
+    assert champion() == 1
+    listed = reoptd("models", "list")
+    assert "demo_churn\tclassification\tchampion v1\t2 versions" in listed.stdout
+    again = reoptd("models", "promote", "demo_churn", "1")
+    assert again.returncode == 1 and "already the champion" in again.stderr

@@ -144,6 +144,48 @@ def check(
 
 
 @app.command()
+def optimize(
+    model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
+    policies: PoliciesOpt = None,
+    clock: ClockOpt = "auto",
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the run as JSON: model, trigger, outcome, reason, champion_version, "
+            "challenger_version, seconds, steps {step: {seconds, ...}}, policy."
+        ),
+    ] = None,
+) -> None:
+    """Re-optimize MODEL now, whatever its triggers say: run its pipeline, validate, promote if
+    the challenger wins. Exit 1 if the run failed."""
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+
+    _logging()
+    settings = _settings(policies)
+    policy = assemble.find_policy(settings.policies, model)
+    registry = assemble.open_registry(settings)
+    the_clock = assemble.make_clock(clock, [policy], registry)
+    run_row = ModelLoop(policy, registry, Metrics()).optimize(the_clock.now(), trigger="manual")
+    if report is not None:
+        document = {
+            "model": model,
+            "trigger": run_row.trigger,
+            "outcome": run_row.outcome,
+            "reason": run_row.reason,
+            "champion_version": run_row.champion_version,
+            "challenger_version": run_row.challenger_version,
+            "started_at": _iso(run_row.started_at),
+            "seconds": run_row.seconds,
+            "steps": run_row.steps,
+            "policy": policy.model_dump(mode="json", by_alias=True),
+        }
+        report.write_text(json.dumps(document, indent=2))
+    if run_row.outcome == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

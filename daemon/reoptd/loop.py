@@ -52,6 +52,8 @@ class ModelLoop:
         self.source = source if source is not None else open_source(policy)
         self._champion: Champion | None = None
         metrics.declare(policy)
+        # A run still "running" in the database was cut off by a crash or a kill: say so.
+        registry.close_interrupted_runs(policy.model)
 
     @property
     def name(self) -> str:
@@ -201,7 +203,6 @@ class ModelLoop:
                 self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
             if result.ctx.promote:
                 self.registry.promote(self.name, version.version, at=now, reason=result.ctx.reason)
-                self.metrics.promotions.labels(self.name).inc()
                 run.outcome = "promoted"
             else:
                 self.registry.set_status(self.name, version.version, "rejected")

@@ -1,21 +1,26 @@
 """Every Prometheus metric reoptd exports, built against an injectable ``CollectorRegistry``.
 
-Events (checks, runs, promotions) are counted where they happen; state that can be read at
-scrape time (champion version, model age and size) comes from ``ChampionCollector``, which asks
-the registry database, so it is never stale after a restart or a promotion from the CLI.
+Events of a cycle (checks, decisions, runs) are counted where they happen. Everything the
+registry database records durably (champion version, model age and size, promotions and
+rollbacks) is read at scrape time by ``ChampionCollector``, so it is never stale after a restart
+and counts a promotion or rollback made from the CLI in another process.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from reoptd.clock import Clock
 from reoptd.policy import Policy
+
+if TYPE_CHECKING:
+    from reoptd.registry import Registry
 
 log = logging.getLogger("reoptd.metrics")
 
@@ -100,8 +105,6 @@ class Metrics:
             buckets=_SECONDS,
             registry=r,
         )
-        self.promotions = Counter("reoptd_promotions", "Champion promotions", m, registry=r)
-        self.rollbacks = Counter("reoptd_rollbacks", "Champion rollbacks", m, registry=r)
         self.policy_valid = Gauge(
             "reoptd_policy_valid", "1 if the model's policy file is valid", m, registry=r
         )
@@ -118,17 +121,15 @@ class Metrics:
                 self.reoptimizations.labels(name, trigger, outcome)
         self.rows_seen.labels(name)
         self.data_errors.labels(name)
-        self.promotions.labels(name)
-        self.rollbacks.labels(name)
         self.policy_valid.labels(name).set(1)
 
-    def watch_champions(self, registry: object, clock: Clock) -> None:
+    def watch_champions(self, registry: Registry, clock: Clock) -> None:
         """Export champion info, age and size read from ``registry`` at every scrape."""
         self.registry.register(ChampionCollector(registry, clock))
 
 
 class ChampionCollector(Collector):
-    def __init__(self, registry: object, clock: Clock) -> None:
+    def __init__(self, registry: Registry, clock: Clock) -> None:
         self._registry = registry
         self._clock = clock
 
@@ -147,27 +148,49 @@ class ChampionCollector(Collector):
         versions = GaugeMetricFamily(
             "reoptd_model_versions", "Versions registered for the model", labels=["model"]
         )
+        promotions = CounterMetricFamily(
+            "reoptd_promotions",
+            "Champion promotions (from the registry's event log)",
+            labels=["model"],
+        )
+        rollbacks = CounterMetricFamily(
+            "reoptd_rollbacks",
+            "Champion rollbacks (from the registry's event log)",
+            labels=["model"],
+        )
         try:
             rows = list(self._rows())
         except Exception as exc:  # a scrape must never fail because the database hiccups
             log.warning("metrics: cannot read champions from the registry: %s", exc)
             rows = []
         now = self._clock.now()
-        for name, champion, since, nbytes, count in rows:
+        for name, champion, since, nbytes, count, events in rows:
             versions.add_metric([name], count)
+            promotions.add_metric([name], events.get("promote", 0))
+            rollbacks.add_metric([name], events.get("rollback", 0))
             if champion is None:
                 continue
             info.add_metric([name, str(champion)], 1)
             size.add_metric([name], nbytes)
             if since is not None:
                 age.add_metric([name], max(0.0, (now - since).total_seconds()))
-        yield from (info, age, size, versions)
+        yield from (info, age, size, versions, promotions, rollbacks)
 
-    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int]]:
+    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int, dict[str, int]]]:
         registry = self._registry
-        for model in registry.models():  # type: ignore[attr-defined]
-            versions = registry.versions(model.name)  # type: ignore[attr-defined]
+        for model in registry.models():
+            versions = registry.versions(model.name)
             nbytes = next(
                 (v.size_bytes for v in versions if v.version == model.champion_version), 0
             )
-            yield model.name, model.champion_version, model.champion_since, nbytes, len(versions)
+            events: dict[str, int] = {}
+            for event in registry.events(model.name):
+                events[event.kind] = events.get(event.kind, 0) + 1
+            yield (
+                model.name,
+                model.champion_version,
+                model.champion_since,
+                nbytes,
+                len(versions),
+                events,
+            )

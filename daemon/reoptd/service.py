@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import start_http_server
 
 from reoptd.clock import Clock
+from reoptd.errors import ReoptdError
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 
@@ -57,9 +58,16 @@ class Service:
         return f"http://{self.metrics_host}:{port}/metrics"
 
     def start(self) -> None:
-        self._server, self._server_thread = start_http_server(
-            self.metrics_port, addr=self.metrics_host, registry=self.metrics.registry
-        )
+        try:
+            self._server, self._server_thread = start_http_server(
+                self.metrics_port, addr=self.metrics_host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise ReoptdError(
+                f"cannot serve /metrics on {self.metrics_host}:{self.metrics_port}: "
+                f"{exc.strerror} (another reoptd running? choose a port with --metrics-port "
+                "or REOPTD_METRICS_PORT)"
+            ) from None
         for loop in self.loops:
             every = self.clock.real_seconds(loop.policy.monitor.every)
             self.scheduler.add_job(

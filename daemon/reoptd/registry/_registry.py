@@ -266,6 +266,25 @@ class Registry:
             query = select(RunRow).where(RunRow.model_id == model.id)
             return list(s.exec(query.order_by(RunRow.id)))
 
+    def close_interrupted_runs(self, name: str) -> int:
+        """Mark runs left ``running`` by a process that died as failed; return how many."""
+        try:
+            model = self.model(name)
+        except ModelNotFound:
+            return 0
+        with self.session() as s:
+            stale = list(
+                s.exec(
+                    select(RunRow).where(RunRow.model_id == model.id, RunRow.outcome == "running")
+                )
+            )
+            for run in stale:
+                run.outcome = "failed"
+                run.reason = "interrupted: the daemon stopped before the run finished"
+                s.add(run)
+            s.commit()
+        return len(stale)
+
     def history(self, name: str, limit: int = 50) -> list[CheckView]:
         return [
             CheckView(
