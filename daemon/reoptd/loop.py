@@ -62,6 +62,7 @@ class ModelLoop:
     def update_policy(self, policy: Policy) -> None:
         self.policy = policy
         self.source = open_source(policy)
+        self._champion = None  # drift settings may have changed: rebuild the detector
 
     # -- the cycle ------------------------------------------------------------------------------
 

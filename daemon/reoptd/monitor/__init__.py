@@ -1,16 +1,23 @@
 """Monitoring: drift per feature (Evidently), the policy's metric on labelled rows."""
 
 from reoptd.monitor._check import Champion, CheckResult, check, metric_names
-from reoptd.monitor._drift import FeatureDrift, feature_drift
+from reoptd.monitor._drift import (
+    DriftDetector,
+    FeatureDrift,
+    feature_drift,
+    feature_drift_report,
+)
 from reoptd.monitor._performance import evaluate, score
 
 __all__ = [
     "Champion",
     "CheckResult",
+    "DriftDetector",
     "FeatureDrift",
     "check",
     "evaluate",
     "feature_drift",
+    "feature_drift_report",
     "metric_names",
     "score",
 ]

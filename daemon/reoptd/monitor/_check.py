@@ -11,18 +11,28 @@ import pandas as pd
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import EmptyWindow
 from reoptd.models import SklearnModel
-from reoptd.monitor._drift import FeatureDrift, feature_drift
+from reoptd.monitor._drift import DriftDetector, FeatureDrift
 from reoptd.monitor._performance import evaluate
 from reoptd.policy import Policy
 
 
 @dataclass
 class Champion:
-    """The model in force and its drift reference, loaded once per version."""
+    """The model in force and its drift reference, loaded once per version.
+
+    The drift detector prepares the reference side once and is reused by every check while this
+    champion stays in force.
+    """
 
     version: int
     model: SklearnModel
     reference: pd.DataFrame
+    _detector: DriftDetector | None = field(default=None, repr=False)
+
+    def detector(self, policy: Policy) -> DriftDetector:
+        if self._detector is None:
+            self._detector = DriftDetector(policy, self.reference)
+        return self._detector
 
 
 @dataclass
@@ -73,7 +83,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         window_end=now,
         rows=len(frame),
         labelled_rows=0,
-        features=feature_drift(policy, champion.reference, frame),
+        features=champion.detector(policy).check(frame),
     )
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
