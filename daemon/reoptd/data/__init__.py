@@ -8,6 +8,7 @@ import pandas as pd
 
 from reoptd.data._demo import DemoSource
 from reoptd.data._files import FileSource, parse_timestamps, read_table
+from reoptd.data._replay import ReplaySource, naive_utc
 from reoptd.data._validate import labelled, validate_batch
 from reoptd.policy import Policy
 
@@ -32,8 +33,10 @@ def open_source(policy: Policy) -> Source:
 __all__ = [
     "DemoSource",
     "FileSource",
+    "ReplaySource",
     "Source",
     "labelled",
+    "naive_utc",
     "open_source",
     "parse_timestamps",
     "read_table",

@@ -1,0 +1,240 @@
+"""Replaying a history through the daemon's own loop, scoring it prequentially.
+
+The backtest drives the very ``ModelLoop.cycle`` the live daemon runs (check -> decide ->
+optimize -> promote), on a simulated clock, against a ``ReplaySource`` of the file. Each step's
+rows are scored by the champion in force before the step, next to two baselines scored on the
+same rows in the same run: ``static`` (the warm-up model, never changed) and ``periodic``
+(retrained before every step on the policy's training window).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from reoptd.backtest._history import (
+    BacktestError,
+    Span,
+    Steps,
+    cut_steps,
+    label_times,
+    load_history,
+)
+from reoptd.data import ReplaySource, labelled
+from reoptd.errors import OptimizeError
+from reoptd.loop import CycleOutcome, ModelLoop
+from reoptd.metrics import Metrics
+from reoptd.models import SklearnModel
+from reoptd.monitor import score
+from reoptd.policy import Policy
+from reoptd.registry import Registry
+
+log = logging.getLogger("reoptd.backtest")
+
+NO_DELAY = Span(rows=0)
+
+
+@dataclass
+class _Scored:
+    """Predictions of one contender over all scored rows, and its per-step metric."""
+
+    pred: list[np.ndarray] = field(default_factory=list)
+    proba: list[np.ndarray] = field(default_factory=list)
+    retrains: int = 0
+    promotions: int = 0
+    optimize_seconds: float = 0.0
+
+    def add(
+        self, model: SklearnModel, rows: pd.DataFrame, y: np.ndarray, metric: str
+    ) -> float | None:
+        """Score ``rows`` with ``model``; keep the predictions; return the step's metric."""
+        if rows.empty:
+            return None
+        pred = model.predict(rows)
+        proba = model.predict_score(rows) if metric == "roc_auc" else None
+        self.pred.append(pred)
+        if proba is not None:
+            self.proba.append(proba)
+        return _clean(score(metric, y, pred, proba))
+
+
+def run_backtest(
+    policy: Policy,
+    data: Path,
+    *,
+    warmup: Span,
+    step: Span,
+    label_delay: Span = NO_DELAY,
+    time_column: str | None = None,
+    home: Path | None = None,
+    progress: bool = True,
+    policy_file: str | None = None,
+) -> dict[str, Any]:
+    """Run the backtest and return its report (``reoptd backtest --help`` names the fields).
+
+    Bad input (missing columns, an unparseable time column, a warm-up longer than the data)
+    raises ``BacktestError`` before any work starts. State goes to a temporary SQLite home
+    unless ``home`` is given.
+    """
+    started = time.perf_counter()
+    history = load_history(data, policy, time_column)
+    steps = cut_steps(history, warmup, step)
+    source = ReplaySource(
+        history.frame,
+        history.policy.timestamp,
+        history.policy.target,
+        label_times(history, label_delay),
+    )
+    with tempfile.TemporaryDirectory(prefix="reoptd-backtest-") as tmp:
+        root = home if home is not None else Path(tmp)
+        registry = Registry(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
+        try:
+            report = _replay(history.policy, history.frame, steps, source, registry, progress)
+        finally:
+            registry.close()
+    return {
+        "policy": history.policy.model_dump(mode="json", by_alias=True),
+        "policy_file": policy_file,
+        "data": str(data),
+        "metric": history.policy.metric,
+        "higher_is_better": history.policy.higher_is_better(),
+        "rows_scored": report.pop("rows_scored"),
+        "steps": len(steps.starts),
+        "seconds": round(time.perf_counter() - started, 3),
+        "options": {
+            "warmup": str(warmup),
+            "step": str(step),
+            "label_delay": str(label_delay),
+            "time_column": None if history.synthetic_time else history.policy.timestamp,
+        },
+        **report,
+    }
+
+
+def _replay(
+    policy: Policy,
+    frame: pd.DataFrame,
+    steps: Steps,
+    source: ReplaySource,
+    registry: Registry,
+    progress: bool,
+) -> dict[str, Any]:
+    metric, target = policy.metric, policy.target
+    loop = ModelLoop(policy, registry, Metrics(), source=source)
+    boot = loop.cycle(steps.starts[0].to_pydatetime())
+    if boot.run is None or boot.run.outcome != "promoted":
+        reason = boot.run.reason if boot.run else "no run"
+        raise BacktestError(f"the warm-up model could not be trained: {reason}")
+    static_model = periodic_model = loop.champion().model
+    served, static, periodic = _Scored(), _Scored(), _Scored()
+    truth: list[np.ndarray] = []
+    timeline: list[dict[str, Any]] = []
+    last_cycle = steps.starts[0]
+    count = len(steps.starts)
+    bar = tqdm(total=count, desc="backtest", unit="step", disable=not progress, mininterval=0.5)
+    for k, start in enumerate(steps.starts):
+        end = steps.starts[k + 1] if k + 1 < count else steps.end
+        outcome: CycleOutcome | None = None
+        if k > 0 and start - last_cycle >= policy.monitor.every:
+            outcome = loop.cycle(start.to_pydatetime())
+            last_cycle = start
+        champion = loop.champion()
+
+        t0 = time.perf_counter()
+        train = labelled(source.read(start - policy.train.window, start), policy)
+        if len(train) >= policy.train.min_rows:
+            try:
+                periodic_model = SklearnModel.build(policy).fit(train, train[target])
+                periodic.retrains += 1
+                periodic.promotions += 1
+            except OptimizeError as exc:
+                log.warning("periodic baseline kept its model at step %d: %s", k, exc)
+        periodic.optimize_seconds += time.perf_counter() - t0
+
+        rows = frame.iloc[steps.bounds[k] : steps.bounds[k + 1]]
+        rows = rows[rows[target].notna()]
+        y = rows[target].to_numpy()
+        if len(y):
+            truth.append(y)
+        entry: dict[str, Any] = {
+            "step": k,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "rows": len(rows),
+            "champion_version": champion.version,
+            "served": served.add(champion.model, rows, y, metric),
+            "static": static.add(static_model, rows, y, metric),
+            "periodic": periodic.add(periodic_model, rows, y, metric),
+            "drift_share": None,
+            "decision": "bootstrap" if k == 0 else None,
+            "promoted": False,
+        }
+        _describe(entry, outcome)
+        timeline.append(entry)
+        bar.set_postfix(champion=f"v{champion.version}", drift=entry["drift_share"], refresh=False)
+        bar.update()
+    bar.close()
+
+    runs = [r for r in registry.runs(policy.model) if r.trigger != "bootstrap"]
+    served.retrains = sum(r.challenger_version is not None for r in runs)
+    served.promotions = sum(r.outcome == "promoted" for r in runs)
+    served.optimize_seconds = sum(r.seconds for r in runs)
+    y_all = np.concatenate(truth) if truth else np.array([])
+    return {
+        "rows_scored": len(y_all),
+        "served": _summary(served, metric, y_all),
+        "baselines": {
+            "static": _summary(static, metric, y_all),
+            "periodic": _summary(periodic, metric, y_all),
+        },
+        "timeline": timeline,
+    }
+
+
+def _describe(entry: dict[str, Any], outcome: CycleOutcome | None) -> None:
+    if outcome is None:
+        return
+    check = outcome.check
+    if check is not None and check.status != "ok":
+        entry["decision"] = f"check {check.status}: {check.reason}"
+        return
+    if check is not None and check.drift_share is not None:
+        entry["drift_share"] = round(check.drift_share, 4)
+    if outcome.decision is None:
+        return
+    if not outcome.decision.fire:
+        entry["decision"] = "hold"
+        if outcome.decision.triggers:
+            entry["decision"] = "held by guards: " + outcome.decision.summary
+        return
+    run = outcome.run
+    verdict = f"{run.outcome} v{run.challenger_version}" if run else "no run"
+    entry["decision"] = f"re-optimize ({', '.join(outcome.decision.triggers)}): {verdict}"
+    entry["promoted"] = run is not None and run.outcome == "promoted"
+
+
+def _summary(scored: _Scored, metric: str, y: np.ndarray) -> dict[str, Any]:
+    value = None
+    if scored.pred:
+        pred = np.concatenate(scored.pred)
+        proba = np.concatenate(scored.proba) if scored.proba else None
+        value = _clean(score(metric, y, pred, proba))
+    return {
+        "value": value,
+        "retrains": scored.retrains,
+        "promotions": scored.promotions,
+        "optimize_seconds": round(scored.optimize_seconds, 3),
+    }
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 6)

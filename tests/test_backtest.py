@@ -1,0 +1,205 @@
+"""Backtests replay a history through the daemon's own loop and score it prequentially."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reoptd.backtest import BacktestError, Span, parse_span, plot_report, run_backtest
+from reoptd.backtest._history import cut_steps, label_times, load_history
+from reoptd.data import ReplaySource, _demo
+from reoptd.policy import Policy
+from reoptd.settings import DEMO_POLICY
+
+REOPTD = str(Path(sys.executable).parent / "reoptd")
+TOP = {"policy", "metric", "rows_scored", "steps", "seconds", "served", "baselines", "timeline"}
+PART = {"value", "retrains", "promotions", "optimize_seconds"}
+ENTRY = {
+    "step",
+    "start",
+    "end",
+    "champion_version",
+    "served",
+    "static",
+    "periodic",
+    "drift_share",
+    "decision",
+}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve hours of the demo stream, all labels present; drift three hours after warm-up."""
+    source = _demo.DemoSource(label_delay=timedelta(0))
+    frame = source.read(_demo.START - timedelta(hours=3), _demo.START + timedelta(hours=9))
+    path = tmp_path_factory.mktemp("history") / "history.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(history: Path) -> dict:
+    from reoptd.policy import load_policy
+
+    return run_backtest(
+        load_policy(DEMO_POLICY),
+        history,
+        warmup=parse_span("3h", "--warmup"),
+        step=parse_span("30m", "--step"),
+        label_delay=parse_span("30m", "--label-delay"),
+        progress=False,
+    )
+
+
+def test_served_beats_static_with_fewer_retrains_than_periodic(report: dict) -> None:
+    served, static, periodic = (
+        report["served"],
+        report["baselines"]["static"],
+        report["baselines"]["periodic"],
+    )
+    assert served["value"] > static["value"] + 0.05
+    assert 1 <= served["retrains"] < periodic["retrains"]
+    assert served["promotions"] >= 1 and static["retrains"] == 0
+    assert periodic["retrains"] == report["steps"]
+
+
+def test_the_report_has_every_field(report: dict) -> None:
+    assert set(report) >= TOP
+    assert report["metric"] == "f1" and report["policy"]["model"] == "demo_churn"
+    for part in (report["served"], *report["baselines"].values()):
+        assert set(part) >= PART
+    assert set(report["baselines"]) == {"static", "periodic"}
+    assert len(report["timeline"]) == report["steps"] == 18
+    assert report["rows_scored"] == 18 * 180
+    for entry in report["timeline"]:
+        assert set(entry) >= ENTRY
+    json.dumps(report)  # plain JSON: no NaN objects, no datetimes
+
+
+def test_reoptimization_happens_after_the_drift_point_only(report: dict) -> None:
+    timeline = report["timeline"]
+    promoted = [e for e in timeline if e["promoted"]]
+    assert promoted
+    assert all(pd.Timestamp(e["start"]) > pd.Timestamp(_demo.DRIFT_AT) for e in promoted)
+    before = [e for e in timeline if pd.Timestamp(e["start"]) <= pd.Timestamp(_demo.DRIFT_AT)]
+    assert all((e["drift_share"] or 0) < 0.3 for e in before)
+    assert timeline[0]["decision"] == "bootstrap" and timeline[-1]["champion_version"] >= 2
+
+
+def test_the_plot_is_written(report: dict, tmp_path: Path) -> None:
+    out = tmp_path / "plots" / "backtest.png"
+    plot_report(report, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_without_a_time_column_row_order_is_time(demo_policy: Policy, tmp_path: Path) -> None:
+    source = _demo.DemoSource(label_delay=timedelta(0))
+    frame = source.read(_demo.START - timedelta(hours=3), _demo.START + timedelta(hours=2))
+    path = tmp_path / "no_time.csv"
+    frame.drop(columns=["ts"]).to_csv(path, index=False)
+    policy = demo_policy.model_copy(deep=True)
+    policy.monitor.every = timedelta(seconds=60)
+    policy.monitor.window = timedelta(seconds=600)
+    policy.train.window = timedelta(seconds=900)
+    result = run_backtest(policy, path, warmup=Span(rows=900), step=Span(rows=60), progress=False)
+    assert result["options"]["time_column"] is None
+    assert result["steps"] == (len(frame) - 900 + 59) // 60
+    assert result["rows_scored"] == len(frame) - 900
+
+
+def test_labels_arrive_after_the_delay(demo_policy: Policy, history: Path) -> None:
+    loaded = load_history(history, demo_policy)
+    at = label_times(loaded, Span(rows=10))
+    source = ReplaySource(loaded.frame, "ts", "churned", at)
+    end = loaded.frame["ts"].iloc[100]
+    window = source.read(loaded.frame["ts"].iloc[0], end)
+    assert window["churned"].iloc[:90].notna().all()
+    assert window["churned"].iloc[90:].isna().all()
+    assert at[-1] == np.datetime64("2262-01-01")  # the last rows' labels never arrive
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns=["tenure"]), "lacks the policy's feature column 'tenure'"),
+        (lambda f: f.drop(columns=["churned"]), "lacks the policy's target column 'churned'"),
+        (lambda f: f.assign(ts="yesterday-ish"), "timestamp column 'ts' does not parse"),
+    ],
+)
+def test_bad_files_fail_before_any_work(
+    demo_policy: Policy, history: Path, tmp_path: Path, change, message: str
+) -> None:
+    bad = tmp_path / "bad.parquet"
+    change(pd.read_parquet(history)).to_parquet(bad)
+    with pytest.raises(Exception, match=message):
+        run_backtest(demo_policy, bad, warmup=Span(rows=10), step=Span(rows=10), progress=False)
+
+
+def test_a_warmup_longer_than_the_data_is_refused(demo_policy: Policy, history: Path) -> None:
+    loaded = load_history(history, demo_policy)
+    with pytest.raises(BacktestError, match="longer than the data"):
+        cut_steps(loaded, parse_span("30d", "--warmup"), Span(rows=10))
+    with pytest.raises(BacktestError, match="leaves no rows"):
+        cut_steps(loaded, Span(rows=10**6), Span(rows=10))
+    with pytest.raises(BacktestError, match="--step: expected a number of rows"):
+        parse_span("soon", "--step")
+
+
+def test_cli_writes_report_and_plot_and_rejects_bad_input(history: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "REOPTD_HOME": str(tmp_path / "unused")}
+    out, png = tmp_path / "report.json", tmp_path / "plot.png"
+    done = subprocess.run(
+        [
+            REOPTD,
+            "backtest",
+            "--policy",
+            str(DEMO_POLICY),
+            "--data",
+            str(history),
+            "--warmup",
+            "3h",
+            "--step",
+            "1h",
+            "--label-delay",
+            "30m",
+            "--report",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(out.read_text())) >= TOP and png.stat().st_size > 0
+    assert "served" in done.stdout and "periodic" in done.stdout
+    assert not (tmp_path / "unused").exists()  # a temporary home unless --home is given
+
+    bad = subprocess.run(
+        [
+            REOPTD,
+            "backtest",
+            "--policy",
+            str(DEMO_POLICY),
+            "--data",
+            str(history),
+            "--warmup",
+            "400d",
+            "--report",
+            str(tmp_path / "x.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "longer than the data" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "x.json").exists()
