@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-import pytest
 
 from reoptd.clock import SimulatedClock
 from reoptd.data import FileSource, _demo
@@ -183,12 +182,13 @@ def test_a_corrupt_champion_artifact_fails_the_check_and_is_not_replaced_silentl
     assert sqlite_registry.model(demo_policy.model).champion_version == champion.version
 
 
-@pytest.mark.parametrize("steps", [["retrain"]])
 def test_a_pipeline_without_validate_promotes_and_says_so(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics, steps
+    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
 ) -> None:
+    from reoptd.policy._schema import Step
+
     policy = demo_policy.model_copy(deep=True)
-    policy.pipeline = steps
+    policy.pipeline = [Step(name="retrain")]
     loop = ModelLoop(policy, sqlite_registry, metrics)
     loop.cycle(clock.now())
     run = loop.optimize(clock.now() + timedelta(hours=1), trigger="manual")

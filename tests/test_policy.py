@@ -253,7 +253,7 @@ def test_metric_trigger_needs_exactly_one_bound(tmp_path: Path) -> None:
     data["triggers"][1] = {"metric": {"name": "f1", "below": 0.4, "above": 0.9}}
     (message,) = problems_of(write(tmp_path, data))
     assert "triggers.1.metric" in message
-    assert "exactly one of `below` or `above`" in message
+    assert "exactly one of `below`, `above` or `drop`" in message
 
 
 def test_unknown_metric_for_the_task_is_rejected(tmp_path: Path) -> None:

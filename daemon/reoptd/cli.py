@@ -400,6 +400,21 @@ def models_rollback(model: str) -> None:
     typer.echo(f"{model}: rolled back v{event.from_version} -> v{event.to_version}")
 
 
+@models_app.command("approve")
+def models_approve(
+    model: str,
+    version: Annotated[
+        int | None, typer.Argument(help="Default: the newest version waiting for approval.")
+    ] = None,
+) -> None:
+    """Promote a version that won validation and waits for approval (promote.mode: manual)."""
+    from reoptd.clock import SystemClock
+
+    registry = assemble.open_registry(_settings())
+    event = registry.approve(model, version, at=SystemClock().now(), reason="approved (CLI)")
+    typer.echo(f"{model}: approved, champion v{event.from_version} -> v{event.to_version}")
+
+
 @policy_app.command("validate")
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
     """Check policy files; print every problem with file, line and field. Exit 1 on any error."""

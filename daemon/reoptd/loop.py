@@ -128,6 +128,9 @@ class ModelLoop:
         for metric, value in result.metrics.items():
             m.model_metric.labels(name, metric).set(value)
         m.labelled_rows.labels(name).set(result.labelled_rows)
+        if result.prediction_drift is not None:
+            m.prediction_drift_score.labels(name).set(result.prediction_drift.score)
+            m.prediction_drifted.labels(name).set(int(result.prediction_drift.drifted))
         m.rows_seen.labels(name).inc(result.rows)
         m.check_duration.labels(name).observe(result.seconds)
         m.last_check.labels(name).set(now.timestamp())
@@ -171,6 +174,7 @@ class ModelLoop:
             row.dataset_drift = result.drift_share >= self.policy.monitor.drift.drift_share
             row.features = {k: v.to_dict() for k, v in result.features.items()}
             row.metrics = result.metrics
+            row.signals = result.signals
             row.seconds = result.seconds
         return self.registry.add(row)
 
@@ -202,7 +206,11 @@ class ModelLoop:
             run.seconds = result.seconds
             for step, record in result.steps.items():
                 self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
-            if result.ctx.promote:
+            if result.ctx.promote and self.policy.promote.mode == "manual":
+                self.registry.set_status(self.name, version.version, "pending")
+                run.outcome = "pending"
+                result.ctx.reason += "; waiting for approval (reoptd models approve)"
+            elif result.ctx.promote:
                 self.registry.promote(self.name, version.version, at=now, reason=result.ctx.reason)
                 run.outcome = "promoted"
             else:
@@ -266,7 +274,7 @@ class ModelLoop:
             started = time.perf_counter()
             model = load_model(self.registry.load_artifact(row))
             reference = pd.read_parquet(io.BytesIO(self.registry.load_reference(row)))
-            self._champion = Champion(row.version, model, reference)
+            self._champion = Champion(row.version, model, reference, row.train_end)
             log.debug(
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
             )

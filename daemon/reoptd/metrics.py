@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reoptd.metrics")
 
-OUTCOMES = ("promoted", "rejected", "failed")
+OUTCOMES = ("promoted", "rejected", "pending", "failed")
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -59,6 +59,15 @@ class Metrics:
             "Champion's metric on labelled rows of the last window",
             [*m, "metric"],
             registry=r,
+        )
+        self.prediction_drift_score = Gauge(
+            "reoptd_prediction_drift_score",
+            "Drift score of the champion's predictions (current window vs reference)",
+            m,
+            registry=r,
+        )
+        self.prediction_drifted = Gauge(
+            "reoptd_prediction_drifted", "1 if the champion's predictions drifted", m, registry=r
         )
         self.labelled_rows = Gauge(
             "reoptd_labelled_rows", "Labelled rows in the last checked window", m, registry=r
@@ -153,6 +162,11 @@ class ChampionCollector(Collector):
             "Champion promotions (from the registry's event log)",
             labels=["model"],
         )
+        pending = GaugeMetricFamily(
+            "reoptd_pending_approvals",
+            "Versions that won validation and wait for approval (promote.mode: manual)",
+            labels=["model"],
+        )
         rollbacks = CounterMetricFamily(
             "reoptd_rollbacks",
             "Champion rollbacks (from the registry's event log)",
@@ -164,8 +178,9 @@ class ChampionCollector(Collector):
             log.warning("metrics: cannot read champions from the registry: %s", exc)
             rows = []
         now = self._clock.now()
-        for name, champion, since, nbytes, count, events in rows:
+        for name, champion, since, nbytes, count, events, waiting in rows:
             versions.add_metric([name], count)
+            pending.add_metric([name], waiting)
             promotions.add_metric([name], events.get("promote", 0))
             rollbacks.add_metric([name], events.get("rollback", 0))
             if champion is None:
@@ -174,9 +189,9 @@ class ChampionCollector(Collector):
             size.add_metric([name], nbytes)
             if since is not None:
                 age.add_metric([name], max(0.0, (now - since).total_seconds()))
-        yield from (info, age, size, versions, promotions, rollbacks)
+        yield from (info, age, size, versions, promotions, rollbacks, pending)
 
-    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int, dict[str, int]]]:
+    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int, dict[str, int], int]]:
         registry = self._registry
         for model in registry.models():
             versions = registry.versions(model.name)
@@ -193,4 +208,5 @@ class ChampionCollector(Collector):
                 nbytes,
                 len(versions),
                 events,
+                sum(v.status == "pending" for v in versions),
             )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import EmptyWindow
 from reoptd.models import SklearnModel
-from reoptd.monitor._drift import DriftDetector, FeatureDrift
+from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._performance import evaluate
 from reoptd.policy import Policy
 
@@ -27,12 +28,24 @@ class Champion:
     version: int
     model: SklearnModel
     reference: pd.DataFrame
+    trained_until: datetime | None = None
     _detector: DriftDetector | None = field(default=None, repr=False)
+    _outputs: PredictionDrift | None = field(default=None, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         if self._detector is None:
             self._detector = DriftDetector(policy, self.reference)
         return self._detector
+
+    def output(self, frame: pd.DataFrame) -> np.ndarray:
+        """What drift of predictions is measured on: P(positive) if binary, else predictions."""
+        score = self.model.predict_score(frame)
+        return score if score is not None else self.model.predict(frame)
+
+    def output_drift(self) -> PredictionDrift:
+        if self._outputs is None:
+            self._outputs = PredictionDrift(self.output(self.reference))
+        return self._outputs
 
 
 @dataclass
@@ -43,7 +56,21 @@ class CheckResult:
     labelled_rows: int
     features: dict[str, FeatureDrift] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    prediction_drift: FeatureDrift | None = None
+    new_rows: int | None = None
+    estimated: dict[str, float] = field(default_factory=dict)  # filled by estimators (none yet)
     seconds: float = 0.0
+
+    @property
+    def signals(self) -> dict[str, object]:
+        """The extra signals, as stored in ``checks.signals``."""
+        return {
+            "prediction_drift": None
+            if self.prediction_drift is None
+            else self.prediction_drift.to_dict(),
+            "new_rows": self.new_rows,
+            "estimated": self.estimated,
+        }
 
     @property
     def drift_share(self) -> float:
@@ -84,7 +111,11 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         rows=len(frame),
         labelled_rows=0,
         features=champion.detector(policy).check(frame),
+        prediction_drift=champion.output_drift().check(champion.output(frame)),
     )
+    if champion.trained_until is not None and any(t.new_rows for t in policy.triggers):
+        after = source.read(champion.trained_until + timedelta(microseconds=1), now)
+        result.new_rows = len(after)
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
     if len(with_labels):

@@ -66,6 +66,40 @@ class _ReferenceColumn:
     test: StatTest | None  # resolved once when the policy names the method
 
 
+def _prepare(
+    values: pd.Series, kind: ColumnType, method: str | None, threshold: float | None, name: str
+) -> _ReferenceColumn:
+    """The reference side of one column, computed once."""
+    values = _clean(values)
+    if values.empty:
+        raise DataError(f"reference column {name!r} is empty", column=name)
+    test = None
+    if method is not None:
+        try:
+            test = get_stattest(values, values, kind, method)
+        except ValueError as exc:
+            raise DataError(f"drift method for {name!r}: {exc}", column=name) from None
+    return _ReferenceColumn(kind, values, frozenset(values.unique()), method, threshold, test)
+
+
+def _compare(ref: _ReferenceColumn, current: pd.Series, name: str) -> FeatureDrift:
+    cur = _clean(current)
+    if cur.empty:
+        raise DataError(f"column {name!r} has no finite values", column=name)
+    test = ref.test
+    if test is None:
+        # Evidently's automatic choice depends on the distinct values of both sides.
+        distinct = len(ref.distinct | frozenset(cur.unique()))
+        test = _default_test(ref.values, cur, ref.kind, distinct)
+    outcome = test(ref.values, cur, ref.kind, ref.threshold)
+    return FeatureDrift(
+        score=float(outcome.drift_score),
+        drifted=bool(outcome.drifted),
+        method=test.display_name,
+        threshold=float(outcome.actual_threshold),
+    )
+
+
 class DriftDetector:
     """Drift of current windows against one fixed reference sample (a champion's).
 
@@ -80,39 +114,37 @@ class DriftDetector:
                 if column in policy.features.categorical
                 else ColumnType.Numerical
             )
-            values = _clean(reference[column])
-            if values.empty:
-                raise DataError(f"reference column {column!r} is empty", column=column)
             method, threshold = column_spec(policy, column)
-            test = None
-            if method is not None:
-                try:
-                    test = get_stattest(values, values, kind, method)
-                except ValueError as exc:
-                    raise DataError(f"drift method for {column!r}: {exc}", column=column) from None
-            self.columns[column] = _ReferenceColumn(
-                kind, values, frozenset(values.unique()), method, threshold, test
-            )
+            self.columns[column] = _prepare(reference[column], kind, method, threshold, column)
 
     def check(self, current: pd.DataFrame) -> dict[str, FeatureDrift]:
-        result: dict[str, FeatureDrift] = {}
-        for column, ref in self.columns.items():
-            cur = _clean(current[column])
-            if cur.empty:
-                raise DataError(f"column {column!r} has no finite values", column=column)
-            test = ref.test
-            if test is None:
-                # Evidently's automatic choice depends on the distinct values of both sides.
-                distinct = len(ref.distinct | frozenset(cur.unique()))
-                test = _default_test(ref.values, cur, ref.kind, distinct)
-            outcome = test(ref.values, cur, ref.kind, ref.threshold)
-            result[column] = FeatureDrift(
-                score=float(outcome.drift_score),
-                drifted=bool(outcome.drifted),
-                method=test.display_name,
-                threshold=float(outcome.actual_threshold),
-            )
-        return result
+        return {
+            column: _compare(ref, current[column], column) for column, ref in self.columns.items()
+        }
+
+
+class PredictionDrift:
+    """Drift of a model's outputs: its predictions on the reference vs on the current window.
+
+    Scores (positive-class probabilities, regression outputs) are numerical, class labels
+    categorical; Evidently picks the test.
+    """
+
+    def __init__(self, reference_output: np.ndarray) -> None:
+        series = pd.Series(reference_output)
+        kind = (
+            ColumnType.Numerical if pd.api.types.is_float_dtype(series) else ColumnType.Categorical
+        )
+        if kind == ColumnType.Categorical:
+            series = series.astype(str)
+        self.kind = kind
+        self.reference = _prepare(series, kind, None, None, "prediction")
+
+    def check(self, current_output: np.ndarray) -> FeatureDrift:
+        series = pd.Series(current_output)
+        if self.kind == ColumnType.Categorical:
+            series = series.astype(str)
+        return _compare(self.reference, series, "prediction")
 
 
 def feature_drift(

@@ -44,7 +44,7 @@ def prepare(policy: Policy, source: Source, champion: Champion | None, now: date
             f" (after a {policy.promote.holdout:.0%} holdout),"
             f" fewer than train.min_rows={policy.train.min_rows}"
         )
-    if "validate" in policy.pipeline and holdout_rows < 10:
+    if "validate" in policy.steps and holdout_rows < 10:
         raise OptimizeError(f"model {policy.model!r}: holdout of {holdout_rows} rows is too small")
     return RunContext(policy=policy, now=now, train=train, holdout=holdout, champion=champion)
 
@@ -56,14 +56,22 @@ def run_pipeline(
     started = time.perf_counter()
     ctx = prepare(policy, source, champion, now)
     result = RunResult(ctx)
-    for name in policy.pipeline:
-        step = STEPS[name]()
+    for spec in policy.pipeline:
+        step = STEPS[spec.name]()
         t0 = time.perf_counter()
         record = step.run(ctx)
-        record["seconds"] = round(time.perf_counter() - t0, 4)
-        result.steps[name] = record
-        log.info("%s: step %s done in %.2fs", policy.model, name, record["seconds"])
-    if "validate" not in policy.pipeline:
+        seconds = time.perf_counter() - t0
+        record["seconds"] = round(seconds, 4)
+        result.steps[spec.name] = record
+        log.info("%s: step %s done in %.2fs", policy.model, spec.name, seconds)
+        if spec.budget is not None and seconds > spec.budget.total_seconds():
+            # sklearn cannot be interrupted mid-fit: the budget is enforced on the result, and a
+            # step that overran never produces a champion.
+            raise OptimizeError(
+                f"step {spec.name} took {seconds:.1f}s, over its budget of"
+                f" {format_duration(spec.budget)}; the challenger is discarded"
+            )
+    if "validate" not in policy.steps:
         ctx.promote = ctx.challenger is not None
         ctx.reason = "pipeline has no validate step: challenger promoted unvalidated"
     result.seconds = time.perf_counter() - started

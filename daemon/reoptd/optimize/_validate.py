@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from reoptd.errors import OptimizeError
 from reoptd.monitor import evaluate, metric_names
 from reoptd.optimize._base import RunContext
+from reoptd.policy._units import format_size
 
 
 class Validate:
@@ -25,7 +27,10 @@ class Validate:
             "holdout_rows": len(ctx.holdout),
             "challenger": challenger,
         }
+        violation = _constraints(ctx, record)
         if ctx.champion is None:
+            if violation:
+                raise OptimizeError(f"first version rejected: {violation}")
             ctx.promote = True
             ctx.reason = f"first version: holdout {metric} {challenger:.4f}"
             return record
@@ -41,4 +46,29 @@ class Validate:
             f" (gain {gain:+.4f}, needed > 0 and >= {needed:g})"
         )
         record.update({"champion": champion, "gain": gain})
+        if violation:
+            ctx.promote = False
+            ctx.reason += f"; rejected: {violation}"
         return record
+
+
+def _constraints(ctx: RunContext, record: dict[str, Any]) -> str:
+    """Measure the challenger's size and batch-1 latency; say which promote limit it breaks."""
+    assert ctx.challenger is not None
+    promote = ctx.policy.promote
+    size = len(ctx.challenger.to_bytes())
+    rows = ctx.holdout.head(50)
+    started = time.perf_counter()
+    for i in range(len(rows)):
+        ctx.challenger.predict(rows.iloc[i : i + 1])
+    latency = (time.perf_counter() - started) / max(1, len(rows))
+    record.update({"size_bytes": size, "latency_seconds": latency})
+    broken = []
+    if promote.max_size is not None and size > promote.max_size:
+        broken.append(f"size {format_size(size)} > max_size {format_size(promote.max_size)}")
+    if promote.max_latency is not None and latency > promote.max_latency.total_seconds():
+        broken.append(
+            f"latency {latency * 1000:.2f}ms > max_latency"
+            f" {promote.max_latency.total_seconds() * 1000:g}ms (batch 1)"
+        )
+    return "; ".join(broken)

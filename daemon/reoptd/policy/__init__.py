@@ -3,7 +3,13 @@
 from reoptd.policy._decide import CheckView, Decision, ModelState, decide
 from reoptd.policy._load import load_policies, load_policy, parse_policy
 from reoptd.policy._schema import METRICS, Policy
-from reoptd.policy._units import format_duration, parse_duration, parse_fraction
+from reoptd.policy._units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_fraction,
+    parse_size,
+)
 
 __all__ = [
     "METRICS",
@@ -13,9 +19,11 @@ __all__ = [
     "Policy",
     "decide",
     "format_duration",
+    "format_size",
     "load_policies",
     "load_policy",
     "parse_duration",
     "parse_fraction",
     "parse_policy",
+    "parse_size",
 ]

@@ -6,9 +6,9 @@ so it is tested with fixed, timezone-aware datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from reoptd.policy._schema import Policy, Trigger
 from reoptd.policy._units import format_duration
@@ -24,6 +24,10 @@ class CheckView:
     drift_share: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     labelled_rows: int = 0
+    drifted: tuple[str, ...] = ()  # features flagged as drifted
+    prediction_drift: bool | None = None  # did the champion's predictions drift
+    estimated: dict[str, float] = field(default_factory=dict)  # metrics estimated without labels
+    new_rows: int | None = None  # rows that arrived after the champion's training data
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,14 @@ class ModelState:
     champion_since: datetime | None  # when the current champion was promoted
     last_run_at: datetime | None = None  # start of the last re-optimization run
     runs_last_day: int = 0  # runs that started in the 24 h before now
+    compute_last_day: float = 0.0  # seconds those runs took
+    champion_metrics: dict[str, float] = field(default_factory=dict)  # its validation metrics
 
 
 @dataclass(frozen=True)
 class Decision:
     fire: bool
-    triggers: list[str]  # names of the triggers that fired ("drift_share", "metric", "max_age")
+    triggers: list[str]  # kinds of the triggers that fired ("drift_share", "metric", ...)
     reasons: list[str]  # one plain sentence per trigger and guard
 
     @property
@@ -53,23 +59,34 @@ class Decision:
 def decide(
     policy: Policy, history: Sequence[CheckView], state: ModelState, now: datetime
 ) -> Decision:
-    """Evaluate every trigger, then the guards. ``history`` is oldest first."""
-    # Only checks of the current champion count: a drift streak against the previous champion
-    # says nothing about the one now in force.
+    """Evaluate every trigger, combine them (any/all), then apply the guards.
+
+    ``history`` is oldest first; its last entry is normally the check just made.
+    """
+    # Only checks of the current champion count: a streak against the previous champion says
+    # nothing about the one now in force.
     relevant = [
         c for c in history if c.status == "ok" and c.champion_version == state.champion_version
     ]
+    previous_at = history[-2].at if len(history) >= 2 else None
     fired: list[str] = []
     reasons: list[str] = []
+    hits: list[bool] = []
     for trigger in policy.triggers:
-        hit, reason = _evaluate(policy, trigger, relevant, state, now)
+        hit, reason = _evaluate(policy, trigger, relevant, state, now, previous_at)
+        hits.append(hit)
         reasons.append(reason)
         if hit and trigger.kind not in fired:
             fired.append(trigger.kind)
     if not policy.triggers:
         reasons.append("no triggers configured")
-    if not fired:
+    wanted = any(hits) if policy.combine == "any" else bool(hits) and all(hits)
+    if not wanted:
+        if policy.combine == "all" and fired:
+            reasons.append(f"combine all: {sum(hits)}/{len(hits)} triggers fired")
         return Decision(False, [], reasons)
+    if policy.combine == "all":
+        reasons.append(f"combine all: {len(hits)}/{len(hits)} triggers fired")
     blocked = False
     guards = policy.guards
     if guards.cooldown and state.last_run_at is not None:
@@ -90,7 +107,27 @@ def decide(
             )
         else:
             reasons.append(f"budget ok ({state.runs_last_day}/{guards.max_runs_per_day} today)")
+    if guards.max_compute_per_day is not None:
+        limit = guards.max_compute_per_day.total_seconds()
+        used = _ago(timedelta(seconds=state.compute_last_day))
+        if state.compute_last_day >= limit:
+            blocked = True
+            reasons.append(
+                f"compute: {used} used in the last 24h"
+                f" >= max_compute_per_day {format_duration(guards.max_compute_per_day)}"
+            )
+        else:
+            reasons.append(
+                f"compute ok ({used} of {format_duration(guards.max_compute_per_day)} today)"
+            )
     return Decision(not blocked, fired, reasons)
+
+
+def _streak(checks: Sequence[CheckView], n: int, test: Callable[[CheckView], bool | None]):
+    """How many of the last ``n`` checks pass ``test``, and whether there were ``n`` to judge."""
+    recent = checks[-n:]
+    judged = [test(c) for c in recent]
+    return sum(bool(j) for j in judged), len(recent) == n and all(j is not None for j in judged)
 
 
 def _evaluate(
@@ -99,35 +136,57 @@ def _evaluate(
     checks: Sequence[CheckView],
     state: ModelState,
     now: datetime,
+    previous_at: datetime | None,
 ) -> tuple[bool, str]:
     if trigger.drift_share is not None:
         spec = trigger.drift_share
-        recent = checks[-spec.for_ :]
-        values = [c.drift_share for c in recent if c.drift_share is not None]
-        over = sum(v > spec.above for v in values)
+        over, full = _streak(
+            checks,
+            spec.for_,
+            lambda c: None if c.drift_share is None else c.drift_share > spec.above,
+        )
+        values = [c.drift_share for c in checks[-spec.for_ :] if c.drift_share is not None]
         latest = f"{values[-1]:.2f}" if values else "n/a"
-        hit = len(values) == spec.for_ and over == spec.for_
+        hit = full and over == spec.for_
         op = ">" if hit else "vs"
-        return hit, (f"drift_share {latest} {op} {spec.above:.2f} for {over}/{spec.for_} checks")
+        return hit, f"drift_share {latest} {op} {spec.above:.2f} for {over}/{spec.for_} checks"
+    if trigger.drift_features is not None:
+        spec_f = trigger.drift_features
+        watched = set(spec_f.features)
+        over, full = _streak(checks, spec_f.for_, lambda c: bool(watched & set(c.drifted)))
+        hit = full and over == spec_f.for_
+        latest = sorted(watched & set(checks[-1].drifted)) if checks else []
+        named = ", ".join(latest) if latest else "none"
+        return hit, (f"critical features drifted: {named} ({over}/{spec_f.for_} checks)")
+    if trigger.prediction_drift is not None:
+        need = trigger.prediction_drift.for_
+        over, full = _streak(checks, need, lambda c: c.prediction_drift)
+        hit = full and over == need
+        return hit, f"prediction drift in {over}/{need} checks"
     if trigger.metric is not None:
-        spec = trigger.metric
-        name = spec.name or policy.metric
-        recent = checks[-spec.for_ :]
-        usable = [
-            c.metrics[name]
-            for c in recent
-            if name in c.metrics and c.labelled_rows >= spec.min_labels
-        ]
-        if len(usable) < spec.for_:
-            labels = recent[-1].labelled_rows if recent else 0
-            return False, f"{name}: not enough labels ({labels} < {spec.min_labels})"
-        if spec.below is not None:
-            bad = sum(v < spec.below for v in usable)
-            hit = bad == spec.for_
-            return hit, f"{name} {usable[-1]:.3f} {'<' if hit else 'vs'} {spec.below} floor"
-        bad = sum(v > spec.above for v in usable)  # type: ignore[operator]
-        hit = bad == spec.for_
-        return hit, f"{name} {usable[-1]:.3f} {'>' if hit else 'vs'} {spec.above} ceiling"
+        return _metric(policy, trigger, checks, state)
+    if trigger.estimated_metric is not None:
+        spec_e = trigger.estimated_metric
+        name = spec_e.name or policy.metric
+        over, full = _streak(
+            checks,
+            spec_e.for_,
+            lambda c: None if name not in c.estimated else c.estimated[name] < spec_e.below,
+        )
+        if not full:
+            return False, f"estimated {name}: no estimate available"
+        hit = over == spec_e.for_
+        value = checks[-1].estimated[name]
+        return hit, f"estimated {name} {value:.3f} {'<' if hit else 'vs'} {spec_e.below} floor"
+    if trigger.new_rows is not None:
+        need_rows = trigger.new_rows.at_least
+        rows = checks[-1].new_rows if checks else None
+        if rows is None:
+            return False, "new rows: not counted yet"
+        hit = rows >= need_rows
+        return hit, f"{rows} new rows {'>=' if hit else '<'} {need_rows}"
+    if trigger.schedule is not None:
+        return _schedule(trigger.schedule, previous_at, now)
     assert trigger.max_age is not None
     if state.champion_since is None:
         return False, "max_age: no champion yet"
@@ -137,6 +196,51 @@ def _evaluate(
         f"champion age {_ago(age)} {'>=' if hit else '<'} max_age"
         f" {format_duration(trigger.max_age)}"
     )
+
+
+def _metric(
+    policy: Policy, trigger: Trigger, checks: Sequence[CheckView], state: ModelState
+) -> tuple[bool, str]:
+    spec = trigger.metric
+    assert spec is not None
+    name = spec.name or policy.metric
+    recent = checks[-spec.for_ :]
+    usable = [
+        c.metrics[name] for c in recent if name in c.metrics and c.labelled_rows >= spec.min_labels
+    ]
+    if len(usable) < spec.for_:
+        labels = recent[-1].labelled_rows if recent else 0
+        return False, f"{name}: not enough labels ({labels} < {spec.min_labels})"
+    if spec.below is not None:
+        hit = all(v < spec.below for v in usable)
+        return hit, f"{name} {usable[-1]:.3f} {'<' if hit else 'vs'} {spec.below} floor"
+    if spec.above is not None:
+        hit = all(v > spec.above for v in usable)
+        return hit, f"{name} {usable[-1]:.3f} {'>' if hit else 'vs'} {spec.above} ceiling"
+    assert spec.drop is not None
+    if name not in state.champion_metrics:
+        return False, f"{name}: the champion has no validation {name} to compare with"
+    baseline = state.champion_metrics[name]
+    higher = policy.higher_is_better(name)
+    drops = [(baseline - v) if higher else (v - baseline) for v in usable]
+    hit = all(d > spec.drop for d in drops)
+    return hit, (
+        f"{name} {usable[-1]:.3f} is {drops[-1]:+.3f} worse than validation {baseline:.3f}"
+        f" ({'>' if hit else '<='} drop {spec.drop})"
+    )
+
+
+def _schedule(expression: str, previous_at: datetime | None, now: datetime) -> tuple[bool, str]:
+    """Fires when a cron time falls after the previous check and at or before ``now``."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    cron = CronTrigger.from_crontab(expression, timezone=UTC)
+    since = previous_at if previous_at is not None else now - timedelta(microseconds=1)
+    due = cron.get_next_fire_time(None, since + timedelta(microseconds=1))
+    hit = due is not None and due <= now
+    when = "n/a" if due is None else due.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    verb = "was due at" if hit else "next at"
+    return hit, f"schedule '{expression}' {verb} {when} UTC"
 
 
 def _ago(delta: timedelta) -> str:

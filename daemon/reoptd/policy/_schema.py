@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from reoptd.policy._units import Duration, Fraction
+from reoptd.policy._units import Duration, Fraction, Size
 
 #: metric name -> True when higher is better
 METRICS: dict[str, dict[str, bool]] = {
@@ -91,38 +91,105 @@ class DriftShareTrigger(_Block):
     for_: int = Field(1, alias="for", ge=1, description="... in this many consecutive checks")
 
 
+class DriftFeaturesTrigger(_Block):
+    features: list[str] = Field(
+        min_length=1, description="critical features: fires when any of them drifts"
+    )
+    for_: int = Field(1, alias="for", ge=1, description="... in this many consecutive checks")
+
+
+class PredictionDriftTrigger(_Block):
+    for_: int = Field(
+        1,
+        alias="for",
+        ge=1,
+        description="fires when the champion's predictions drift (vs. its reference) this many"
+        " consecutive checks",
+    )
+
+
 class MetricTrigger(_Block):
     name: str | None = Field(None, description="metric (default: the promotion metric)")
     below: float | None = Field(None, description="fires when the metric falls below this")
     above: float | None = Field(None, description="fires when the metric rises above this")
+    drop: float | None = Field(
+        None,
+        gt=0,
+        description="fires when the metric is worse than the champion's validation metric by"
+        " more than this",
+    )
     min_labels: int = Field(100, ge=1, description="labelled rows needed before it can fire")
     for_: int = Field(1, alias="for", ge=1, description="consecutive checks it must hold")
 
     @model_validator(mode="after")
     def _one_bound(self) -> MetricTrigger:
-        if (self.below is None) == (self.above is None):
-            raise ValueError("a metric trigger needs exactly one of `below` or `above`")
+        given = [b for b in (self.below, self.above, self.drop) if b is not None]
+        if len(given) != 1:
+            raise ValueError("a metric trigger needs exactly one of `below`, `above` or `drop`")
         return self
+
+
+class EstimatedMetricTrigger(_Block):
+    name: str | None = Field(None, description="estimated metric (default: the promotion metric)")
+    below: float = Field(description="fires when the estimate (before labels) falls below this")
+    for_: int = Field(1, alias="for", ge=1, description="consecutive checks it must hold")
+
+
+class NewRowsTrigger(_Block):
+    at_least: int = Field(
+        ge=1, description="fires once this many rows arrived after the champion's training data"
+    )
+
+
+def _cron(expression: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"not a cron expression (minute hour day month weekday): {exc}") from None
+    return expression
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+TRIGGER_KINDS = (
+    "drift_share",
+    "drift_features",
+    "prediction_drift",
+    "metric",
+    "estimated_metric",
+    "new_rows",
+    "max_age",
+    "schedule",
+)
 
 
 class Trigger(_Block):
     """One entry of `triggers:`; exactly one of its keys is set."""
 
     drift_share: DriftShareTrigger | None = None
+    drift_features: DriftFeaturesTrigger | None = None
+    prediction_drift: PredictionDriftTrigger | None = None
     metric: MetricTrigger | None = None
+    estimated_metric: EstimatedMetricTrigger | None = None
+    new_rows: NewRowsTrigger | None = None
     max_age: Duration | None = Field(None, description="re-optimize a champion older than this")
+    schedule: Cron | None = Field(
+        None, description="cron expression in UTC, e.g. '0 3 * * *': re-optimize on schedule"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
         # Keys written without a value (`- max_age:`) count as absent, not as set.
         if len(self._given()) != 1:
             raise ValueError(
-                "each trigger needs exactly one of: drift_share, metric, max_age (with a value)"
+                "each trigger needs exactly one of: " + ", ".join(TRIGGER_KINDS) + " (with a value)"
             )
         return self
 
     def _given(self) -> list[str]:
-        return [k for k in ("drift_share", "metric", "max_age") if getattr(self, k) is not None]
+        return [k for k in TRIGGER_KINDS if getattr(self, k) is not None]
 
     @property
     def kind(self) -> str:
@@ -132,6 +199,9 @@ class Trigger(_Block):
 class Guards(_Block):
     cooldown: Duration = Field(timedelta(0), description="minimum time between two runs")
     max_runs_per_day: int | None = Field(None, ge=1, description="runs allowed in any 24 h")
+    max_compute_per_day: Duration | None = Field(
+        None, description="re-optimization time allowed in any 24 h (e.g. 2h)"
+    )
 
 
 class Train(_Block):
@@ -142,12 +212,50 @@ class Train(_Block):
     min_rows: int = Field(200, ge=10, description="fewer labelled rows than this aborts a run")
 
 
+STEPS = ("retrain", "validate")
+PLANNED_STEPS = ("tune", "compress")
+
+
+class Step(_Block):
+    """A pipeline step with its budget. In YAML: `retrain` or `{retrain: {budget: 10m}}`."""
+
+    name: str
+    budget: Duration | None = Field(
+        None, description="the run fails (champion kept) if the step takes longer than this"
+    )
+
+
+class Rollback(_Block):
+    drop: float = Field(
+        gt=0,
+        description="roll back when the new champion's live metric is worse than its"
+        " predecessor's validation metric by more than this",
+    )
+    within: Duration = Field(timedelta(days=1), description="how long after a promotion to watch")
+    min_labels: int = Field(100, ge=1, description="labelled rows needed before judging")
+
+
 class Promote(_Block):
     metric: str | None = Field(None, description="validation metric (default f1 / rmse)")
     min_improvement: float = Field(
         0.0, ge=0, description="challenger must beat the champion by at least this"
     )
     holdout: Fraction = Field(0.2, description="newest share of labelled rows held out")
+    mode: Literal["auto", "manual", "shadow"] = Field(
+        "auto",
+        description="auto: promote a winning challenger at once; manual: it waits for"
+        " `reoptd models approve`; shadow: it first scores live rows beside the champion",
+    )
+    shadow_checks: int = Field(
+        3,
+        ge=1,
+        description="shadow mode: checks with labels the challenger must win before promotion",
+    )
+    max_latency: Duration | None = Field(
+        None, description="reject a challenger slower than this per row at batch size 1 (5ms)"
+    )
+    max_size: Size | None = Field(None, description="reject a challenger artifact larger (50MB)")
+    rollback: Rollback | None = Field(None, description="post-promotion guard")
 
 
 class Policy(_Block):
@@ -159,10 +267,18 @@ class Policy(_Block):
     features: Features
     data: Data
     monitor: Monitor = Field(default_factory=Monitor)
-    triggers: list[Trigger] = Field(default_factory=list, description="any of them fires a run")
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description="what starts a re-optimization; a list means any of them, or write"
+        " {all: [...]} / {any: [...]}",
+    )
+    combine: Literal["any", "all"] = Field(
+        "any", description="fire when any trigger fires, or only when all of them do"
+    )
     guards: Guards = Field(default_factory=Guards)
-    pipeline: list[Literal["retrain", "validate"]] = Field(
-        default_factory=lambda: ["retrain", "validate"], description="steps of a run, in order"
+    pipeline: list[Step] = Field(
+        default_factory=lambda: [Step(name="retrain"), Step(name="validate")],
+        description="steps of a run, in order: names, or {name: {budget: 10m}}",
     )
     train: Train
     promote: Promote = Field(default_factory=Promote)
@@ -181,6 +297,33 @@ class Policy(_Block):
     def higher_is_better(self, metric: str | None = None) -> bool:
         return METRICS[self.task][metric or self.metric]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _friendly_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        triggers = data.get("triggers")
+        if (
+            isinstance(triggers, dict)
+            and len(triggers) == 1
+            and next(iter(triggers))
+            in (
+                "any",
+                "all",
+            )
+        ):
+            ((mode, rules),) = triggers.items()
+            data["triggers"], data["combine"] = rules, mode
+        pipeline = data.get("pipeline")
+        if isinstance(pipeline, list):
+            data["pipeline"] = [_step(entry) for entry in pipeline]
+        return data
+
+    @property
+    def steps(self) -> list[str]:
+        return [s.name for s in self.pipeline]
+
     @model_validator(mode="after")
     def _check(self) -> Policy:
         problems = []
@@ -194,11 +337,12 @@ class Policy(_Block):
             if col in names:
                 problems.append(f"features: {col!r} is the target or timestamp column")
         known = METRICS[self.task]
-        metrics = [("promote.metric", self.promote.metric)] + [
-            (f"triggers.{i}.metric.name", t.metric.name)
-            for i, t in enumerate(self.triggers)
-            if t.metric
-        ]
+        metrics = [("promote.metric", self.promote.metric)]
+        for i, t in enumerate(self.triggers):
+            if t.metric is not None:
+                metrics.append((f"triggers.{i}.metric.name", t.metric.name))
+            if t.estimated_metric is not None:
+                metrics.append((f"triggers.{i}.estimated_metric.name", t.estimated_metric.name))
         for where, metric in metrics:
             if metric is not None and metric not in known:
                 problems.append(
@@ -208,8 +352,35 @@ class Policy(_Block):
         for column in self.monitor.drift.per_column:
             if column not in names:
                 problems.append(f"monitor.drift.per_column: {column!r} is not a feature")
-        if "validate" in self.pipeline and "retrain" not in self.pipeline:
-            problems.append("pipeline: `validate` needs a `retrain` step before it")
+        steps = self.steps
+        for name in steps:
+            if name in PLANNED_STEPS:
+                problems.append(f"pipeline: step `{name}` is not available in this version")
+            elif name not in STEPS:
+                problems.append(f"pipeline: unknown step `{name}`; choose from " + ", ".join(STEPS))
+        if len(set(steps)) != len(steps):
+            problems.append("pipeline: a step is listed twice")
+        if "retrain" not in steps:
+            problems.append("pipeline: a run needs a `retrain` step")
+        elif "validate" in steps and steps.index("validate") < steps.index("retrain"):
+            problems.append("pipeline: `validate` must come after `retrain`")
+        for i, trigger in enumerate(self.triggers):
+            if trigger.drift_features is not None:
+                unknown = [f for f in trigger.drift_features.features if f not in names]
+                if unknown:
+                    problems.append(
+                        f"triggers.{i}.drift_features.features: not features: {', '.join(unknown)}"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _step(entry: Any) -> Any:
+    """`retrain` -> {name: retrain}; `{retrain: {budget: 10m}}` -> {name: retrain, budget: 10m}."""
+    if isinstance(entry, str):
+        return {"name": entry}
+    if isinstance(entry, dict) and len(entry) == 1 and "name" not in entry:
+        ((name, options),) = entry.items()
+        return {"name": name, **(options or {})}
+    return entry

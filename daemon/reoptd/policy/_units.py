@@ -9,13 +9,26 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?i?[bB])?\s*$")
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _MAX_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"15m"``, ``"6h"``, ``"30d"``, ``"1w"``, ``"45s"`` or a number of seconds."""
+    """``"15m"``, ``"6h"``, ``"30d"``, ``"1w"``, ``"45s"``, ``"5ms"`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
@@ -35,12 +48,38 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+    total = delta.total_seconds()
+    if 0 < total < 1:
+        return f"{total * 1000:g}ms"
+    seconds = int(total)
     for unit in ("w", "d", "h", "m"):
-        size = _UNIT_SECONDS[unit]
+        size = int(_UNIT_SECONDS[unit])
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def parse_size(value: Any) -> int:
+    """``"50MB"``, ``"1.5GiB"``, ``"200kB"`` or a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 50MB or 1GiB")
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError("expected a size like 50MB or 1GiB")
+        number = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("a size must be a positive, finite number of bytes")
+    return int(number)
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= factor:
+            return f"{size / factor:g}{unit}"
+    return f"{size}B"
 
 
 def parse_fraction(value: Any) -> float:
@@ -66,9 +105,17 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": ["string", "number"],
-            "pattern": r"^\d+(\.\d+)?(s|m|h|d|w)$",
+            "pattern": r"^\d+(\.\d+)?(us|ms|s|m|h|d|w)$",
             "description": "a duration: 45s, 15m, 6h, 30d, 1w, or seconds",
         }
+    ),
+]
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {"type": ["string", "integer"], "description": "a size: 200kB, 50MB, 1GiB, or bytes"}
     ),
 ]
 

@@ -286,17 +286,7 @@ class Registry:
         return len(stale)
 
     def history(self, name: str, limit: int = 50) -> list[CheckView]:
-        return [
-            CheckView(
-                at=c.at,
-                status=c.status,
-                champion_version=c.champion_version,
-                drift_share=c.drift_share,
-                metrics=dict(c.metrics),
-                labelled_rows=c.labelled_rows,
-            )
-            for c in self.checks(name, limit)
-        ]
+        return [check_view(c) for c in self.checks(name, limit)]
 
     def state(self, name: str, now: datetime) -> ModelState:
         model = self.model(name)
@@ -304,14 +294,55 @@ class Registry:
             last = s.exec(
                 select(func.max(RunRow.started_at)).where(RunRow.model_id == model.id)
             ).one()
-            today = s.exec(
-                select(func.count())
+            count, seconds = s.exec(
+                select(func.count(), func.coalesce(func.sum(RunRow.seconds), 0.0))
                 .select_from(RunRow)
-                .where(RunRow.model_id == model.id, RunRow.started_at > now - timedelta(days=1))
+                .where(
+                    RunRow.model_id == model.id,
+                    RunRow.started_at > now - timedelta(days=1),
+                    RunRow.trigger != "bootstrap",
+                )
             ).one()
+        champion = self.champion(name)
+        validation = dict(champion.metrics.get("holdout", {})) if champion else {}
         return ModelState(
             champion_version=model.champion_version,
             champion_since=model.champion_since,
             last_run_at=None if last is None else utc(last),
-            runs_last_day=int(today),
+            runs_last_day=int(count),
+            compute_last_day=float(seconds),
+            champion_metrics={k: float(v) for k, v in validation.items()},
         )
+
+    def pending(self, name: str) -> list[VersionRow]:
+        """Versions that won validation and wait for approval (promote.mode: manual)."""
+        return [v for v in self.versions(name) if v.status == "pending"]
+
+    def approve(self, name: str, version: int | None, *, at: datetime, reason: str) -> EventRow:
+        """Promote a pending version (the newest if ``version`` is None)."""
+        waiting = self.pending(name)
+        if version is None:
+            if not waiting:
+                raise ReoptdError(f"model {name!r} has no version waiting for approval")
+            version = waiting[-1].version
+        elif version not in {v.version for v in waiting}:
+            raise ReoptdError(f"version {version} of {name!r} is not waiting for approval")
+        return self.promote(name, version, at=at, reason=reason)
+
+
+def check_view(row: CheckRow) -> CheckView:
+    """The stored check as ``decide`` sees it."""
+    signals = row.signals or {}
+    prediction = signals.get("prediction_drift") or {}
+    return CheckView(
+        at=row.at,
+        status=row.status,
+        champion_version=row.champion_version,
+        drift_share=row.drift_share,
+        metrics=dict(row.metrics),
+        labelled_rows=row.labelled_rows,
+        drifted=tuple(f for f, d in (row.features or {}).items() if d.get("drifted")),
+        prediction_drift=prediction.get("drifted"),
+        estimated=dict(signals.get("estimated") or {}),
+        new_rows=signals.get("new_rows"),
+    )

@@ -52,7 +52,7 @@ class VersionRow(SQLModel, table=True):
     model_id: int = Field(foreign_key="models.id", index=True)
     version: int
     created_at: datetime = _time()
-    status: str = "candidate"  # candidate -> champion | rejected | retired
+    status: str = "candidate"  # candidate -> champion | rejected | pending (approval) | retired
     trigger: str = "manual"
     parent_version: int | None = None
     estimator: str = ""
@@ -83,6 +83,7 @@ class CheckRow(SQLModel, table=True):
     dataset_drift: bool | None = None
     features: dict[str, Any] = _json()  # {feature: {"score", "drifted", "method", "threshold"}}
     metrics: dict[str, Any] = _json()  # {metric name: value} on labelled rows
+    signals: dict[str, Any] = _json()  # prediction_drift, new_rows, estimated metrics
     seconds: float = 0.0
 
 
@@ -107,7 +108,7 @@ class RunRow(SQLModel, table=True):
     started_at: datetime = _time()
     finished_at: datetime | None = _time(nullable=True)
     trigger: str
-    outcome: str = "running"  # promoted | rejected | failed
+    outcome: str = "running"  # promoted | rejected | pending | failed
     reason: str = ""
     champion_version: int | None = None
     challenger_version: int | None = None
