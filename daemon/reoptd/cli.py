@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from reoptd import app as assemble
 from reoptd.errors import ReoptdError
@@ -435,6 +436,55 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         raise typer.Exit(1)
 
 
+@policy_app.command("explain")
+def policy_explain(
+    file: Annotated[Path, typer.Argument(help="A policy file.")],
+    history: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay this model's last checks (from the registry) through the policy: which "
+            "triggers would fire and why."
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option(help="How many checks --history shows.")] = 10,
+) -> None:
+    """Say in plain English what the policy will do; with --history MODEL, what it would have
+    decided on that model's recent checks."""
+    from reoptd.policy import explain, load_policy
+
+    policy = load_policy(file)
+    if history is None:
+        for line in explain(policy):
+            typer.echo(line)
+        return
+    from reoptd.policy import decide
+
+    registry = assemble.open_registry(_settings())
+    replay = registry.replay_states(history, limit=last + _history_depth(policy))
+    shown = replay[-last:]
+    if not shown:
+        typer.echo(f"{history}: no checks recorded yet")
+        return
+    for index, (check, state) in enumerate(replay):
+        if (check, state) not in shown:
+            continue
+        views = [c for c, _ in replay[: index + 1]]
+        head = f"{check.at:%Y-%m-%d %H:%M} v{check.champion_version} {check.status}"
+        if check.status != "ok":
+            typer.echo(f"{head}: not judged (check {check.status})")
+            continue
+        decision = decide(policy, views, state, check.at)
+        verdict = f"RE-OPTIMIZE ({', '.join(decision.triggers)})" if decision.fire else "hold"
+        typer.echo(f"{head}: {verdict}")
+        for reason in decision.reasons:
+            typer.echo(f"    {reason}")
+
+
+def _history_depth(policy) -> int:
+    fors = [getattr(getattr(t, t.kind), "for_", 1) for t in policy.triggers if t.kind != "max_age"]
+    return max([1, *fors])
+
+
 @policy_app.command("schema")
 def policy_schema() -> None:
     """Print the policy file's JSON Schema (for editor completion)."""
@@ -482,6 +532,9 @@ def main(argv: list[str] | None = None) -> Any:
         return app(args=argv)
     except ReoptdError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:  # the database failed under us: say so, without a traceback
+        typer.echo(f"error: database: {exc.__class__.__name__}: {exc.orig or exc}", err=True)
         sys.exit(1)
 
 

@@ -1,6 +1,7 @@
 """Policies: the YAML files users configure re-optimization with, and the decision they drive."""
 
 from reoptd.policy._decide import CheckView, Decision, ModelState, decide
+from reoptd.policy._explain import explain
 from reoptd.policy._load import load_policies, load_policy, parse_policy
 from reoptd.policy._schema import METRICS, Policy
 from reoptd.policy._units import (
@@ -18,6 +19,7 @@ __all__ = [
     "ModelState",
     "Policy",
     "decide",
+    "explain",
     "format_duration",
     "format_size",
     "load_policies",

@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import event, func
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from reoptd.clock import utc
 from reoptd.errors import ModelNotFound, ReoptdError, VersionNotFound
 from reoptd.policy import CheckView, ModelState, Policy
 from reoptd.registry._artifacts import ArtifactStore
+from reoptd.registry._migrate import upgrade
 from reoptd.registry._tables import CheckRow, DecisionRow, EventRow, ModelRow, RunRow, VersionRow
 
 
@@ -54,7 +55,7 @@ class Registry:
             artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore(artifacts)
         )
         try:
-            SQLModel.metadata.create_all(self.engine)
+            upgrade(self.engine)
         except OperationalError as exc:
             safe = make_url(url).render_as_string(hide_password=True)
             raise ReoptdError(f"cannot reach the database {safe}: {exc.orig}") from None
@@ -313,6 +314,35 @@ class Registry:
             compute_last_day=float(seconds),
             champion_metrics={k: float(v) for k, v in validation.items()},
         )
+
+    def replay_states(self, name: str, limit: int = 50) -> list[tuple[CheckView, ModelState]]:
+        """The last ``limit`` checks, each with the model's state as it was at that check:
+        what ``policy explain --history`` feeds to ``decide``."""
+        checks = self.checks(name, limit)
+        runs = self.runs(name)
+        events = self.events(name)
+        versions = {v.version: v for v in self.versions(name)}
+        out = []
+        for check in checks:
+            at = check.at
+            before = [r for r in runs if r.started_at < at and r.trigger != "bootstrap"]
+            day = [r for r in before if r.started_at > at - timedelta(days=1)]
+            since = max(
+                (e.at for e in events if e.to_version == check.champion_version and e.at <= at),
+                default=None,
+            )
+            version = versions.get(check.champion_version) if check.champion_version else None
+            holdout = version.metrics.get("holdout", {}) if version else {}
+            state = ModelState(
+                champion_version=check.champion_version,
+                champion_since=since,
+                last_run_at=max((r.started_at for r in runs if r.started_at < at), default=None),
+                runs_last_day=len(day),
+                compute_last_day=sum(r.seconds for r in day),
+                champion_metrics={k: float(v) for k, v in holdout.items()},
+            )
+            out.append((check_view(check), state))
+        return out
 
     def pending(self, name: str) -> list[VersionRow]:
         """Versions that won validation and wait for approval (promote.mode: manual)."""

@@ -1,0 +1,163 @@
+"""A plain-English account of what a policy will do (``reoptd policy explain``)."""
+
+from __future__ import annotations
+
+from reoptd.policy._schema import Policy, Trigger
+from reoptd.policy._units import format_duration, format_size
+
+
+def explain(policy: Policy) -> list[str]:
+    """Paragraphs, each one sentence or a short list, in the order the daemon acts."""
+    f = policy.features
+    lines = [
+        f"Model `{policy.model}`: {policy.task} of `{policy.target}` from "
+        f"{len(f.numerical)} numerical and {len(f.categorical)} categorical features; "
+        f"event time in `{policy.timestamp}`.",
+        _data(policy),
+        _monitor(policy),
+    ]
+    if policy.triggers:
+        joiner = "any" if policy.combine == "any" else "all"
+        lines.append(f"It re-optimizes when {joiner} of these hold:")
+        lines.extend(f"  - {_trigger(policy, t)}" for t in policy.triggers)
+    else:
+        lines.append("It has no triggers: it only re-optimizes when asked (`reoptd optimize`).")
+    lines.append(_guards(policy))
+    lines.append(_run(policy))
+    lines.append(_promote(policy))
+    return lines
+
+
+def _data(policy: Policy) -> str:
+    source = policy.data.production
+    if source.kind == "demo":
+        return f"Production rows come from the built-in demo stream (seed {source.seed})."
+    return f"Production rows come from {source.format} files matching `{source.path}`."
+
+
+def _monitor(policy: Policy) -> str:
+    m = policy.monitor
+    drift = m.drift
+
+    def method(name: str | None, threshold: float | None) -> str:
+        if name is None:
+            return "Evidently's automatic test"
+        return name + ("" if threshold is None else f" (threshold {threshold:g})")
+
+    overrides = (
+        "; per column: "
+        + ", ".join(f"{c}: {method(o.method, o.threshold)}" for c, o in drift.per_column.items())
+        if drift.per_column
+        else ""
+    )
+    return (
+        f"Every {format_duration(m.every)} it checks the rows of the last "
+        f"{format_duration(m.window)} (skipping windows under {m.min_rows} rows) against up to "
+        f"{m.reference_rows} rows of the champion's training data: numerical features with "
+        f"{method(drift.method, drift.threshold)}, categorical ones with "
+        f"{method(drift.cat_method, drift.cat_threshold)}{overrides}. The dataset counts as "
+        f"drifted when {drift.drift_share:.0%} of features drift. It also measures "
+        f"{policy.metric} on rows whose labels have arrived and the drift of the champion's "
+        f"predictions."
+    )
+
+
+def _times(n: int) -> str:
+    return "in the latest check" if n == 1 else f"in {n} consecutive checks"
+
+
+def _trigger(policy: Policy, trigger: Trigger) -> str:
+    if trigger.drift_share is not None:
+        t = trigger.drift_share
+        return f"more than {t.above:.0%} of features drift {_times(t.for_)}"
+    if trigger.drift_features is not None:
+        t2 = trigger.drift_features
+        return f"any of {', '.join(t2.features)} drifts {_times(t2.for_)}"
+    if trigger.prediction_drift is not None:
+        return f"the champion's predictions drift {_times(trigger.prediction_drift.for_)}"
+    if trigger.metric is not None:
+        t3 = trigger.metric
+        name = t3.name or policy.metric
+        if t3.below is not None:
+            what = f"{name} falls below {t3.below:g}"
+        elif t3.above is not None:
+            what = f"{name} rises above {t3.above:g}"
+        else:
+            what = f"{name} is more than {t3.drop:g} worse than the champion's validation {name}"
+        return f"{what} {_times(t3.for_)}, once at least {t3.min_labels} labels have arrived"
+    if trigger.estimated_metric is not None:
+        t4 = trigger.estimated_metric
+        name = t4.name or policy.metric
+        return f"the estimated {name} (before labels) falls below {t4.below:g} {_times(t4.for_)}"
+    if trigger.new_rows is not None:
+        return (
+            f"at least {trigger.new_rows.at_least} rows arrived after the champion's training data"
+        )
+    if trigger.schedule is not None:
+        return f"the cron schedule `{trigger.schedule}` (UTC) comes due"
+    assert trigger.max_age is not None
+    return f"the champion is older than {format_duration(trigger.max_age)}"
+
+
+def _guards(policy: Policy) -> str:
+    g = policy.guards
+    parts = []
+    if g.cooldown:
+        parts.append(f"waits at least {format_duration(g.cooldown)} between runs")
+    if g.max_runs_per_day is not None:
+        parts.append(f"runs at most {g.max_runs_per_day} times in any 24 hours")
+    if g.max_compute_per_day is not None:
+        parts.append(
+            f"spends at most {format_duration(g.max_compute_per_day)} re-optimizing per 24 hours"
+        )
+    if not parts:
+        return "No guards: it re-optimizes every time a trigger fires."
+    return "Guards: it " + ", ".join(parts) + "; a blocked run is recorded with the reason."
+
+
+def _run(policy: Policy) -> str:
+    t = policy.train
+    params = ", ".join(f"{k}={v}" for k, v in t.params.items()) or "default parameters"
+    steps = []
+    for step in policy.pipeline:
+        budget = f" (budget {format_duration(step.budget)})" if step.budget else ""
+        steps.append(step.name + budget)
+    holdout = policy.promote.holdout
+    return (
+        f"A run ({' -> '.join(steps)}) trains {t.estimator} ({params}) on the labelled rows of "
+        f"the last {format_duration(t.window)}, needing at least {t.min_rows}, and holds out the "
+        f"newest {holdout:.0%} of them, which neither model has seen, for validation."
+    )
+
+
+def _promote(policy: Policy) -> str:
+    p = policy.promote
+    better = "higher" if policy.higher_is_better() else "lower"
+    text = (
+        f"The challenger must beat the champion's {policy.metric} on that holdout by at least "
+        f"{p.min_improvement:g} ({better} is better)"
+    )
+    limits = []
+    if p.max_latency is not None:
+        limits.append(f"predict a row in under {format_duration(p.max_latency)}")
+    if p.max_size is not None:
+        limits.append(f"stay under {format_size(p.max_size)}")
+    if limits:
+        text += " and " + " and ".join(limits)
+    if p.mode == "auto":
+        text += "; it then becomes the champion at once, in one transaction."
+    elif p.mode == "manual":
+        text += "; it then waits for `reoptd models approve` before it becomes the champion."
+    else:
+        text += (
+            f"; it then scores live rows beside the champion in shadow and is promoted only if "
+            f"it wins on labelled rows in {p.shadow_checks} checks."
+        )
+    if p.rollback is not None:
+        r = p.rollback
+        text += (
+            f" For {format_duration(r.within)} after a promotion, a live {policy.metric} worse "
+            f"than the previous champion's validation {policy.metric} by more than {r.drop:g} "
+            f"(with at least {r.min_labels} labels) rolls it back."
+        )
+    return text

@@ -1,0 +1,20 @@
+"""Alembic environment for reoptd's tables. Run by ``reoptd.registry._migrate.upgrade``;
+the connection comes in through ``config.attributes["connection"]``."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import reoptd.registry._tables  # noqa: F401 - registers the tables on SQLModel.metadata
+
+config = context.config
+connection = config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
