@@ -7,21 +7,23 @@ always an argument. Durations of work are measured with ``time.perf_counter``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
 from reoptd.data import Source, open_source
-from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
+from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError, PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import load_model
 from reoptd.monitor import Champion, CheckResult, check
 from reoptd.optimize import RunResult, run_pipeline
-from reoptd.policy import Decision, Policy, decide
+from reoptd.policy import Decision, Policy, decide, load_policy
 from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow, VersionRow
 
 log = logging.getLogger("reoptd.loop")
@@ -51,6 +53,10 @@ class ModelLoop:
         self.metrics = metrics
         self.source = source if source is not None else open_source(policy)
         self._champion: Champion | None = None
+        self._stamp: tuple[int, int] | None = None
+        if policy.source is not None:
+            with contextlib.suppress(OSError):
+                self._stamp = _stamp(policy.source)
         metrics.declare(policy)
         # A run still "running" in the database was cut off by a crash or a kill: say so.
         registry.close_interrupted_runs(policy.model)
@@ -63,6 +69,51 @@ class ModelLoop:
         self.policy = policy
         self.source = open_source(policy)
         self._champion = None  # drift settings may have changed: rebuild the detector
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the policy file if it changed since it was loaded; True if a new policy is in
+        force. An invalid edit keeps the last valid policy running, logs why, and sets
+        ``reoptd_policy_valid{model}`` to 0 until the file is fixed."""
+        path = self.policy.source
+        if path is None:
+            return False
+        try:
+            stamp = _stamp(path)
+        except OSError:
+            if self._stamp is not None:
+                log.warning(
+                    "%s: policy file %s is gone; the last policy keeps running", self.name, path
+                )
+                self._stamp = None
+            return False
+        if self._stamp is None:
+            self._stamp = stamp
+            return False
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            policy = load_policy(path)
+            if policy.model != self.name:
+                raise PolicyError(
+                    str(path),
+                    [
+                        f"{path}: model renamed from {self.name!r} to {policy.model!r};"
+                        " a new name is a new model: restart the daemon to pick it up"
+                    ],
+                )
+        except PolicyError as exc:
+            self.metrics.policy_valid.labels(self.name).set(0)
+            log.error(
+                "%s: policy edit rejected, the last valid policy keeps running:\n  %s",
+                self.name,
+                "\n  ".join(exc.problems),
+            )
+            return False
+        self.update_policy(policy)
+        self.metrics.policy_valid.labels(self.name).set(1)
+        log.info("%s: policy reloaded from %s", self.name, path)
+        return True
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -279,6 +330,11 @@ class ModelLoop:
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
             )
         return self._champion
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _history_size(policy: Policy) -> int:

@@ -72,7 +72,7 @@ class Service:
             every = self.clock.real_seconds(loop.policy.monitor.every)
             self.scheduler.add_job(
                 self._cycle,
-                IntervalTrigger(seconds=max(every, 0.1), timezone=UTC),
+                self._trigger(loop),
                 args=[loop],
                 id=loop.name,
                 name=f"check {loop.name}",
@@ -88,10 +88,18 @@ class Service:
         self.scheduler.start()
         log.info("metrics on %s", self.metrics_url)
 
+    def _trigger(self, loop: ModelLoop) -> IntervalTrigger:
+        every = self.clock.real_seconds(loop.policy.monitor.every)
+        return IntervalTrigger(seconds=max(every, 0.1), timezone=UTC)
+
     def _cycle(self, loop: ModelLoop) -> None:
         if self._stop.is_set():
             return
         try:
+            old_every = loop.policy.monitor.every
+            if loop.reload_if_changed() and loop.policy.monitor.every != old_every:
+                self.scheduler.reschedule_job(loop.name, trigger=self._trigger(loop))
+                log.info("%s: now checking every %s", loop.name, loop.policy.monitor.every)
             loop.cycle(self.clock.now())
         except Exception:  # one model's failure must never stop the others
             log.exception("%s: cycle crashed; the daemon goes on", loop.name)
