@@ -21,7 +21,7 @@ from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError, PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import load_model
-from reoptd.monitor import Champion, CheckResult, check
+from reoptd.monitor import Champion, CheckResult, check, evaluate
 from reoptd.optimize import RunResult, run_pipeline
 from reoptd.policy import Decision, Policy, decide, load_policy
 from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow, VersionRow
@@ -54,6 +54,7 @@ class ModelLoop:
         self.source = source if source is not None else open_source(policy)
         self._champion: Champion | None = None
         self._stamp: tuple[int, int] | None = None
+        self._others: dict[int, object] = {}  # a shadow or previous champion, loaded once
         if policy.source is not None:
             with contextlib.suppress(OSError):
                 self._stamp = _stamp(policy.source)
@@ -128,10 +129,12 @@ class ModelLoop:
             log.error("%s: champion v%s unusable: %s", self.name, model.champion_version, exc)
             row = self._record_check(now, "failed", f"champion artifact: {exc}", None)
             return CycleOutcome(check=row)
-        row = self._check(now, champion)
+        row, result = self._check(now, champion)
         outcome = CycleOutcome(check=row)
-        if row.status != "ok":
+        if row.status != "ok" or result is None:
             return outcome
+        if self._guard(now, champion, result, row) or self._shadow(now, champion, result, row):
+            return outcome  # the champion changed: the next check judges the new one
         state = self.registry.state(self.name, now)
         history = self.registry.history(self.name, limit=_history_size(self.policy))
         decision = decide(self.policy, history, state, now)
@@ -157,16 +160,16 @@ class ModelLoop:
             outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=stored.id)
         return outcome
 
-    def _check(self, now: datetime, champion: Champion) -> CheckRow:
+    def _check(self, now: datetime, champion: Champion) -> tuple[CheckRow, CheckResult | None]:
         try:
             result = check(self.policy, self.source, champion, now)
         except EmptyWindow as exc:
             log.warning("%s: check skipped: %s", self.name, exc)
-            return self._record_check(now, "skipped", str(exc), champion.version)
+            return self._record_check(now, "skipped", str(exc), champion.version), None
         except DataError as exc:
             log.error("%s: check failed: %s", self.name, exc)
             self.metrics.data_errors.labels(self.name).inc()
-            return self._record_check(now, "failed", str(exc), champion.version)
+            return self._record_check(now, "failed", str(exc), champion.version), None
         row = self._record_check(now, "ok", "", champion.version, result)
         m, name = self.metrics, self.name
         m.drift_share.labels(name).set(result.drift_share)
@@ -197,7 +200,7 @@ class ModelLoop:
             f" drifted=[{', '.join(drifted)}]" if drifted else "",
             f" {shown}" if shown else "",
         )
-        return row
+        return row, result
 
     def _record_check(
         self,
@@ -257,7 +260,19 @@ class ModelLoop:
             run.seconds = result.seconds
             for step, record in result.steps.items():
                 self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
-            if result.ctx.promote and self.policy.promote.mode == "manual":
+            # Without a champion there is nothing to protect: the first version is promoted
+            # whatever the mode.
+            mode = self.policy.promote.mode if champion is not None else "auto"
+            if result.ctx.promote and mode == "shadow":
+                for old in self.registry.versions(self.name):
+                    if old.status == "shadow":  # a newer challenger replaces the one in shadow
+                        self.registry.set_status(self.name, old.version, "rejected")
+                self.registry.set_status(self.name, version.version, "shadow")
+                run.outcome = "shadow"
+                result.ctx.reason += (
+                    f"; in shadow until it wins {self.policy.promote.shadow_checks} checks"
+                )
+            elif result.ctx.promote and mode == "manual":
                 self.registry.set_status(self.name, version.version, "pending")
                 run.outcome = "pending"
                 result.ctx.reason += "; waiting for approval (reoptd models approve)"
@@ -315,6 +330,115 @@ class ModelLoop:
             train_start=ts.min().to_pydatetime(),
             train_end=ts.max().to_pydatetime(),
         )
+
+    # -- shadow challengers and the post-promotion guard -----------------------------------------
+
+    def _unseen(self, result: CheckResult, after: datetime | None) -> pd.DataFrame:
+        """Labelled rows of this check newer than ``after`` (rows a model never trained on)."""
+        rows = result.labelled
+        if rows is None or rows.empty or after is None:
+            return rows if rows is not None else pd.DataFrame()
+        return rows[rows[self.policy.timestamp] > pd.Timestamp(after)]
+
+    def _compare(self, other: VersionRow, champion: Champion, rows: pd.DataFrame) -> dict:
+        metric = self.policy.metric
+        theirs = evaluate(self._load(other), rows, self.policy.target, [metric])[metric]
+        ours = evaluate(champion.model, rows, self.policy.target, [metric])[metric]
+        better = theirs > ours if self.policy.higher_is_better() else theirs < ours
+        return {
+            "version": other.version,
+            "metric": metric,
+            "value": theirs,
+            "champion": ours,
+            "rows": len(rows),
+            "better": bool(better),
+        }
+
+    def _shadow(
+        self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow
+    ) -> bool:
+        """Score a challenger in shadow on rows it never saw; promote it after enough wins."""
+        promote = self.policy.promote
+        shadows = [v for v in self.registry.versions(self.name) if v.status == "shadow"]
+        if not shadows:
+            return False
+        shadow = shadows[-1]
+        rows = self._unseen(
+            result, max(shadow.train_end, champion.trained_until or shadow.train_end)
+        )
+        if len(rows) < 30:
+            return False
+        verdict = self._compare(shadow, champion, rows)
+        self._annotate(row, "shadow", verdict)
+        judged = [
+            c.signals["shadow"]
+            for c in self.registry.checks(self.name, limit=promote.shadow_checks * 4)
+            if (c.signals or {}).get("shadow", {}).get("version") == shadow.version
+        ]
+        if not verdict["better"]:
+            self.registry.set_status(self.name, shadow.version, "rejected")
+            log.info(
+                "%s: shadow v%d lost (%s %.4f vs champion %.4f on %d rows); rejected",
+                self.name,
+                shadow.version,
+                verdict["metric"],
+                verdict["value"],
+                verdict["champion"],
+                verdict["rows"],
+            )
+            return False
+        if len(judged) < promote.shadow_checks:
+            return False
+        reason = (
+            f"shadow v{shadow.version} beat champion v{champion.version} in"
+            f" {len(judged)}/{promote.shadow_checks} checks on rows it never saw"
+        )
+        self.registry.promote(self.name, shadow.version, at=now, reason=reason)
+        log.info("%s: %s: promoted", self.name, reason)
+        return True
+
+    def _guard(self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow) -> bool:
+        """After a promotion, roll back if the new champion does worse live than its predecessor."""
+        spec = self.policy.promote.rollback
+        if spec is None:
+            return False
+        events = [e for e in self.registry.events(self.name) if e.to_version == champion.version]
+        if not events or events[-1].from_version is None or events[-1].kind != "promote":
+            return False
+        promoted = events[-1]
+        if now - promoted.at > spec.within:
+            return False
+        previous = self.registry.version(self.name, promoted.from_version)
+        rows = self._unseen(result, promoted.at)
+        if len(rows) < spec.min_labels:
+            return False
+        verdict = self._compare(previous, champion, rows)
+        worse = verdict["value"] - verdict["champion"]
+        if not self.policy.higher_is_better():
+            worse = -worse
+        verdict["drop"] = worse
+        self._annotate(row, "guard", verdict)
+        if worse <= spec.drop:
+            return False
+        reason = (
+            f"guard: champion v{champion.version} {verdict['metric']} {verdict['champion']:.4f}"
+            f" is {worse:.4f} worse than v{previous.version} ({verdict['value']:.4f}) on"
+            f" {verdict['rows']} live rows since its promotion (> {spec.drop})"
+        )
+        self.registry.rollback(self.name, at=now, reason=reason)
+        log.warning("%s: rolled back: %s", self.name, reason)
+        return True
+
+    def _annotate(self, row: CheckRow, key: str, value: dict) -> None:
+        row.signals = {**(row.signals or {}), key: value}
+        self.registry.add(row)
+
+    def _load(self, version: VersionRow):
+        cached = self._others.get(version.version)
+        if cached is None:
+            cached = load_model(self.registry.load_artifact(version))
+            self._others = {version.version: cached}
+        return cached
 
     def champion(self) -> Champion:
         """The champion with its reference sample, loaded (and sha256-verified) once per version."""

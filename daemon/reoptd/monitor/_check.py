@@ -60,6 +60,8 @@ class CheckResult:
     new_rows: int | None = None
     estimated: dict[str, float] = field(default_factory=dict)  # filled by estimators (none yet)
     seconds: float = 0.0
+    labelled: pd.DataFrame | None = field(default=None, repr=False)  # not stored
+    extra: dict[str, object] = field(default_factory=dict)  # more signals (shadow, guard)
 
     @property
     def signals(self) -> dict[str, object]:
@@ -70,6 +72,7 @@ class CheckResult:
             else self.prediction_drift.to_dict(),
             "new_rows": self.new_rows,
             "estimated": self.estimated,
+            **self.extra,
         }
 
     @property
@@ -118,6 +121,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         result.new_rows = len(after)
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
+    result.labelled = with_labels
     if len(with_labels):
         result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
     result.seconds = time.perf_counter() - started

@@ -63,10 +63,15 @@ def decide(
 
     ``history`` is oldest first; its last entry is normally the check just made.
     """
-    # Only checks of the current champion count: a streak against the previous champion says
-    # nothing about the one now in force.
+    # Only checks of the current champion since it took over count: a streak against another
+    # champion (or against this one before a rollback replaced it) says nothing about now.
+    since = state.champion_since
     relevant = [
-        c for c in history if c.status == "ok" and c.champion_version == state.champion_version
+        c
+        for c in history
+        if c.status == "ok"
+        and c.champion_version == state.champion_version
+        and (since is None or c.at >= since)
     ]
     previous_at = history[-2].at if len(history) >= 2 else None
     fired: list[str] = []
