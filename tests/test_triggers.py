@@ -425,15 +425,15 @@ def test_schedule_without_a_previous_check_fires_only_exactly_on_time() -> None:
     assert decide(policy, [], STATE, at(4)).fire is False
 
 
-def test_schedule_uses_the_previous_check_of_any_status_and_champion() -> None:
+def test_schedule_previous_check_may_be_of_the_previous_champion() -> None:
+    # the check at 02:45 ran against champion 1; champion 2 was promoted since
     policy = make_policy(DAILY)
-    now = at(3, 45)
-    previous = CheckView(at(3, 15), "skipped", None)
-    # history[-2] is the skipped check at 03:15: the 03:00 cron time is before it
-    history = [*timeline(at(2, 45)), previous, *timeline(now)]
-    assert decide(policy, history, STATE, now).fire is False
-    history = [*timeline(at(2, 45)), CheckView(at(2, 55), "failed", 7), *timeline(now)]
-    assert decide(policy, history, STATE, now).fire is True
+    now = at(3, 15)
+    history = [*timeline(at(2, 15), at(2, 45)), CheckView(now, "ok", 2)]
+    decision = decide(policy, history, state_with(champion_version=2), now)
+    assert decision.fire is True
+    previous = [*timeline(at(2, 45)), CheckView(at(3, 5), "ok", 1), CheckView(now, "ok", 2)]
+    assert decide(policy, previous, state_with(champion_version=2), now).fire is False
 
 
 def test_schedule_is_in_utc_and_knows_weekday_names() -> None:

@@ -32,7 +32,8 @@ def _data(policy: Policy) -> str:
     source = policy.data.production
     if source.kind == "demo":
         return f"Production rows come from the built-in demo stream (seed {source.seed})."
-    return f"Production rows come from {source.format} files matching `{source.path}`."
+    kind = "Parquet or CSV (by extension)" if source.format == "auto" else source.format
+    return f"Production rows come from {kind} files matching `{source.path}`."
 
 
 def _monitor(policy: Policy) -> str:
@@ -105,7 +106,8 @@ def _guards(policy: Policy) -> str:
     if g.cooldown:
         parts.append(f"waits at least {format_duration(g.cooldown)} between runs")
     if g.max_runs_per_day is not None:
-        parts.append(f"runs at most {g.max_runs_per_day} times in any 24 hours")
+        times = "once" if g.max_runs_per_day == 1 else f"{g.max_runs_per_day} times"
+        parts.append(f"runs at most {times} in any 24 hours")
     if g.max_compute_per_day is not None:
         parts.append(
             f"spends at most {format_duration(g.max_compute_per_day)} re-optimizing per 24 hours"
@@ -156,8 +158,8 @@ def _promote(policy: Policy) -> str:
     if p.rollback is not None:
         r = p.rollback
         text += (
-            f" For {format_duration(r.within)} after a promotion, a live {policy.metric} worse "
-            f"than the previous champion's validation {policy.metric} by more than {r.drop:g} "
-            f"(with at least {r.min_labels} labels) rolls it back."
+            f" For {format_duration(r.within)} after a promotion, if the new champion's live "
+            f"{policy.metric} is worse than its predecessor's on the same new rows by more than "
+            f"{r.drop:g} (judged once {r.min_labels} labels arrived), it is rolled back."
         )
     return text
