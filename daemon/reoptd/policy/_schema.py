@@ -229,7 +229,7 @@ class Rollback(_Block):
     drop: float = Field(
         gt=0,
         description="roll back when the new champion's live metric is worse than its"
-        " predecessor's validation metric by more than this",
+        " predecessor's on the same new labelled rows by more than this",
     )
     within: Duration = Field(timedelta(days=1), description="how long after a promotion to watch")
     min_labels: int = Field(100, ge=1, description="labelled rows needed before judging")
