@@ -51,8 +51,7 @@ DURATIONS: st.SearchStrategy[str | int | float] = st.one_of(
     st.integers(1, 999).map(lambda n: f"{n}ms"),
     st.integers(1, 999_999).map(lambda n: f"{n}us"),
     st.integers(0, 10**8),  # seconds
-    # fractions of a second only below one second: see the report on format_duration
-    st.floats(min_value=0, max_value=0.999, allow_nan=False),
+    st.floats(min_value=0, max_value=1e6, allow_nan=False),
 )
 FRACTIONS: st.SearchStrategy[str | float] = st.one_of(
     st.integers(0, 100).map(lambda n: f"{n}%"),
@@ -72,6 +71,14 @@ LATENCIES: st.SearchStrategy[str | int] = st.one_of(
     st.integers(1, 10).map(lambda n: f"{n}s"),
 )
 FLOATS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+# monitor.every: checks run at most once a second
+CHECK_EVERY: st.SearchStrategy[str | int | float] = st.one_of(
+    st.sampled_from(["s", "m", "h", "d"]).flatmap(
+        lambda u: st.integers(1, 1000).map(lambda n: f"{n}{u}")
+    ),
+    st.integers(1, 10**6),
+    st.floats(min_value=1, max_value=1e6, allow_nan=False),
+)
 POSITIVE = st.floats(min_value=1e-6, max_value=1e3)
 STREAK = st.integers(1, 20)
 
@@ -137,9 +144,11 @@ def triggers(draw: st.DrawFn, features: list[str], metrics: list[str]) -> dict[s
             )
         )
     elif kind == "estimated_metric":
+        # a floor only makes sense for higher-is-better metrics (the schema refuses the rest)
+        rising = [m for m in metrics if m in ("accuracy", "f1", "roc_auc", "r2")]
         value = draw(
             st.fixed_dictionaries(
-                {"below": FLOATS}, optional={"name": st.sampled_from(metrics), **streak}
+                {"below": FLOATS, "name": st.sampled_from(rising)}, optional=streak
             )
         )
     elif kind == "new_rows":
@@ -213,7 +222,7 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
         )
         data["monitor"] = draw(
             _optional(
-                every=DURATIONS,
+                every=CHECK_EVERY,
                 window=DURATIONS,
                 min_rows=st.integers(1, 10**6),
                 reference_rows=st.integers(10, 10**6),

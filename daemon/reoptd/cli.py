@@ -460,7 +460,7 @@ def policy_explain(
     from reoptd.policy import decide
 
     registry = assemble.open_registry(_settings())
-    replay = registry.replay_states(history, limit=last + _history_depth(policy))
+    replay = registry.replay_states(history, limit=last + 10 + _history_depth(policy))
     shown = replay[-last:]
     if not shown:
         typer.echo(f"{history}: no checks recorded yet")

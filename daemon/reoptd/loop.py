@@ -462,12 +462,8 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 def _history_size(policy: Policy) -> int:
-    longest = max(
-        [1]
-        + [t.drift_share.for_ for t in policy.triggers if t.drift_share]
-        + [t.metric.for_ for t in policy.triggers if t.metric]
-    )
-    return longest + 10
+    """Enough recent checks for the longest "for N checks" of any trigger."""
+    return max([1, *(getattr(getattr(t, t.kind), "for_", 1) for t in policy.triggers)]) + 10
 
 
 def _iso(value: object) -> str | None:

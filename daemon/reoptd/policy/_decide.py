@@ -37,6 +37,7 @@ class ModelState:
     last_run_at: datetime | None = None  # start of the last re-optimization run
     runs_last_day: int = 0  # runs that started in the 24 h before now
     compute_last_day: float = 0.0  # seconds those runs took
+    last_decision_at: datetime | None = None  # the decision before this one
     champion_metrics: dict[str, float] = field(default_factory=dict)  # its validation metrics
 
 
@@ -73,7 +74,11 @@ def decide(
         and c.champion_version == state.champion_version
         and (since is None or c.at >= since)
     ]
-    previous_at = history[-2].at if len(history) >= 2 else None
+    # A schedule is due if a cron time passed since the last decision; checks that were skipped
+    # or failed made no decision, so a cron time they covered is not lost.
+    previous_at = state.last_decision_at
+    if previous_at is None and len(history) >= 2:
+        previous_at = history[-2].at
     fired: list[str] = []
     reasons: list[str] = []
     hits: list[bool] = []
@@ -215,6 +220,8 @@ def _metric(
     ]
     if len(usable) < spec.for_:
         labels = recent[-1].labelled_rows if recent else 0
+        if labels >= spec.min_labels:
+            return False, f"{name}: not measured in {spec.for_} recent check(s)"
         return False, f"{name}: not enough labels ({labels} < {spec.min_labels})"
     if spec.below is not None:
         hit = all(v < spec.below for v in usable)
@@ -237,9 +244,9 @@ def _metric(
 
 def _schedule(expression: str, previous_at: datetime | None, now: datetime) -> tuple[bool, str]:
     """Fires when a cron time falls after the previous check and at or before ``now``."""
-    from apscheduler.triggers.cron import CronTrigger
+    from reoptd.policy._schema import cron_trigger
 
-    cron = CronTrigger.from_crontab(expression, timezone=UTC)
+    cron = cron_trigger(expression)
     since = previous_at if previous_at is not None else now - timedelta(microseconds=1)
     due = cron.get_next_fire_time(None, since + timedelta(microseconds=1))
     hit = due is not None and due <= now

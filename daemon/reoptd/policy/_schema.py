@@ -77,7 +77,9 @@ class Drift(_Block):
 
 
 class Monitor(_Block):
-    every: Duration = Field(timedelta(minutes=15), description="how often a check runs")
+    every: Duration = Field(
+        timedelta(minutes=15), description="how often a check runs (at least 1s)"
+    )
     window: Duration = Field(timedelta(days=1), description="rows of the last `window` are checked")
     min_rows: int = Field(50, ge=1, description="fewer rows than this skips the check")
     reference_rows: int = Field(
@@ -141,11 +143,30 @@ class NewRowsTrigger(_Block):
     )
 
 
-def _cron(expression: str) -> str:
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_trigger(expression: str):
+    """A crontab line as an APScheduler trigger in UTC, with cron's weekday numbers.
+
+    APScheduler counts weekdays from 0 = Monday; crontab from 0 = Sunday (7 is Sunday too).
+    Numbers in the weekday field are turned into names, which both read the same way.
+    """
+    import re
+
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = expression.split()
+    if len(fields) == 5:
+        fields[4] = re.sub(
+            r"(?<![/\w])([0-7])(?![\w])", lambda m: _WEEKDAYS[int(m.group(1))], fields[4]
+        )
+    return CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+
+
+def _cron(expression: str) -> str:
     try:
-        CronTrigger.from_crontab(expression, timezone="UTC")
+        cron_trigger(expression)
     except ValueError as exc:
         raise ValueError(f"not a cron expression (minute hour day month weekday): {exc}") from None
     return expression
@@ -336,13 +357,22 @@ class Policy(_Block):
         for col in (self.target, self.timestamp):
             if col in names:
                 problems.append(f"features: {col!r} is the target or timestamp column")
+        if self.monitor.every < timedelta(seconds=1):
+            problems.append("monitor.every: checks cannot run more often than every 1s")
         known = METRICS[self.task]
         metrics = [("promote.metric", self.promote.metric)]
         for i, t in enumerate(self.triggers):
             if t.metric is not None:
                 metrics.append((f"triggers.{i}.metric.name", t.metric.name))
             if t.estimated_metric is not None:
-                metrics.append((f"triggers.{i}.estimated_metric.name", t.estimated_metric.name))
+                where = f"triggers.{i}.estimated_metric.name"
+                metrics.append((where, t.estimated_metric.name))
+                name = t.estimated_metric.name or self.metric
+                if name in known and not known[name]:
+                    problems.append(
+                        f"{where}: estimated_metric fires *below* a floor; {name!r} is lower-is-"
+                        "better, so it would fire when the model improves"
+                    )
         for where, metric in metrics:
             if metric is not None and metric not in known:
                 problems.append(
@@ -382,5 +412,9 @@ def _step(entry: Any) -> Any:
         return {"name": entry}
     if isinstance(entry, dict) and len(entry) == 1 and "name" not in entry:
         ((name, options),) = entry.items()
-        return {"name": name, **(options or {})}
+        if options is None:
+            return {"name": name}
+        if not isinstance(options, dict):  # `{retrain: 10m}`: the budget, written short
+            return {"name": name, "budget": options}
+        return {"name": name, **options}
     return entry

@@ -51,6 +51,8 @@ def format_duration(delta: timedelta) -> str:
     total = delta.total_seconds()
     if 0 < total < 1:
         return f"{total * 1000:g}ms"
+    if total != int(total):  # keep fractions: a dumped policy must load back identical
+        return f"{total:.6f}".rstrip("0").rstrip(".") + "s"
     seconds = int(total)
     for unit in ("w", "d", "h", "m"):
         size = int(_UNIT_SECONDS[unit])

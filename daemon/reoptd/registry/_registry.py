@@ -306,6 +306,7 @@ class Registry:
             ).one()
         champion = self.champion(name)
         validation = dict(champion.metrics.get("holdout", {})) if champion else {}
+        decision = self.last_decision(name)
         return ModelState(
             champion_version=model.champion_version,
             champion_since=model.champion_since,
@@ -313,6 +314,7 @@ class Registry:
             runs_last_day=int(count),
             compute_last_day=float(seconds),
             champion_metrics={k: float(v) for k, v in validation.items()},
+            last_decision_at=None if decision is None else decision.at,
         )
 
     def replay_states(self, name: str, limit: int = 50) -> list[tuple[CheckView, ModelState]]:
