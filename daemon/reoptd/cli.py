@@ -106,7 +106,7 @@ def run(
     if speed is None and assemble.is_demo(loaded):
         speed = assemble.DEMO_SPEED
     the_clock = assemble.make_clock(clock, loaded, registry, speed)
-    metrics = Metrics()
+    metrics = Metrics(max_features=settings.max_feature_series, process=True)
     metrics.watch_champions(registry, the_clock)
     loops = [ModelLoop(p, registry, metrics) for p in loaded]
     log.info(

@@ -112,6 +112,7 @@ class ModelLoop:
             )
             return False
         self.update_policy(policy)
+        self.metrics.declare(policy)
         self.metrics.policy_valid.labels(self.name).set(1)
         log.info("%s: policy reloaded from %s", self.name, path)
         return True
@@ -176,7 +177,8 @@ class ModelLoop:
         m.dataset_drift.labels(name).set(
             int(result.drift_share >= self.policy.monitor.drift.drift_share)
         )
-        for feature, drift in result.features.items():
+        for feature in m.features(name, result.features):
+            drift = result.features[feature]
             m.feature_drift_score.labels(name, feature).set(drift.score)
             m.feature_drifted.labels(name, feature).set(int(drift.drifted))
         for metric, value in result.metrics.items():
@@ -260,6 +262,7 @@ class ModelLoop:
             run.seconds = result.seconds
             for step, record in result.steps.items():
                 self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
+            self.metrics.reoptimization_duration.labels(self.name).observe(result.seconds)
             # Without a champion there is nothing to protect: the first version is promoted
             # whatever the mode.
             mode = self.policy.promote.mode if champion is not None else "auto"
@@ -323,6 +326,8 @@ class ModelLoop:
                 "holdout": ctx.challenger_metrics,
                 "champion_on_holdout": ctx.champion_metrics,
                 "holdout_rows": len(ctx.holdout),
+                "latency_seconds": result.steps.get("validate", {}).get("latency_seconds"),
+                "size_bytes": result.steps.get("validate", {}).get("size_bytes"),
                 "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
                 "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
             },

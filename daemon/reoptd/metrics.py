@@ -12,7 +12,14 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -28,11 +35,54 @@ OUTCOMES = ("promoted", "rejected", "pending", "failed")
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
+_MINUTES = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """Every metric, on one registry. ``max_features`` caps the per-feature series of a model
+    (the first features of its policy get them) so cardinality stays bounded."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_features: int = 50,
+        process: bool = False,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_features = max_features
+        self._features: dict[str, set[str]] = {}
         r = self.registry
         m = ["model"]
+        if process:  # the daemon's own process: CPU, memory, file descriptors, Python version
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+        self.scheduler_lag = Histogram(
+            "reoptd_scheduler_lag_seconds",
+            "How late a scheduled check started (wall clock)",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.jobs_running = Gauge("reoptd_jobs_running", "Cycles running right now", registry=r)
+        self.check_interval = Gauge(
+            "reoptd_check_interval_seconds",
+            "The policy's monitor.every, in the daemon clock's seconds",
+            m,
+            registry=r,
+        )
+        self.metric_floor = Gauge(
+            "reoptd_metric_floor",
+            "The floor a metric trigger fires below (policy), for dashboards and alerts",
+            [*m, "metric"],
+            registry=r,
+        )
+        self.reoptimization_duration = Histogram(
+            "reoptd_reoptimization_duration_seconds",
+            "Time a whole re-optimization run takes",
+            m,
+            buckets=_MINUTES,
+            registry=r,
+        )
         self.drift_share = Gauge(
             "reoptd_drift_share", "Share of features Evidently flags as drifted", m, registry=r
         )
@@ -118,9 +168,25 @@ class Metrics:
             "reoptd_policy_valid", "1 if the model's policy file is valid", m, registry=r
         )
 
+    def features(self, model: str, names: Iterable[str]) -> list[str]:
+        """The features of ``model`` that get per-feature series (at most ``max_features``)."""
+        kept = self._features.setdefault(model, set())
+        out = []
+        for name in names:
+            if name in kept or len(kept) < self.max_features:
+                kept.add(name)
+                out.append(name)
+        return out
+
     def declare(self, policy: Policy) -> None:
-        """Create a model's series at zero so dashboards and alerts see them before any event."""
+        """Create a model's series at zero so dashboards and alerts see them before any event.
+        Called again on a policy reload: policy-derived gauges follow the new file."""
         name = policy.model
+        self.check_interval.labels(name).set(policy.monitor.every.total_seconds())
+        for trigger in policy.triggers:
+            if trigger.metric is not None and trigger.metric.below is not None:
+                metric = trigger.metric.name or policy.metric
+                self.metric_floor.labels(name, metric).set(trigger.metric.below)
         for outcome in ("ok", "failed", "skipped"):
             self.checks.labels(name, outcome)
         for outcome in ("fire", "hold"):
@@ -157,6 +223,17 @@ class ChampionCollector(Collector):
         versions = GaugeMetricFamily(
             "reoptd_model_versions", "Versions registered for the model", labels=["model"]
         )
+        latency = GaugeMetricFamily(
+            "reoptd_model_latency_seconds",
+            "The champion's prediction time per row at batch size 1, measured at validation",
+            labels=["model"],
+        )
+        clock = GaugeMetricFamily(
+            "reoptd_clock_time_seconds",
+            "The daemon clock (simulated in the demo and backtests): compare check timestamps "
+            "with this, not with time()",
+        )
+        clock.add_metric([], self._clock.now().timestamp())
         promotions = CounterMetricFamily(
             "reoptd_promotions",
             "Champion promotions (from the registry's event log)",
@@ -178,8 +255,10 @@ class ChampionCollector(Collector):
             log.warning("metrics: cannot read champions from the registry: %s", exc)
             rows = []
         now = self._clock.now()
-        for name, champion, since, nbytes, count, events, waiting in rows:
+        for name, champion, since, nbytes, count, events, waiting, seconds in rows:
             versions.add_metric([name], count)
+            if seconds is not None:
+                latency.add_metric([name], seconds)
             pending.add_metric([name], waiting)
             promotions.add_metric([name], events.get("promote", 0))
             rollbacks.add_metric([name], events.get("rollback", 0))
@@ -189,15 +268,15 @@ class ChampionCollector(Collector):
             size.add_metric([name], nbytes)
             if since is not None:
                 age.add_metric([name], max(0.0, (now - since).total_seconds()))
-        yield from (info, age, size, versions, promotions, rollbacks, pending)
+        yield from (info, age, size, versions, promotions, rollbacks, pending, latency, clock)
 
-    def _rows(self) -> Iterable[tuple[str, int | None, object, int, int, dict[str, int], int]]:
+    def _rows(self) -> Iterable[tuple]:
         registry = self._registry
         for model in registry.models():
             versions = registry.versions(model.name)
-            nbytes = next(
-                (v.size_bytes for v in versions if v.version == model.champion_version), 0
-            )
+            champion = next((v for v in versions if v.version == model.champion_version), None)
+            nbytes = champion.size_bytes if champion else 0
+            seconds = champion.metrics.get("latency_seconds") if champion else None
             events: dict[str, int] = {}
             for event in registry.events(model.name):
                 events[event.kind] = events.get(event.kind, 0) + 1
@@ -209,4 +288,5 @@ class ChampionCollector(Collector):
                 len(versions),
                 events,
                 sum(v.status == "pending" for v in versions),
+                seconds,
             )

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime
 from types import FrameType
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -85,6 +86,7 @@ class Service:
                 loop.policy.monitor.every,
                 every,
             )
+        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start()
         log.info("metrics on %s", self.metrics_url)
 
@@ -95,6 +97,7 @@ class Service:
     def _cycle(self, loop: ModelLoop) -> None:
         if self._stop.is_set():
             return
+        self.metrics.jobs_running.inc()
         try:
             old_every = loop.policy.monitor.every
             if loop.reload_if_changed() and loop.policy.monitor.every != old_every:
@@ -103,6 +106,13 @@ class Service:
             loop.cycle(self.clock.now())
         except Exception:  # one model's failure must never stop the others
             log.exception("%s: cycle crashed; the daemon goes on", loop.name)
+        finally:
+            self.metrics.jobs_running.dec()
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        now = datetime.now(UTC)  # the scheduler's own lag is wall-clock by nature
+        for scheduled in event.scheduled_run_times:
+            self.metrics.scheduler_lag.observe(max(0.0, (now - scheduled).total_seconds()))
 
     def stop(self) -> None:
         """Stop scheduling, let a running cycle finish, close the metrics server."""

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    max_feature_series: int = Field(
+        default=50, ge=1, description="per-feature metric series kept per model"
+    )
 
     @field_validator("home", mode="before")
     @classmethod
