@@ -10,12 +10,15 @@ from alembic.migration import MigrationContext
 
 from reoptd.errors import ReoptdError
 from reoptd.registry import Registry, make_engine
+from reoptd.registry._migrate import VERSION_TABLE
 
 
 def _revision(url: str) -> str | None:
     engine = make_engine(url)
     with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+        current = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
     engine.dispose()
     return current
 
@@ -73,7 +76,7 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     Registry(url, tmp_path / "a").close()
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
     engine.dispose()
     with pytest.raises(ReoptdError, match="newer than this reoptd knows"):
         Registry(url, tmp_path / "a")

@@ -149,31 +149,68 @@ def check(
 
 @app.command()
 def optimize(
-    model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
+    model: Annotated[
+        str | None, typer.Argument(help="Model name (the policy's `model:`).", show_default=False)
+    ] = None,
     policies: PoliciesOpt = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="A policy file, instead of MODEL from --policies."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Optimize on this CSV/Parquet file instead of the policy's source."),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated steps to run instead of the policy's pipeline, e.g. "
+            "retrain,tune (validate is kept when the policy has it)."
+        ),
+    ] = None,
     clock: ClockOpt = "auto",
     report: Annotated[
         Path | None,
         typer.Option(
             help="Write the run as JSON: model, trigger, outcome, reason, champion_version, "
-            "challenger_version, seconds, steps {step: {seconds, ...}}, policy."
+            "challenger_version, seconds, steps {step: {seconds, ...}}, policy; with a tune step "
+            "also trials, best_params, best_value."
         ),
     ] = None,
 ) -> None:
-    """Re-optimize MODEL now, whatever its triggers say: run its pipeline, validate, promote if
-    the challenger wins. Exit 1 if the run failed."""
+    """Re-optimize a model now, whatever its triggers say: run the pipeline, validate, promote if
+    the challenger wins. Exit 1 if the run failed.
+
+    With --policy FILE --data FILE it optimizes on a file (state in $REOPTD_HOME), e.g. to try a
+    tuning setup before deploying it.
+    """
     from reoptd.loop import ModelLoop
     from reoptd.metrics import Metrics
+    from reoptd.policy import load_policy
 
     _logging()
     settings = _settings(policies)
-    policy = assemble.find_policy(settings.policies, model)
+    if policy_file is not None:
+        policy = load_policy(policy_file)
+    elif model is not None:
+        policy = assemble.find_policy(settings.policies, model)
+    else:
+        raise ReoptdError("name a MODEL, or give --policy FILE (with --data FILE)")
+    if steps:
+        policy = _with_steps(policy, steps)
     registry = assemble.open_registry(settings)
-    the_clock = assemble.make_clock(clock, [policy], registry)
-    run_row = ModelLoop(policy, registry, Metrics()).optimize(the_clock.now(), trigger="manual")
+    source = None
+    if data is not None:
+        source, now = _file_source(policy, data)
+        policy = policy.model_copy(update={"timestamp": source.timestamp})
+    else:
+        now = assemble.make_clock(clock, [policy], registry).now()
+    loop = ModelLoop(policy, registry, Metrics(), source=source)
+    loop.progress = sys.stderr.isatty()
+    run_row = loop.optimize(now, trigger="manual")
     if report is not None:
-        document = {
-            "model": model,
+        document: dict[str, Any] = {
+            "model": policy.model,
             "trigger": run_row.trigger,
             "outcome": run_row.outcome,
             "reason": run_row.reason,
@@ -184,9 +221,54 @@ def optimize(
             "steps": run_row.steps,
             "policy": policy.model_dump(mode="json", by_alias=True),
         }
+        tune = run_row.steps.get("tune")
+        if tune:
+            document.update(
+                trials=tune["trials"],
+                best_params=tune["best_params"],
+                best_value=tune["best_value"],
+            )
+        report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2))
     if run_row.outcome == "failed":
         raise typer.Exit(1)
+
+
+def _with_steps(policy, steps: str):
+    from reoptd.policy import Policy
+
+    names = [s.strip() for s in steps.split(",") if s.strip()]
+    if "validate" in policy.steps and "validate" not in names:
+        names.append("validate")
+    data = policy.model_dump(mode="json", by_alias=True)
+    budgets = {s.name: s.budget for s in policy.pipeline}
+    data["pipeline"] = [
+        {"name": n, "budget": None if budgets.get(n) is None else budgets[n].total_seconds()}
+        for n in names
+    ]
+    try:
+        return Policy.model_validate(data)
+    except ValueError as exc:
+        raise ReoptdError(f"--steps {steps}: {exc}") from None
+
+
+def _file_source(policy, data: Path):
+    """A replay of ``data`` seen from just after its last row (all labels present)."""
+    import numpy as np
+    import pandas as pd
+
+    from reoptd.backtest._history import load_history
+    from reoptd.data import ReplaySource
+
+    history = load_history(data, policy)
+    source = ReplaySource(
+        history.frame,
+        history.policy.timestamp,
+        history.policy.target,
+        np.array(history.ts),
+    )
+    now = history.frame[history.policy.timestamp].iloc[-1] + pd.Timedelta(microseconds=1)
+    return source, now.to_pydatetime()
 
 
 @app.command()
@@ -367,6 +449,9 @@ def models_show(model: str) -> None:
     registry = assemble.open_registry(_settings())
     row = registry.model(model)
     typer.echo(f"{row.name} ({row.task}): champion v{row.champion_version}")
+    tunes = {
+        r.challenger_version: r.steps["tune"] for r in registry.runs(model) if "tune" in r.steps
+    }
     for v in registry.versions(model):
         holdout = v.metrics.get("holdout", {})
         rival = v.metrics.get("champion_on_holdout", {})
@@ -377,6 +462,14 @@ def models_show(model: str) -> None:
             f"  v{v.version}\t{v.status:9}\t{v.trigger:12}\t{_iso(v.created_at)}\t"
             f"{v.train_rows} rows\t{score}{versus}\t{v.sha256[:12]}"
         )
+        tune = tunes.get(v.version)
+        if tune:
+            params = ", ".join(f"{k}={_short(x)}" for k, x in tune["best_params"].items())
+            typer.echo(
+                f"      tune: study {tune['study']}, {tune['trials']} trials"
+                f" ({tune['pruned']} pruned, {tune['warm_trials']} warm), best"
+                f" {tune['best_value']:.4f} at trial {tune['best_trial']}: {params}"
+            )
     for e in registry.events(model):
         typer.echo(f"  {_iso(e.at)} {e.kind} v{e.from_version} -> v{e.to_version}: {e.reason}")
 
@@ -521,6 +614,10 @@ def demo_export(
         f"{out}: {len(frame)} rows from {frame['ts'].iloc[0]:%Y-%m-%d %H:%M} to"
         f" {frame['ts'].iloc[-1]:%Y-%m-%d %H:%M} UTC; drift at {_demo.DRIFT_AT:%Y-%m-%d %H:%M}"
     )
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _iso(value: datetime | None) -> str | None:

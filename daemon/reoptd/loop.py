@@ -55,6 +55,7 @@ class ModelLoop:
         self._champion: Champion | None = None
         self._stamp: tuple[int, int] | None = None
         self._others: dict[int, object] = {}  # a shadow or previous champion, loaded once
+        self.progress = False  # progress bars for long steps (the CLI turns them on)
         if policy.source is not None:
             with contextlib.suppress(OSError):
                 self._stamp = _stamp(policy.source)
@@ -255,7 +256,17 @@ class ModelLoop:
         )
         log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
         try:
-            result = run_pipeline(self.policy, self.source, champion, now)
+            champion_row = self.registry.champion(self.name) if champion is not None else None
+            result = run_pipeline(
+                self.policy,
+                self.source,
+                champion,
+                now,
+                storage=self.registry.url,
+                study_prefix=f"reoptd.{self.name}",
+                champion_params=dict(champion_row.params) if champion_row else {},
+                progress=self.progress,
+            )
             version = self._register(result, now, trigger, model.champion_version)
             run.challenger_version = version.version
             run.steps = result.steps

@@ -30,6 +30,10 @@ class RunContext:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     promote: bool = False
     reason: str = ""
+    storage: str | None = None  # Optuna RDB storage URL (the daemon's database); None: in memory
+    study_prefix: str = "reoptd.model"  # studies are named "<prefix>.<run start>"
+    champion_params: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False  # show a progress bar (interactive commands)
 
 
 class Step(Protocol):

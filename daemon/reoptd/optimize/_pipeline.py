@@ -14,12 +14,13 @@ from reoptd.errors import OptimizeError
 from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext, Step
 from reoptd.optimize._retrain import Retrain
+from reoptd.optimize._tune import Tune
 from reoptd.optimize._validate import Validate
 from reoptd.policy import Policy, format_duration
 
 log = logging.getLogger("reoptd.optimize")
 
-STEPS: dict[str, Callable[[], Step]] = {"retrain": Retrain, "validate": Validate}
+STEPS: dict[str, Callable[[], Step]] = {"retrain": Retrain, "tune": Tune, "validate": Validate}
 
 
 @dataclass
@@ -50,11 +51,18 @@ def prepare(policy: Policy, source: Source, champion: Champion | None, now: date
 
 
 def run_pipeline(
-    policy: Policy, source: Source, champion: Champion | None, now: datetime
+    policy: Policy,
+    source: Source,
+    champion: Champion | None,
+    now: datetime,
+    **context: Any,
 ) -> RunResult:
-    """Run the policy's steps in order; raises ``OptimizeError`` if any step cannot finish."""
+    """Run the policy's steps in order; raises ``OptimizeError`` if any step cannot finish.
+    ``context`` fills the optional parts of ``RunContext`` (Optuna storage, champion params)."""
     started = time.perf_counter()
     ctx = prepare(policy, source, champion, now)
+    for key, value in context.items():
+        setattr(ctx, key, value)
     result = RunResult(ctx)
     for spec in policy.pipeline:
         step = STEPS[spec.name]()

@@ -233,8 +233,60 @@ class Train(_Block):
     min_rows: int = Field(200, ge=10, description="fewer labelled rows than this aborts a run")
 
 
-STEPS = ("retrain", "validate")
-PLANNED_STEPS = ("tune", "compress")
+STEPS = ("retrain", "tune", "validate")
+PLANNED_STEPS = ("compress",)
+
+
+class Param(_Block):
+    """One dimension of a search space: exactly one of `float`, `int`, `choice`."""
+
+    float_: tuple[float, float] | None = Field(None, alias="float", description="[low, high]")
+    int_: tuple[int, int] | None = Field(None, alias="int", description="[low, high]")
+    choice: list[Any] | None = Field(None, min_length=1, description="values to choose from")
+    log: bool = Field(False, description="sample on a log scale (float/int)")
+    step: float | None = Field(None, gt=0, description="grid step (float/int)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Param:
+        kinds = [k for k in (self.float_, self.int_, self.choice) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError("a parameter needs exactly one of `float`, `int` or `choice`")
+        bounds = self.float_ or self.int_
+        if bounds is not None:
+            if bounds[0] > bounds[1]:
+                raise ValueError(f"low {bounds[0]} is above high {bounds[1]}")
+            if self.log and bounds[0] <= 0:
+                raise ValueError("a log-scale range must be positive")
+        return self
+
+
+class Tune(_Block):
+    sampler: Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"] = Field(
+        "tpe", description="Optuna sampler; nsga2 also minimizes `tradeoff` (Pareto front)"
+    )
+    trials: int = Field(30, ge=1, description="trial budget (warm-start trials included)")
+    timeout: Duration | None = Field(None, description="wall-clock budget of the study")
+    jobs: int = Field(1, ge=1, description="trials run in parallel")
+    warm_start: bool = Field(
+        True,
+        description="enqueue the champion's parameters and the best of earlier studies first",
+    )
+    seed_history: bool = Field(
+        True, description="feed earlier trials to the sampler where the space is unchanged"
+    )
+    pruner: Literal["none", "median", "hyperband"] = Field(
+        "median", description="stop unpromising trials early (iterative learners)"
+    )
+    validation: Fraction = Field(
+        0.2, description="newest share of the training rows that scores trials"
+    )
+    tradeoff: Literal["latency", "size"] = Field(
+        "latency", description="the second objective of nsga2"
+    )
+    seed: int | None = Field(0, description="sampler seed (None: random)")
+    space: dict[str, Param] = Field(
+        default_factory=dict, description="parameters to search (default: one per estimator)"
+    )
 
 
 class Step(_Block):
@@ -302,6 +354,7 @@ class Policy(_Block):
         description="steps of a run, in order: names, or {name: {budget: 10m}}",
     )
     train: Train
+    tune: Tune = Field(default_factory=Tune, description="the tune step, if the pipeline has it")
     promote: Promote = Field(default_factory=Promote)
 
     _source: Path | None = PrivateAttr(None)

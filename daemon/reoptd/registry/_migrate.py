@@ -20,6 +20,8 @@ from reoptd.errors import ReoptdError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 FIRST = "0001"
+#: not Alembic's default `alembic_version`: Optuna's studies share the database and use that one
+VERSION_TABLE = "reoptd_schema_version"
 
 
 def _config(connection) -> Config:
@@ -34,7 +36,9 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config = _config(connection)
         script = ScriptDirectory.from_config(config)
-        current = MigrationContext.configure(connection).get_current_revision()
+        current = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:
             raise ReoptdError(

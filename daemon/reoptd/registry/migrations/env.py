@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import reoptd.registry._tables  # noqa: F401 - registers the tables on SQLModel.metadata
+from reoptd.registry._migrate import VERSION_TABLE
 
 config = context.config
 connection = config.attributes["connection"]
@@ -14,6 +15,8 @@ context.configure(
     connection=connection,
     target_metadata=SQLModel.metadata,
     render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+    # Optuna keeps its own Alembic history in `alembic_version` in the same database.
+    version_table=VERSION_TABLE,
     compare_type=True,
 )
 with context.begin_transaction():
