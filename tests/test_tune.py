@@ -39,7 +39,7 @@ def _trials(registry: Registry, study: str) -> list[optuna.trial.FrozenTrial]:
 def test_a_study_lives_in_the_database_and_warm_starts_from_the_champion(
     sqlite_registry: Registry, metrics: Metrics
 ) -> None:
-    policy = _policy("{trials: 8, sampler: tpe}")
+    policy = _policy("{trials: 8, sampler: tpe, seed_history: true}")
     loop = ModelLoop(policy, sqlite_registry, metrics)
     first = loop.optimize(AFTER_DRIFT, trigger="bootstrap")
     assert first.outcome == "promoted" and first.steps["tune"]["trials"] == 8

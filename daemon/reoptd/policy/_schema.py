@@ -272,7 +272,9 @@ class Tune(_Block):
         description="enqueue the champion's parameters and the best of earlier studies first",
     )
     seed_history: bool = Field(
-        True, description="feed earlier trials to the sampler where the space is unchanged"
+        False,
+        description="also feed earlier studies' trials (with their old scores) to the sampler"
+        " where the space is unchanged; off by default: after a shift the old scores mislead it",
     )
     pruner: Literal["none", "median", "hyperband"] = Field(
         "median", description="stop unpromising trials early (iterative learners)"
