@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from reoptd.errors import PolicyError
 from reoptd.policy import METRICS, Policy, parse_duration, parse_fraction, parse_policy
+from reoptd.policy._schema import TRIGGER_KINDS
 
 SETTINGS = settings(
     max_examples=150,
@@ -109,20 +110,7 @@ def _optional(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, A
 @st.composite
 def triggers(draw: st.DrawFn, features: list[str], metrics: list[str]) -> dict[str, Any]:
     """One trigger of a random kind, with parameters in their valid ranges."""
-    kind = draw(
-        st.sampled_from(
-            [
-                "drift_share",
-                "drift_features",
-                "prediction_drift",
-                "metric",
-                "estimated_metric",
-                "new_rows",
-                "max_age",
-                "schedule",
-            ]
-        )
-    )
+    kind = draw(st.sampled_from(TRIGGER_KINDS))
     streak = {"for": STREAK}
     if kind == "drift_share":
         value: Any = draw(st.fixed_dictionaries({"above": FRACTIONS}, optional=streak))

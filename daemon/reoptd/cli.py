@@ -550,10 +550,10 @@ def policy_explain(
         for line in explain(policy):
             typer.echo(line)
         return
-    from reoptd.policy import decide
+    from reoptd.policy import checks_needed, decide
 
     registry = assemble.open_registry(_settings())
-    replay = registry.replay_states(history, limit=last + 10 + _history_depth(policy))
+    replay = registry.replay_states(history, limit=last + 10 + checks_needed(policy))
     shown = replay[-last:]
     if not shown:
         typer.echo(f"{history}: no checks recorded yet")
@@ -571,11 +571,6 @@ def policy_explain(
         typer.echo(f"{head}: {verdict}")
         for reason in decision.reasons:
             typer.echo(f"    {reason}")
-
-
-def _history_depth(policy) -> int:
-    fors = [getattr(getattr(t, t.kind), "for_", 1) for t in policy.triggers if t.kind != "max_age"]
-    return max([1, *fors])
 
 
 @policy_app.command("schema")

@@ -23,7 +23,7 @@ from reoptd.metrics import Metrics
 from reoptd.models import load_model
 from reoptd.monitor import Champion, CheckResult, check, evaluate
 from reoptd.optimize import RunResult, run_pipeline
-from reoptd.policy import Decision, Policy, decide, load_policy
+from reoptd.policy import Decision, Policy, checks_needed, decide, load_policy
 from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow, VersionRow
 
 log = logging.getLogger("reoptd.loop")
@@ -138,7 +138,8 @@ class ModelLoop:
         if self._guard(now, champion, result, row) or self._shadow(now, champion, result, row):
             return outcome  # the champion changed: the next check judges the new one
         state = self.registry.state(self.name, now)
-        history = self.registry.history(self.name, limit=_history_size(self.policy))
+        # a margin over the longest streak: failed and skipped checks do not count towards it
+        history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
         decision = decide(self.policy, history, state, now)
         outcome.decision = decision
         stored = self.registry.add(
@@ -182,6 +183,8 @@ class ModelLoop:
             drift = result.features[feature]
             m.feature_drift_score.labels(name, feature).set(drift.score)
             m.feature_drifted.labels(name, feature).set(int(drift.drifted))
+            if drift.threshold is not None:
+                m.feature_drift_threshold.labels(name, feature).set(drift.threshold)
         for metric, value in result.metrics.items():
             m.model_metric.labels(name, metric).set(value)
         m.labelled_rows.labels(name).set(result.labelled_rows)
@@ -330,7 +333,7 @@ class ModelLoop:
             at=now,
             trigger=trigger,
             parent_version=parent,
-            estimator=policy.train.estimator,
+            estimator=policy.train.learner,
             params=ctx.challenger.params,
             metrics={
                 "metric": policy.metric,
@@ -475,11 +478,6 @@ class ModelLoop:
 def _stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size
-
-
-def _history_size(policy: Policy) -> int:
-    """Enough recent checks for the longest "for N checks" of any trigger."""
-    return max([1, *(getattr(getattr(t, t.kind), "for_", 1) for t in policy.triggers)]) + 10
 
 
 def _iso(value: object) -> str | None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reoptd.metrics")
 
-OUTCOMES = ("promoted", "rejected", "pending", "failed")
+OUTCOMES = ("promoted", "rejected", "pending", "shadow", "failed")
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -96,6 +96,18 @@ class Metrics:
             "reoptd_feature_drifted",
             "1 if the feature is flagged as drifted",
             [*m, "feature"],
+            registry=r,
+        )
+        self.feature_drift_threshold = Gauge(
+            "reoptd_feature_drift_threshold",
+            "Threshold of the feature's drift test: p-values drift below it, distances above it",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.drift_share_threshold = Gauge(
+            "reoptd_drift_share_threshold",
+            "The drift share a drift_share trigger fires above (policy)",
+            m,
             registry=r,
         )
         self.dataset_drift = Gauge(
@@ -183,6 +195,9 @@ class Metrics:
         Called again on a policy reload: policy-derived gauges follow the new file."""
         name = policy.model
         self.check_interval.labels(name).set(policy.monitor.every.total_seconds())
+        for trigger in policy.triggers:
+            if trigger.drift_share is not None:
+                self.drift_share_threshold.labels(name).set(trigger.drift_share.above)
         for trigger in policy.triggers:
             if trigger.metric is not None and trigger.metric.below is not None:
                 metric = trigger.metric.name or policy.metric

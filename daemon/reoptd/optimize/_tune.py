@@ -23,6 +23,7 @@ from reoptd.models import SklearnModel
 from reoptd.monitor import evaluate
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._spaces import ITERATIONS, distribution, grid, search_space
+from reoptd.optimize._validate import batch1_latency
 from reoptd.policy._schema import Param, Policy
 
 log = logging.getLogger("reoptd.optimize")
@@ -155,11 +156,7 @@ class _Objective:
             return value
         if policy.tune.tradeoff == "size":
             return value, float(len(model.to_bytes()))
-        rows = self.valid.head(30)
-        started = time.perf_counter()
-        for i in range(len(rows)):
-            model.predict(rows.iloc[i : i + 1])
-        return value, (time.perf_counter() - started) / max(1, len(rows))
+        return value, batch1_latency(model, self.valid.head(30))
 
 
 def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:

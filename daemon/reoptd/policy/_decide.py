@@ -133,6 +133,11 @@ def decide(
     return Decision(not blocked, fired, reasons)
 
 
+def checks_needed(policy: Policy) -> int:
+    """How many recent checks ``decide`` looks at: the longest "for N checks" of any trigger."""
+    return max([1, *(getattr(getattr(t, t.kind), "for_", 1) for t in policy.triggers)])
+
+
 def _streak(checks: Sequence[CheckView], n: int, test: Callable[[CheckView], bool | None]):
     """How many of the last ``n`` checks pass ``test``, and whether there were ``n`` to judge."""
     recent = checks[-n:]
