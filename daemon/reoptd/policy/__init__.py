@@ -1,6 +1,6 @@
 """Policies: the YAML files users configure re-optimization with, and the decision they drive."""
 
-from reoptd.policy._decide import CheckView, Decision, ModelState, decide
+from reoptd.policy._decide import CheckView, Decision, ModelState, checks_needed, decide
 from reoptd.policy._explain import explain
 from reoptd.policy._load import load_policies, load_policy, parse_policy
 from reoptd.policy._schema import METRICS, Policy
@@ -18,6 +18,7 @@ __all__ = [
     "Decision",
     "ModelState",
     "Policy",
+    "checks_needed",
     "decide",
     "explain",
     "format_duration",
