@@ -33,7 +33,7 @@ from reoptd.data import ReplaySource, labelled
 from reoptd.errors import OptimizeError
 from reoptd.loop import CycleOutcome, ModelLoop
 from reoptd.metrics import Metrics
-from reoptd.models import SklearnModel
+from reoptd.models import Model, build_model
 from reoptd.monitor import score
 from reoptd.policy import Policy
 from reoptd.registry import Registry
@@ -53,9 +53,7 @@ class _Scored:
     promotions: int = 0
     optimize_seconds: float = 0.0
 
-    def add(
-        self, model: SklearnModel, rows: pd.DataFrame, y: np.ndarray, metric: str
-    ) -> float | None:
+    def add(self, model: Model, rows: pd.DataFrame, y: np.ndarray, metric: str) -> float | None:
         """Score ``rows`` with ``model``; keep the predictions; return the step's metric."""
         if rows.empty:
             return None
@@ -153,7 +151,7 @@ def _replay(
         train = labelled(source.read(start - policy.train.window, start), policy)
         if len(train) >= policy.train.min_rows:
             try:
-                periodic_model = SklearnModel.build(policy).fit(train, train[target])
+                periodic_model = build_model(policy).fit(train, train[target])
                 periodic.retrains += 1
                 periodic.promotions += 1
             except OptimizeError as exc:

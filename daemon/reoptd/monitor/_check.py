@@ -11,7 +11,7 @@ import pandas as pd
 
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import EmptyWindow
-from reoptd.models import SklearnModel
+from reoptd.models import Model
 from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._performance import evaluate
 from reoptd.policy import Policy
@@ -26,7 +26,7 @@ class Champion:
     """
 
     version: int
-    model: SklearnModel
+    model: Model
     reference: pd.DataFrame
     trained_until: datetime | None = None
     _detector: DriftDetector | None = field(default=None, repr=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from reoptd.models import SklearnModel
+from reoptd.models import Model
 
 
 def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray | None) -> float:
@@ -30,7 +30,7 @@ def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarr
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def evaluate(model: SklearnModel, frame, target: str, names: list[str]) -> dict[str, float]:
+def evaluate(model: Model, frame, target: str, names: list[str]) -> dict[str, float]:
     """Every metric in ``names`` for ``model`` on the labelled ``frame``."""
     y_true = frame[target].to_numpy()
     y_pred = model.predict(frame)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from reoptd.models import SklearnModel
+from reoptd.models import Model
 from reoptd.monitor import Champion
 from reoptd.policy import Policy
 
@@ -25,7 +25,7 @@ class RunContext:
     train: pd.DataFrame  # labelled rows the challenger may learn from, oldest first
     holdout: pd.DataFrame  # the newest labelled rows: neither model trained on them
     champion: Champion | None
-    challenger: SklearnModel | None = None
+    challenger: Model | None = None
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] = field(default_factory=dict)
     promote: bool = False

@@ -1,4 +1,5 @@
-"""Search spaces: from the policy, or sensible defaults for the built-in estimators."""
+"""Search spaces: from the policy, or sensible defaults for the built-in estimators and the
+torch MLP."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import optuna.distributions as od
 
 from reoptd.errors import OptimizeError
 from reoptd.policy._schema import Param, Policy
+
+#: the key of the torch family's default space (it has no estimator)
+TORCH_MLP = "TorchMLP"
 
 _HGB = {
     "learning_rate": Param.model_validate({"float": [0.01, 0.3], "log": True}),
@@ -29,6 +33,13 @@ DEFAULTS: dict[str, dict[str, Param]] = {
     "RandomForestRegressor": _RF,
     "LogisticRegression": {"C": Param.model_validate({"float": [1e-3, 100.0], "log": True})},
     "Ridge": {"alpha": Param.model_validate({"float": [1e-3, 1000.0], "log": True})},
+    # family torch (``TorchMLP.build`` turns width/depth into ``hidden``)
+    TORCH_MLP: {
+        "lr": Param.model_validate({"float": [1e-4, 1e-2], "log": True}),
+        "dropout": Param.model_validate({"float": [0.0, 0.5]}),
+        "width": Param.model_validate({"choice": [32, 64, 128, 256]}),
+        "depth": Param.model_validate({"int": [1, 3]}),
+    },
 }
 #: the parameter that counts boosting iterations / trees, for pruning with warm starts
 ITERATIONS = {
@@ -42,13 +53,20 @@ ITERATIONS = {
 def search_space(policy: Policy) -> dict[str, Param]:
     if policy.tune.space:
         return dict(policy.tune.space)
-    name = policy.train.estimator.rsplit(".", 1)[-1]
+    name = default_key(policy)
     if name not in DEFAULTS:
         raise OptimizeError(
             f"tune: no default search space for {policy.train.estimator}; give one under"
             " tune.space (e.g. {alpha: {float: [0.001, 10], log: true}})"
         )
     return dict(DEFAULTS[name])
+
+
+def default_key(policy: Policy) -> str:
+    """The key of the policy's model in ``DEFAULTS`` and ``ITERATIONS``."""
+    if policy.train.family == "torch":
+        return TORCH_MLP
+    return policy.train.estimator.rsplit(".", 1)[-1]
 
 
 def distribution(param: Param) -> od.BaseDistribution:

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 import pandas as pd
 
 from reoptd.errors import OptimizeError
-from reoptd.models import SklearnModel
+from reoptd.models import Model, build_model
 from reoptd.monitor import evaluate
 from reoptd.optimize._base import RunContext
-from reoptd.optimize._spaces import ITERATIONS, distribution, grid, search_space
+from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy._schema import Param, Policy
 
@@ -87,7 +88,7 @@ class Tune:
             raise OptimizeError(f"tune: no trial of study {name} completed")
         best = _best(complete, higher)
         params = {**policy.train.params, **best.params}
-        ctx.challenger = SklearnModel.build(policy, params).fit(ctx.train, ctx.train[policy.target])
+        ctx.challenger = build_model(policy, params).fit(ctx.train, ctx.train[policy.target])
         record: dict[str, Any] = {
             "study": name,
             "sampler": spec.sampler,
@@ -126,17 +127,20 @@ class _Objective:
             valid,
             multi,
         )
-        estimator = policy.train.estimator.rsplit(".", 1)[-1]
-        self.iterations = ITERATIONS.get(estimator)
+        self.iterations = ITERATIONS.get(default_key(policy))
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(OWN, True)
         params = {name: _suggest(trial, name, p) for name, p in self.space.items()}
         policy = self.policy
-        model = SklearnModel.build(policy, {**policy.train.params, **params})
+        model = build_model(policy, {**policy.train.params, **params})
         target, metric = policy.target, policy.metric
         iterations = self.iterations
-        if iterations and not self.multi and iterations not in params:
+        if policy.train.family == "torch" and not self.multi:
+            # an epoch is the torch MLP's stage: score each one, let the pruner stop the trial
+            model.fit(self.train, self.train[target], on_epoch=self._reporter(trial, model))
+            value = evaluate(model, self.valid, target, [metric])[metric]
+        elif iterations and not self.multi and iterations not in params:
             estimator = model.pipeline.named_steps["est"]
             total = int(estimator.get_params()[iterations])
             estimator.set_params(warm_start=True)
@@ -157,6 +161,18 @@ class _Objective:
         if policy.tune.tradeoff == "size":
             return value, float(len(model.to_bytes()))
         return value, batch1_latency(model, self.valid.head(30))
+
+    def _reporter(self, trial: optuna.Trial, model: Model) -> Callable[[int, Model], None]:
+        target, metric = self.policy.target, self.policy.metric
+        epochs = model.params["epochs"]
+
+        def report(epoch: int, fitted: Model) -> None:
+            value = evaluate(fitted, self.valid, target, [metric])[metric]
+            trial.report(value, epoch)
+            if epoch < epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"{metric} {value:.4f} after {epoch} epochs")
+
+        return report
 
 
 def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:

@@ -125,8 +125,9 @@ def _run(policy: Policy) -> str:
         budget = f" (budget {format_duration(step.budget)})" if step.budget else ""
         steps.append(step.name + budget)
     holdout = policy.promote.holdout
+    learner = "a torch MLP" if t.family == "torch" else t.estimator
     return (
-        f"A run ({' -> '.join(steps)}) trains {t.estimator} ({params}) on the labelled rows of "
+        f"A run ({' -> '.join(steps)}) trains {learner} ({params}) on the labelled rows of "
         f"the last {format_duration(t.window)}, needing at least {t.min_rows}, and holds out the "
         f"newest {holdout:.0%} of them, which neither model has seen, for validation."
     )

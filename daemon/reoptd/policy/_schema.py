@@ -10,7 +10,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from reoptd.policy._units import Duration, Fraction, Size
 
@@ -225,12 +235,67 @@ class Guards(_Block):
     )
 
 
+#: ``train.params`` of the torch family (``width``/``depth`` set ``hidden`` to depth x width)
+TORCH_PARAMS = (
+    "hidden",
+    "width",
+    "depth",
+    "dropout",
+    "lr",
+    "epochs",
+    "batch_size",
+    "weight_decay",
+    "patience",
+    "seed",
+)
+TORCH_ESTIMATORS = ("", "mlp")
+
+
 class Train(_Block):
-    family: Literal["sklearn"] = Field("sklearn", description="model family")
-    estimator: str = Field(description="import path, e.g. sklearn.ensemble.RandomForestClassifier")
+    family: Literal["sklearn", "torch"] = Field(
+        "sklearn",
+        description="model family. sklearn: any scikit-learn estimator, named by `estimator`;"
+        " torch: a tabular MLP (PyTorch, CPU) with the parameters " + ", ".join(TORCH_PARAMS),
+    )
+    estimator: str = Field(
+        "",
+        validate_default=True,
+        description="import path, e.g. sklearn.ensemble.RandomForestClassifier (family sklearn,"
+        " required); family torch: leave out or write `mlp`",
+    )
     params: dict[str, object] = Field(default_factory=dict, description="estimator parameters")
     window: Duration = Field(timedelta(days=30), description="train on labelled rows this recent")
     min_rows: int = Field(200, ge=10, description="fewer labelled rows than this aborts a run")
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_of_family(cls, value: str, info: ValidationInfo) -> str:
+        family = info.data.get("family")  # absent when the family itself is invalid
+        if family == "sklearn" and not value:
+            raise PydanticCustomError("missing", "Field required")
+        if family == "torch" and value not in TORCH_ESTIMATORS:
+            raise ValueError(
+                f"family torch trains its own MLP: leave `estimator` out or write `mlp`, not"
+                f" {value!r}"
+            )
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_of_family(cls, value: dict[str, object], info: ValidationInfo) -> dict:
+        if info.data.get("family") == "torch":
+            unknown = [k for k in value if k not in TORCH_PARAMS]
+            if unknown:
+                raise ValueError(
+                    f"family torch has no parameter {', '.join(map(repr, unknown))};"
+                    " choose from " + ", ".join(TORCH_PARAMS)
+                )
+        return value
+
+    @property
+    def learner(self) -> str:
+        """What a run trains, for records and explanations: the estimator or the torch MLP."""
+        return self.estimator if self.family == "sklearn" else "torch.mlp"
 
 
 STEPS = ("retrain", "tune", "validate")
@@ -287,7 +352,9 @@ class Tune(_Block):
     )
     seed: int | None = Field(0, description="sampler seed (None: random)")
     space: dict[str, Param] = Field(
-        default_factory=dict, description="parameters to search (default: one per estimator)"
+        default_factory=dict,
+        description="parameters to search (default: one per estimator, and one for the torch MLP:"
+        " lr, dropout, width, depth)",
     )
 
 
@@ -443,6 +510,13 @@ class Policy(_Block):
                 problems.append(f"pipeline: step `{name}` is not available in this version")
             elif name not in STEPS:
                 problems.append(f"pipeline: unknown step `{name}`; choose from " + ", ".join(STEPS))
+        if self.train.family == "torch":
+            unknown = [k for k in self.tune.space if k not in TORCH_PARAMS]
+            if unknown:
+                problems.append(
+                    f"tune.space: family torch has no parameter {', '.join(map(repr, unknown))};"
+                    " choose from " + ", ".join(TORCH_PARAMS)
+                )
         if len(set(steps)) != len(steps):
             problems.append("pipeline: a step is listed twice")
         if "retrain" not in steps:
