@@ -24,7 +24,7 @@ from reoptd.models import load_model
 from reoptd.monitor import Champion, CheckResult, check, evaluate
 from reoptd.optimize import RunResult, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide, load_policy
-from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow, VersionRow
+from reoptd.registry import CheckRow, DecisionRow, ModelRow, Registry, RunRow, VersionRow
 
 log = logging.getLogger("reoptd.loop")
 
@@ -54,6 +54,8 @@ class ModelLoop:
         self.source = source if source is not None else open_source(policy)
         self._champion: Champion | None = None
         self._stamp: tuple[int, int] | None = None
+        self._snapshot: Policy | None = None  # the policy last written to the model's row
+        self._model_id: int | None = None
         self._others: dict[int, object] = {}  # a shadow or previous champion, loaded once
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         if policy.source is not None:
@@ -120,9 +122,20 @@ class ModelLoop:
 
     # -- the cycle ------------------------------------------------------------------------------
 
+    def _model(self, now: datetime) -> ModelRow:
+        """The model's row, read fresh (a CLI promotion may have changed the champion). The
+        policy snapshot is written only when this loop's policy is new, not on every check."""
+        if self._snapshot is not self.policy:
+            row = self.registry.ensure_model(self.policy, now)
+            self._snapshot = self.policy
+        else:
+            row = self.registry.model(self.name)
+        self._model_id = row.id
+        return row
+
     def cycle(self, now: datetime) -> CycleOutcome:
         """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
-        model = self.registry.ensure_model(self.policy, now)
+        model = self._model(now)
         if model.champion_version is None:
             return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
         try:
@@ -217,9 +230,8 @@ class ModelLoop:
         result: CheckResult | None = None,
     ) -> CheckRow:
         self.metrics.checks.labels(self.name, status).inc()
-        model = self.registry.model(self.name)
         row = CheckRow(
-            model_id=model.id,
+            model_id=self._model_id,  # set by the cycle's _model() before any check is recorded
             at=now,
             window_start=now - self.policy.monitor.window,
             window_end=now,
@@ -244,7 +256,7 @@ class ModelLoop:
         self, now: datetime, trigger: str = "manual", decision_id: int | None = None
     ) -> RunRow:
         """Run the policy's pipeline; register the challenger; promote it if it won."""
-        model = self.registry.ensure_model(self.policy, now)
+        model = self._model(now)
         champion: Champion | None = None
         if model.champion_version is not None:
             champion = self.champion()
