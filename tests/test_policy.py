@@ -302,7 +302,7 @@ def test_feature_listed_twice_and_target_as_feature(tmp_path: Path) -> None:
     data["features"]["categorical"] = ["contract", "tenure", "churned"]
     (message,) = problems_of(write(tmp_path, data))
     assert "listed twice: tenure" in message
-    assert "'churned' is the target or timestamp column" in message
+    assert "'churned' is the target, timestamp or id column" in message
 
 
 # -- units -----------------------------------------------------------------------------------

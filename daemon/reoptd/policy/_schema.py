@@ -406,6 +406,11 @@ class Policy(_Block):
     task: Literal["classification", "regression"]
     target: str = Field(description="label column")
     timestamp: str = Field("ts", description="event-time column")
+    id: str | None = Field(
+        None,
+        description="row id column (a request id): labels that arrive later join their"
+        " predictions on it",
+    )
     features: Features
     data: Data
     monitor: Monitor = Field(default_factory=Monitor)
@@ -476,9 +481,9 @@ class Policy(_Block):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             problems.append(f"features: listed twice: {', '.join(dupes)}")
-        for col in (self.target, self.timestamp):
-            if col in names:
-                problems.append(f"features: {col!r} is the target or timestamp column")
+        for col in (self.target, self.timestamp, self.id):
+            if col is not None and col in names:
+                problems.append(f"features: {col!r} is the target, timestamp or id column")
         if self.monitor.every < timedelta(seconds=1):
             problems.append("monitor.every: checks cannot run more often than every 1s")
         known = METRICS[self.task]
