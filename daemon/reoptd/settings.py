@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_POLICY = Path(__file__).parent / "demo" / "demo.yaml"
@@ -25,12 +25,32 @@ class Settings(BaseSettings):
     max_feature_series: int = Field(
         default=50, ge=1, description="per-feature metric series kept per model"
     )
+    api_host: str = Field(default="127.0.0.1", description="address of the HTTP API")
+    api_port: int = Field(default=8464, ge=0, le=65535, description="port of the HTTP API")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token of mutating API routes; unset: they are disabled"
+    )
+    api_max_body_bytes: int = Field(
+        default=5_000_000, ge=1, description="largest ingestion request body accepted (bytes)"
+    )
+    api_max_rows: int = Field(default=50_000, ge=1, description="most rows in one ingest batch")
+    webhook_urls: str = Field(
+        default="", description="comma-separated URLs POSTed on every promotion and rollback"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key that signs webhook bodies"
+    )
 
     @field_validator("home", mode="before")
     @classmethod
     def _empty_home_is_default(cls, value: object) -> object:
         # REOPTD_HOME="" (an unset shell variable) must not scatter state into the cwd.
         return ".reoptd" if value in ("", None) else value
+
+    @field_validator("api_token", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("db_url", mode="before")
     @classmethod
@@ -46,3 +66,7 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def webhooks(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]

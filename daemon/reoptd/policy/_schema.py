@@ -46,8 +46,9 @@ class Features(_Block):
 
 
 class Source(_Block):
-    kind: Literal["files", "demo"] = Field(
-        description="files: Parquet/CSV files matching `path`; demo: the built-in demo stream"
+    kind: Literal["files", "demo", "api"] = Field(
+        description="files: Parquet/CSV files matching `path`; demo: the built-in demo stream;"
+        " api: rows POSTed to the HTTP API (/ingest/{model}/predictions and /labels)"
     )
     path: str | None = Field(None, description="glob of Parquet or CSV files (kind: files)")
     format: Literal["auto", "parquet", "csv"] = Field(
@@ -535,6 +536,11 @@ class Policy(_Block):
                     problems.append(
                         f"triggers.{i}.drift_features.features: not features: {', '.join(unknown)}"
                     )
+        if self.data.production.kind == "api" and self.id is None:
+            problems.append(
+                "id: data.production.kind api needs an `id` column (labels posted to"
+                " /ingest/{model}/labels join their predictions on it)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -8,7 +8,8 @@ changes only inside ``promote``/``rollback``, each one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,11 @@ from reoptd.policy import CheckView, ModelState, Policy
 from reoptd.registry._artifacts import ArtifactStore
 from reoptd.registry._migrate import upgrade
 from reoptd.registry._tables import CheckRow, DecisionRow, EventRow, ModelRow, RunRow, VersionRow
+
+log = logging.getLogger("reoptd.registry")
+
+#: called after every committed champion change with (model name, event); see ``listeners``
+Listener = Callable[[str, EventRow], None]
 
 
 def make_engine(url: str) -> Engine:
@@ -54,6 +60,9 @@ class Registry:
         self.artifacts = (
             artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore(artifacts)
         )
+        #: told of every promotion and rollback once committed, whatever made it (the loop, the
+        #: API, the CLI): the webhooks hang here. A failing listener is logged, never raised.
+        self.listeners: list[Listener] = []
         try:
             upgrade(self.engine)
         except OperationalError as exc:
@@ -222,7 +231,12 @@ class Registry:
             s.add(event_row)
             s.commit()
             s.refresh(event_row)
-            return event_row
+        for listener in self.listeners:
+            try:
+                listener(name, event_row)
+            except Exception:  # a notification must never undo or block a committed swap
+                log.exception("%s: champion-change listener %r failed", name, listener)
+        return event_row
 
     def events(self, name: str) -> list[EventRow]:
         model = self.model(name)

@@ -127,3 +127,28 @@ class EventRow(SQLModel, table=True):
     from_version: int | None = None
     to_version: int
     reason: str = ""
+
+
+class PredictionRow(SQLModel, table=True):
+    """A production row POSTed to ``/ingest/{model}/predictions`` (policy source kind ``api``)."""
+
+    __tablename__ = "ingested_predictions"
+    __table_args__ = (UniqueConstraint("model_id", "row_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    row_id: str  # the policy's `id` column, as text
+    ts: datetime = _time()  # the policy's event-time column
+    features: dict[str, Any] = _json()  # {feature: value}
+    received_at: datetime = _time()
+
+
+class LabelRow(SQLModel, table=True):
+    """A label POSTed to ``/ingest/{model}/labels``; joins its prediction on ``row_id``."""
+
+    __tablename__ = "ingested_labels"
+    __table_args__ = (UniqueConstraint("model_id", "row_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    row_id: str
+    label: Any = Field(default=None, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = _time()
