@@ -129,3 +129,13 @@ def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
     reg = Registry(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
     yield reg
     reg.close()
+
+
+@pytest.fixture(scope="session")
+def api_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded registry (demo model: v1 champion, v2 pending) that API tests copy (_served.py)."""
+    from _served import seed
+
+    directory = tmp_path_factory.mktemp("api-template") / "home"
+    seed(directory)
+    return directory

@@ -7,20 +7,45 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reoptd.clock import AcceleratedClock, Clock, SimulatedClock, SystemClock
 from reoptd.data import _demo
-from reoptd.errors import ModelNotFound, PolicyError
+from reoptd.errors import ModelNotFound, PolicyError, ReoptdError
 from reoptd.policy import Policy, load_policies, load_policy
 from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY, Settings
+
+if TYPE_CHECKING:
+    from reoptd.metrics import Metrics
 
 #: how much faster than real time the demo's simulated clock runs by default
 DEMO_SPEED = 300.0
 
 
-def open_registry(settings: Settings) -> Registry:
-    return Registry(settings.database_url, settings.artifacts)
+def open_registry(settings: Settings, metrics: Metrics | None = None) -> Registry:
+    """The registry, with the webhooks of the settings listening to its champion changes."""
+    registry = Registry(settings.database_url, settings.artifacts)
+    if settings.webhooks:
+        from reoptd.webhooks import WebhookNotifier
+
+        if settings.webhook_secret is None:
+            raise ReoptdError(
+                "REOPTD_WEBHOOK_URLS is set but REOPTD_WEBHOOK_SECRET is not: webhooks are"
+                " always signed; set a secret"
+            )
+        try:
+            notifier = WebhookNotifier(
+                settings.webhooks,
+                settings.webhook_secret.get_secret_value(),
+                on_failure=(lambda m: metrics.webhook_failures.labels(m).inc())
+                if metrics
+                else None,
+            )
+        except ValueError as exc:
+            raise ReoptdError(f"REOPTD_WEBHOOK_URLS: {exc}") from None
+        registry.listeners.append(notifier)
+    return registry
 
 
 def read_policies(directory: Path | None) -> tuple[list[Policy], list[PolicyError]]:

@@ -82,9 +82,19 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Port of /metrics (default $REOPTD_METRICS_PORT or 9464).")
     ] = None,
+    api_host: Annotated[
+        str | None,
+        typer.Option(help="Address of the HTTP API (default $REOPTD_API_HOST or 127.0.0.1)."),
+    ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the HTTP API (default $REOPTD_API_PORT or 8464; 0: any free)."),
+    ] = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464.
+    """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464, the HTTP API
+    on 127.0.0.1:8464 (mutating routes need REOPTD_API_TOKEN).
 
     Without --policies it runs the embedded demo (policy `demo_churn` on the built-in demo stream,
     on a simulated clock) with SQLite under $REOPTD_HOME (default ./.reoptd). Ctrl-C or SIGTERM
@@ -102,11 +112,11 @@ def run(
         log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
     if not loaded:
         raise ReoptdError("no valid policy to run; fix the errors above")
-    registry = assemble.open_registry(settings)
+    metrics = Metrics(max_features=settings.max_feature_series, process=True)
+    registry = assemble.open_registry(settings, metrics)
     if speed is None and assemble.is_demo(loaded):
         speed = assemble.DEMO_SPEED
     the_clock = assemble.make_clock(clock, loaded, registry, speed)
-    metrics = Metrics(max_features=settings.max_feature_series, process=True)
     metrics.watch_champions(registry, the_clock)
     loops = [ModelLoop(p, registry, metrics) for p in loaded]
     log.info(
@@ -124,6 +134,23 @@ def run(
         metrics_host=settings.metrics_host,
         metrics_port=metrics_port or settings.metrics_port,
     )
+    if not no_api:
+        from reoptd.api import ApiServer, create_app
+
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        app = create_app(
+            registry,
+            loaded,
+            the_clock,
+            token=token,
+            scheduler_running=lambda: service.scheduler.running,
+            max_body_bytes=settings.api_max_body_bytes,
+            max_rows=settings.api_max_rows,
+        )
+        host = api_host or settings.api_host
+        service.api = ApiServer(app, host, settings.api_port if api_port is None else api_port)
+        if token is None:
+            log.info("API: mutating routes disabled (set REOPTD_API_TOKEN to enable them)")
     service.run(exit_after)
 
 

@@ -51,7 +51,7 @@ class ModelLoop:
         self.policy = policy
         self.registry = registry
         self.metrics = metrics
-        self.source = source if source is not None else open_source(policy)
+        self.source = source if source is not None else open_source(policy, registry)
         self._champion: Champion | None = None
         self._stamp: tuple[int, int] | None = None
         self._snapshot: Policy | None = None  # the policy last written to the model's row
@@ -71,7 +71,7 @@ class ModelLoop:
 
     def update_policy(self, policy: Policy) -> None:
         self.policy = policy
-        self.source = open_source(policy)
+        self.source = open_source(policy, self.registry)
         self._champion = None  # drift settings may have changed: rebuild the detector
 
     def reload_if_changed(self) -> bool:

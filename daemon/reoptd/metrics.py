@@ -179,6 +179,12 @@ class Metrics:
         self.policy_valid = Gauge(
             "reoptd_policy_valid", "1 if the model's policy file is valid", m, registry=r
         )
+        self.webhook_failures = Counter(
+            "reoptd_webhook_failures",
+            "Webhook deliveries given up after every retry failed",
+            m,
+            registry=r,
+        )
 
     def features(self, model: str, names: Iterable[str]) -> list[str]:
         """The features of ``model`` that get per-feature series (at most ``max_features``)."""

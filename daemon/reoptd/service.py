@@ -11,6 +11,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -22,6 +23,9 @@ from reoptd.clock import Clock
 from reoptd.errors import ReoptdError
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
+
+if TYPE_CHECKING:
+    from reoptd.api import ApiServer
 
 log = logging.getLogger("reoptd.service")
 
@@ -36,6 +40,7 @@ class Service:
         metrics_host: str = "127.0.0.1",
         metrics_port: int = 9464,
         workers: int = 4,
+        api: ApiServer | None = None,
     ) -> None:
         self.loops = loops
         self.clock = clock
@@ -45,6 +50,7 @@ class Service:
         self._stop = threading.Event()
         self._server = None
         self._server_thread: threading.Thread | None = None
+        self.api = api  # the HTTP API, started after the scheduler and stopped before it
         # One job per model; max_instances=1 means a model never runs two cycles at once, and
         # coalesce=True folds the runs missed while a long re-optimization held it into one.
         self.scheduler = BackgroundScheduler(
@@ -89,6 +95,8 @@ class Service:
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start()
         log.info("metrics on %s", self.metrics_url)
+        if self.api is not None:
+            self.api.start()
 
     def _trigger(self, loop: ModelLoop) -> IntervalTrigger:
         every = self.clock.real_seconds(loop.policy.monitor.every)
@@ -117,6 +125,8 @@ class Service:
     def stop(self) -> None:
         """Stop scheduling, let a running cycle finish, close the metrics server."""
         self._stop.set()
+        if self.api is not None:
+            self.api.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self._server is not None:

@@ -1,16 +1,22 @@
-"""Where production rows come from: files, the built-in demo stream; and batch validation."""
+"""Where production rows come from: files, the built-in demo stream, rows POSTed to the API;
+and batch validation."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
 from reoptd.data._demo import DemoSource
 from reoptd.data._files import FileSource, parse_timestamps, read_table
+from reoptd.data._ingest import IngestSource
 from reoptd.data._replay import ReplaySource, naive_utc
 from reoptd.data._validate import labelled, validate_batch
+from reoptd.errors import DataError
 from reoptd.policy import Policy
+
+if TYPE_CHECKING:
+    from reoptd.registry import Registry
 
 
 class Source(Protocol):
@@ -21,11 +27,18 @@ class Source(Protocol):
         ...
 
 
-def open_source(policy: Policy) -> Source:
-    """The production source a policy names."""
+def open_source(policy: Policy, registry: Registry | None = None) -> Source:
+    """The production source a policy names (kind ``api`` reads what ``registry`` stored)."""
     spec = policy.data.production
     if spec.kind == "demo":
         return DemoSource(seed=spec.seed)
+    if spec.kind == "api":
+        if registry is None:
+            raise DataError(
+                f"model {policy.model!r}: data.production.kind api reads rows posted to the"
+                " daemon's API; it needs the daemon's registry"
+            )
+        return IngestSource(registry, policy)
     assert spec.path is not None
     return FileSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
 
@@ -33,6 +46,7 @@ def open_source(policy: Policy) -> Source:
 __all__ = [
     "DemoSource",
     "FileSource",
+    "IngestSource",
     "ReplaySource",
     "Source",
     "labelled",

@@ -1,0 +1,379 @@
+"""Rows POSTed to the HTTP API: row-by-row validation, one-transaction storage, and the source
+that reads them back (policy ``data.production.kind: api``).
+
+Who calls it: ``reoptd.api`` validates and stores a batch (``check_predictions``/``check_labels``
+then ``store_predictions``/``store_labels``); the loop reads windows through ``IngestSource``.
+A batch is all or nothing: any bad row rejects it whole, with one ``Problem`` per bad cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import and_, col, func, select
+
+from reoptd.clock import utc
+from reoptd.errors import ModelNotFound, ReoptdError
+from reoptd.policy import Policy
+from reoptd.registry._tables import LabelRow, PredictionRow
+
+if TYPE_CHECKING:
+    from reoptd.registry import Registry
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one row of a batch was refused: ``row`` is its 0-based position in the batch."""
+
+    row: int
+    column: str | None
+    error: str
+
+
+class BatchRejected(ReoptdError):
+    """A batch holds bad rows (``problems``); nothing of it was stored."""
+
+    def __init__(self, model: str, problems: list[Problem], *, conflict: bool = False) -> None:
+        self.model = model
+        self.problems = problems
+        self.conflict = conflict  # the rows are well-formed but their ids were ingested before
+        shown = "; ".join(f"row {p.row}: {p.column}: {p.error}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{model}: batch rejected, nothing stored: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    row_id: str
+    ts: datetime
+    features: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Label:
+    row_id: str
+    label: Any
+
+
+def _number(value: Any, text: bool) -> float:
+    """A finite float from a JSON number, or from a string when the batch came as CSV text."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a number, got {_show(value)}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and text:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {_show(value)}") from None
+    else:
+        raise ValueError(f"expected a number, got {_show(value)}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_show(value)}")
+    return number
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _present(row: Mapping[str, Any], column: str) -> Any:
+    if column not in row:
+        raise KeyError(column)
+    value = row[column]
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        raise ValueError("empty value")
+    return value
+
+
+def _row_id(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"expected a string or an integer id, got {_show(value)}")
+    text = str(value)
+    if len(text) > 200:
+        raise ValueError("id longer than 200 characters")
+    return text
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 date-time string, got {_show(value)}")
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"not a date-time: {_show(value)}") from None
+    if pd.isna(stamp):
+        raise ValueError(f"not a date-time: {_show(value)}")
+    return utc(stamp.to_pydatetime())
+
+
+def _cell(problems: list[Problem], index: int, column: str, parse: Any, row: Mapping) -> Any:
+    try:
+        return parse(_present(row, column))
+    except KeyError:
+        problems.append(Problem(index, column, "missing column"))
+    except ValueError as exc:
+        problems.append(Problem(index, column, str(exc)))
+    return None
+
+
+def _rows(rows: Sequence[Any]) -> list[Problem]:
+    return [
+        Problem(i, None, f"a row must be an object of column: value, got {_show(row)}")
+        for i, row in enumerate(rows)
+        if not isinstance(row, Mapping)
+    ]
+
+
+def _ids(problems: list[Problem], ids: list[tuple[int, str | None]]) -> None:
+    seen: dict[str, int] = {}
+    for index, row_id in ids:
+        if row_id is None:
+            continue
+        if row_id in seen:
+            problems.append(Problem(index, None, f"id {row_id!r} repeats row {seen[row_id]}"))
+        else:
+            seen[row_id] = index
+
+
+def _id_column(policy: Policy) -> str:
+    if policy.id is None:
+        raise ReoptdError(
+            f"model {policy.model!r}: its policy has no `id` column, which ingestion needs"
+        )
+    return policy.id
+
+
+def check_predictions(
+    policy: Policy, rows: Sequence[Any], *, text: bool = False
+) -> list[Prediction]:
+    """Every row validated against the policy, or ``BatchRejected`` naming each bad cell.
+
+    ``text`` says the values came from CSV, where numbers arrive as strings.
+    """
+    problems = _rows(rows)
+    if problems:
+        raise BatchRejected(policy.model, problems)
+    id_column = _id_column(policy)
+    out: list[Prediction] = []
+    ids: list[tuple[int, str | None]] = []
+    for index, row in enumerate(rows):
+        before = len(problems)
+        row_id = _cell(problems, index, id_column, _row_id, row)
+        ts = _cell(problems, index, policy.timestamp, _timestamp, row)
+        features: dict[str, Any] = {}
+        for column in policy.features.numerical:
+            features[column] = _cell(problems, index, column, lambda v: _number(v, text), row)
+        for column in policy.features.categorical:
+            features[column] = _cell(problems, index, column, _category, row)
+        ids.append((index, row_id))
+        if len(problems) == before:
+            out.append(Prediction(row_id, ts, features))
+    _ids(problems, ids)
+    if problems:
+        raise BatchRejected(policy.model, sorted(problems, key=lambda p: p.row))
+    return out
+
+
+def _category(value: Any) -> str:
+    if isinstance(value, str | int | bool) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    raise ValueError(f"expected a category (string or number), got {_show(value)}")
+
+
+def check_labels(policy: Policy, rows: Sequence[Any], *, text: bool = False) -> list[Label]:
+    """Rows of (id, target) validated against the policy's task, or ``BatchRejected``."""
+    problems = _rows(rows)
+    if problems:
+        raise BatchRejected(policy.model, problems)
+    id_column = _id_column(policy)
+    if policy.task == "regression":
+
+        def parse(value: Any) -> Any:
+            return _number(value, text)
+    else:
+
+        def parse(value: Any) -> Any:
+            if isinstance(value, str) and text:  # CSV: "1" and "1.0" are the class 1.0
+                try:
+                    return _number(value, text)
+                except ValueError:
+                    return value
+            if isinstance(value, str | bool):
+                return value
+            return _number(value, text)
+
+    out: list[Label] = []
+    ids: list[tuple[int, str | None]] = []
+    for index, row in enumerate(rows):
+        before = len(problems)
+        row_id = _cell(problems, index, id_column, _row_id, row)
+        label = _cell(problems, index, policy.target, parse, row)
+        ids.append((index, row_id))
+        if len(problems) == before:
+            out.append(Label(row_id, label))
+    _ids(problems, ids)
+    if problems:
+        raise BatchRejected(policy.model, sorted(problems, key=lambda p: p.row))
+    return out
+
+
+def _model_id(registry: Registry, policy: Policy, at: datetime) -> int:
+    try:
+        row = registry.model(policy.model)
+    except ModelNotFound:  # rows may arrive before the daemon's first cycle
+        row = registry.ensure_model(policy, at)
+    assert row.id is not None
+    return row.id
+
+
+def _store(
+    registry: Registry, policy: Policy, table: type, rows: list[Any], make: Any, at: datetime
+) -> int:
+    model_id = _model_id(registry, policy, at)
+    ids = [r.row_id for r in rows]
+    with registry.session() as s:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            chunk = ids[start : start + 500]
+            known |= set(
+                s.exec(
+                    select(table.row_id).where(
+                        and_(table.model_id == model_id, col(table.row_id).in_(chunk))
+                    )
+                )
+            )
+        if known:
+            raise BatchRejected(
+                policy.model,
+                [
+                    Problem(i, policy.id, f"id {r.row_id!r} was ingested before")
+                    for i, r in enumerate(rows)
+                    if r.row_id in known
+                ],
+                conflict=True,
+            )
+        s.add_all(make(model_id, r) for r in rows)
+        try:
+            s.commit()
+        except IntegrityError:  # a concurrent batch stored one of these ids first
+            s.rollback()
+            raise BatchRejected(
+                policy.model,
+                [Problem(0, policy.id, "an id of this batch was ingested meanwhile")],
+                conflict=True,
+            ) from None
+    return len(rows)
+
+
+def store_predictions(
+    registry: Registry, policy: Policy, rows: list[Prediction], at: datetime
+) -> int:
+    """Store a validated batch in one transaction; ids seen before reject it whole."""
+    return _store(
+        registry,
+        policy,
+        PredictionRow,
+        rows,
+        lambda mid, r: PredictionRow(
+            model_id=mid, row_id=r.row_id, ts=r.ts, features=r.features, received_at=at
+        ),
+        at,
+    )
+
+
+def store_labels(registry: Registry, policy: Policy, rows: list[Label], at: datetime) -> int:
+    return _store(
+        registry,
+        policy,
+        LabelRow,
+        rows,
+        lambda mid, r: LabelRow(model_id=mid, row_id=r.row_id, label=r.label, received_at=at),
+        at,
+    )
+
+
+def count_rows(registry: Registry, model: str) -> tuple[int, int]:
+    """How many predictions and labels are stored for ``model`` (0, 0 if it is unknown)."""
+    try:
+        model_id = registry.model(model).id
+    except ModelNotFound:
+        return 0, 0
+    with registry.session() as s:
+        predictions = s.exec(
+            select(func.count())
+            .select_from(PredictionRow)
+            .where(PredictionRow.model_id == model_id)
+        ).one()
+        labels = s.exec(
+            select(func.count()).select_from(LabelRow).where(LabelRow.model_id == model_id)
+        ).one()
+    return predictions, labels
+
+
+class IngestSource:
+    """The window's ingested predictions, each with its label joined on the policy's ``id``
+    (NaN where none has arrived yet)."""
+
+    def __init__(self, registry: Registry, policy: Policy) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.name = f"api ingest {policy.model}"
+
+    def read(self, start: datetime, end: datetime) -> pd.DataFrame:
+        policy = self.policy
+        id_column = _id_column(policy)
+        columns = [id_column, policy.timestamp, *policy.features.all, policy.target]
+        try:
+            model_id = self.registry.model(policy.model).id
+        except ModelNotFound:
+            model_id = None
+        records: list[dict[str, Any]] = []
+        if model_id is not None:
+            with self.registry.session() as s:
+                query = (
+                    select(PredictionRow, LabelRow.label)
+                    .join(
+                        LabelRow,
+                        and_(
+                            LabelRow.model_id == PredictionRow.model_id,
+                            LabelRow.row_id == PredictionRow.row_id,
+                        ),
+                        isouter=True,
+                    )
+                    .where(
+                        PredictionRow.model_id == model_id,
+                        PredictionRow.ts >= utc(start),
+                        PredictionRow.ts < utc(end),
+                    )
+                    .order_by(PredictionRow.ts, PredictionRow.id)
+                )
+                for prediction, label in s.exec(query):
+                    records.append(
+                        {
+                            id_column: prediction.row_id,
+                            policy.timestamp: prediction.ts,
+                            **prediction.features,
+                            policy.target: label,
+                        }
+                    )
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        frame[policy.timestamp] = pd.to_datetime(frame[policy.timestamp], utc=True)
+        for column in policy.features.numerical:
+            frame[column] = frame[column].astype(float)
+        for column in policy.features.categorical:
+            frame[column] = frame[column].astype(object)
+        if policy.task == "regression" or all(
+            isinstance(v, int | float) for v in frame[policy.target].dropna()
+        ):
+            frame[policy.target] = pd.to_numeric(frame[policy.target]).astype(float)
+        return frame.reset_index(drop=True)
