@@ -38,6 +38,8 @@ def open_registry(settings: Settings, metrics: Metrics | None = None) -> Registr
             notifier = WebhookNotifier(
                 settings.webhooks,
                 settings.webhook_secret.get_secret_value(),
+                attempts=settings.webhook_attempts,
+                backoff=settings.webhook_backoff,
                 on_failure=(lambda m: metrics.webhook_failures.labels(m).inc())
                 if metrics
                 else None,

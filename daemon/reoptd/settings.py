@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key that signs webhook bodies"
     )
+    webhook_attempts: int = Field(default=5, ge=1, le=20, description="tries per webhook delivery")
+    webhook_backoff: float = Field(
+        default=1.0, gt=0, description="seconds before the first retry; doubles after each"
+    )
 
     @field_validator("home", mode="before")
     @classmethod
