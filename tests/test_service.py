@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from reoptd.clock import AcceleratedClock
@@ -97,7 +98,9 @@ def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_pa
         .replace("cooldown:", "coldown:")
     )
     env = {**os.environ, "REOPTD_HOME": str(tmp_path / "home")}
+    env.pop("REOPTD_API_TOKEN", None)
     port = _free_port()
+    api_port = _free_port()
     proc = subprocess.Popen(
         [
             REOPTD,
@@ -110,6 +113,8 @@ def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_pa
             "2000",
             "--metrics-port",
             str(port),
+            "--api-port",
+            str(api_port),
             "--exit-after",
             "120",
         ],
@@ -132,6 +137,8 @@ def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_pa
                 if models and (models[0]["champion_version"] or 0) >= 2:
                     break
         scraped = _scrape(f"http://127.0.0.1:{port}/metrics")
+        ready = httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=10)
+        api_models = httpx.get(f"http://127.0.0.1:{api_port}/models", timeout=10).json()
         stop_started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
@@ -144,6 +151,10 @@ def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_pa
     assert "broken.yaml" in output and "did you mean `cooldown`" in output
     assert "skipping policy" in output and "Traceback" not in output
     assert "received SIGTERM" in output and "stopped" in output
+    assert f"API on http://127.0.0.1:{api_port}" in output
+    assert "mutating routes disabled" in output  # no REOPTD_API_TOKEN in this environment
+    assert ready.status_code == 200 and ready.json()["scheduler"] is True
+    assert [m["name"] for m in api_models] == ["demo_churn"]
 
     (model,) = status["models"]
     assert set(model) >= {
