@@ -17,7 +17,9 @@ from reoptd.data import DemoSource, _demo
 from reoptd.data._ingest import count_rows
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
+from reoptd.policy import parse_policy
 from reoptd.registry import Registry
+from reoptd.settings import DEMO_POLICY
 
 
 @pytest.fixture
@@ -343,3 +345,35 @@ def test_a_model_that_does_not_read_from_the_api_refuses_rows(
         with s.client() as http:
             response = http.post(f"/ingest/{MODEL}/predictions", json=[_row()])
         assert response.status_code == 409 and "kind: api" in response.json()["detail"]
+
+
+def test_a_new_model_trains_its_first_version_on_posted_rows(tmp_path: Path) -> None:
+    """Rows may arrive before the daemon's first cycle; that cycle then learns from them."""
+    empty = tmp_path / "empty"
+    Registry(f"sqlite:///{empty / 'reoptd.db'}", empty / "artifacts").close()
+    with serve(empty, tmp_path / "home") as s:
+        end = s.clock.now()
+        rows = _demo_rows(end - timedelta(hours=2), end)
+        labels = _demo_rows(end - timedelta(hours=2), end, labels=True)
+        with s.client() as http:
+            assert http.get("/models").json() == []
+            assert http.post(f"/ingest/{MODEL}/predictions", json=rows).status_code == 200
+            assert http.post(f"/ingest/{MODEL}/labels", json=labels).status_code == 200
+            assert http.get(f"/models/{MODEL}").json()["champion_version"] is None
+        outcome = ModelLoop(s.policy, s.registry, Metrics()).cycle(end)
+        assert outcome.run is not None and outcome.run.outcome == "promoted", outcome.run
+        v1 = s.registry.version(MODEL, 1)
+        assert v1.train_rows + v1.metrics["holdout_rows"] == len(labels)  # labelled rows only
+
+
+def test_an_api_source_needs_an_id_column_and_the_registry() -> None:
+    from reoptd.data import open_source
+    from reoptd.errors import DataError, PolicyError
+
+    text = DEMO_POLICY.read_text().replace(
+        "production: {kind: demo, seed: 7}", "production: {kind: api}"
+    )
+    with pytest.raises(PolicyError, match="kind api needs an `id` column"):
+        parse_policy(text.replace("id: request_id", "# no id"), "api.yaml")
+    with pytest.raises(DataError, match="needs the daemon's registry"):
+        open_source(parse_policy(text, "api.yaml"))
