@@ -242,6 +242,9 @@ BAD_BATCHES = {
     "bad timestamp": ([_row(ts="yesterday")], [(0, "ts", "date-time")]),
     "null id": ([_row(request_id=None)], [(0, "request_id", "empty")]),
     "nan": ([_row(monthly_charges=float("inf"))], None),
+    "huge number": ([_row(tenure=10**400)], [(0, "tenure", "out of range")]),
+    "words for a time": ([_row(ts="now")], [(0, "ts", "ISO 8601")]),
+    "category a list": ([_row(contract=["a"])], [(0, "contract", "category")]),
     "repeated id": ([_row(), _row()], [(1, None, "repeats row 0")]),
     "not an object": ([_row(), 5], [(1, None, "object")]),
 }

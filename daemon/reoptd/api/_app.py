@@ -336,7 +336,7 @@ def create_app(
         raw = b"".join(chunks)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         try:
-            body = raw.decode("utf-8")
+            body = raw.decode("utf-8-sig")  # a spreadsheet's CSV may start with a BOM
         except UnicodeDecodeError as exc:
             raise _Status(400, f"request body is not UTF-8: {exc}") from None
         if kind == "text/csv":
