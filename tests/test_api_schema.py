@@ -55,5 +55,5 @@ def test_no_input_makes_the_server_fail(
 
     call()
     # most operations were reached (negative cases only exist where there is input to break)
-    assert len(seen) >= (10 if mode is schemathesis.GenerationMode.POSITIVE else 5), seen
+    assert len(seen) >= (10 if mode is schemathesis.GenerationMode.POSITIVE else 3), seen
     assert all(code < 500 for codes in seen.values() for code in codes), seen

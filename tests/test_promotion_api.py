@@ -26,11 +26,14 @@ from reoptd.webhooks import WebhookNotifier, verify
 PROMOTE = "  min_improvement: 0.005\n"
 
 
-def _run(loop: ModelLoop, clock: SimulatedClock, hours: float) -> None:
+def _run_until(loop: ModelLoop, clock: SimulatedClock, hours: float, done) -> None:
+    """Cycles every monitor.every until ``done()`` (checked after each), at most ``hours``."""
     end = clock.now() + timedelta(hours=hours)
     while clock.now() < end:
         loop.cycle(clock.now())
         clock.advance(loop.policy.monitor.every)
+        if done():
+            return
 
 
 @pytest.mark.slow
@@ -47,7 +50,7 @@ def test_shadow_promotion_and_guard_rollback_through_the_api(tmp_path: Path) -> 
     policy = parse_policy(text, "shadow.yaml")
     name = policy.model
     registry = Registry(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
-    clock = SimulatedClock(_demo.START)
+    clock = SimulatedClock(_demo.DRIFT_AT - timedelta(hours=1))  # v1 learns the pre-drift rows
     metrics = Metrics()
     metrics.watch_champions(registry, clock)
     receiver = Receiver()
@@ -60,7 +63,9 @@ def test_shadow_promotion_and_guard_rollback_through_the_api(tmp_path: Path) -> 
     )
     try:
         loop = ModelLoop(policy, registry, metrics)
-        _run(loop, clock, hours=10)  # through the drift: a challenger goes to shadow, then wins
+        events = lambda: registry.events(name)  # noqa: E731
+        # Through the drift: a challenger goes to shadow, then wins live checks.
+        _run_until(loop, clock, 10, lambda: any(e.reason.startswith("shadow v") for e in events()))
         detail = http.get(f"/models/{name}").json()
         shadow_wins = [e for e in detail["events"] if e["reason"].startswith("shadow v")]
         assert shadow_wins, detail["events"]
@@ -77,7 +82,7 @@ def test_shadow_promotion_and_guard_rollback_through_the_api(tmp_path: Path) -> 
         # An operator promotes the stale pre-drift v1 through the API by mistake.
         mistake = http.post(f"/models/{name}/promote", json={"version": 1, "reason": "oops"})
         assert mistake.status_code == 200 and mistake.json()["from_version"] == good
-        _run(loop, clock, hours=3)
+        _run_until(loop, clock, 3, lambda: events()[-1].kind == "rollback")
 
         events = http.get(f"/models/{name}").json()["events"]
         rollback = events[-1]
