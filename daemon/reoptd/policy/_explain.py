@@ -32,6 +32,11 @@ def _data(policy: Policy) -> str:
     source = policy.data.production
     if source.kind == "demo":
         return f"Production rows come from the built-in demo stream (seed {source.seed})."
+    if source.kind == "api":
+        return (
+            f"Production rows are POSTed to the daemon's HTTP API (/ingest/{policy.model}/"
+            f"predictions), labels to /ingest/{policy.model}/labels, joined on `{policy.id}`."
+        )
     kind = "Parquet or CSV (by extension)" if source.format == "auto" else source.format
     return f"Production rows come from {kind} files matching `{source.path}`."
 
