@@ -165,7 +165,8 @@ def optimize(
         str | None,
         typer.Option(
             help="Comma-separated steps to run instead of the policy's pipeline, e.g. "
-            "retrain,tune (validate is kept when the policy has it)."
+            "retrain,tune (validate is kept when the policy has it); `compress` alone compresses "
+            "the current champion."
         ),
     ] = None,
     clock: ClockOpt = "auto",
@@ -174,7 +175,8 @@ def optimize(
         typer.Option(
             help="Write the run as JSON: model, trigger, outcome, reason, champion_version, "
             "challenger_version, seconds, steps {step: {seconds, ...}}, policy; with a tune step "
-            "also trials, best_params, best_value."
+            "also trials, best_params, best_value; with a compress step also candidates (name, "
+            "methods, metric, size_bytes, latency_p50_ms, latency_p95_ms, batch_size) and chosen."
         ),
     ] = None,
 ) -> None:
@@ -228,6 +230,9 @@ def optimize(
                 best_params=tune["best_params"],
                 best_value=tune["best_value"],
             )
+        compress = run_row.steps.get("compress")
+        if compress:
+            document.update(candidates=compress["candidates"], chosen=compress["chosen"])
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2))
     if run_row.outcome == "failed":

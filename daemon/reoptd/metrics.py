@@ -216,6 +216,7 @@ class Metrics:
     def watch_champions(self, registry: Registry, clock: Clock) -> None:
         """Export champion info, age and size read from ``registry`` at every scrape."""
         self.registry.register(ChampionCollector(registry, clock))
+        self.registry.register(VersionCollector(registry))
 
 
 class ChampionCollector(Collector):
@@ -305,3 +306,49 @@ class ChampionCollector(Collector):
                 sum(v.status == "pending" for v in versions),
                 seconds,
             )
+
+
+#: versions per model whose size and latency are exported (the newest; keeps cardinality bounded)
+VERSIONS_EXPORTED = 10
+
+
+class VersionCollector(Collector):
+    """Size and latency of each recent version, as recorded by validate and compress."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        size = GaugeMetricFamily(
+            "reoptd_version_size_bytes",
+            "Size of a version's artifact (the newest versions of each model)",
+            labels=["model", "version"],
+        )
+        latency = GaugeMetricFamily(
+            "reoptd_version_latency_seconds",
+            "A version's time per predict call at a batch size, measured by the compress step"
+            " (quantile 0.5 / 0.95); batch_size 1 quantile 0.5 without compress: validate's"
+            " per-row time",
+            labels=["model", "version", "batch_size", "quantile"],
+        )
+        try:
+            for model in self._registry.models():
+                versions = self._registry.versions(model.name)
+                for v in sorted(versions, key=lambda v: v.version)[-VERSIONS_EXPORTED:]:
+                    labels = [model.name, str(v.version)]
+                    size.add_metric(labels, v.size_bytes)
+                    for batch, quantile, seconds in _version_latencies(v.metrics or {}):
+                        latency.add_metric([*labels, batch, quantile], seconds)
+        except Exception as exc:  # a scrape must never fail because the database hiccups
+            log.warning("metrics: cannot read versions from the registry: %s", exc)
+        yield from (size, latency)
+
+
+def _version_latencies(metrics: dict) -> Iterator[tuple[str, str, float]]:
+    compression = metrics.get("compression") or {}
+    by_batch = compression.get("latency_by_batch") or {}
+    for batch, values in by_batch.items():
+        yield batch, "0.5", values["p50_ms"] / 1000
+        yield batch, "0.95", values["p95_ms"] / 1000
+    if not by_batch and metrics.get("latency_seconds") is not None:
+        yield "1", "0.5", float(metrics["latency_seconds"])
