@@ -24,7 +24,7 @@ def teacher_classes(teacher: Any) -> list[Any]:
     if isinstance(teacher, TorchMLP):
         assert teacher.classes is not None
         return list(teacher.classes)
-    return list(teacher.pipeline.classes_)
+    return np.asarray(teacher.pipeline.classes_).tolist()  # plain values: weights_only loads
 
 
 def teacher_log_probs(teacher: Any, frame: pd.DataFrame) -> torch.Tensor:

@@ -616,7 +616,11 @@ class Policy(_Block):
                 "pipeline: a run needs a `retrain` step (or only `compress` and `validate`, which"
                 " compress the champion)"
             )
-        elif "validate" in steps and steps.index("validate") < steps.index("retrain"):
+        elif (
+            "validate" in steps
+            and "retrain" in steps
+            and steps.index("validate") < steps.index("retrain")
+        ):
             problems.append("pipeline: `validate` must come after `retrain`")
         problems.extend(_compress_problems(self))
         for i, trigger in enumerate(self.triggers):
