@@ -7,7 +7,7 @@ candidate, ``_arch`` for the plain layer description a compressed artifact carri
 
 from reoptd.compress._distill import distill
 from reoptd.compress._low_rank import low_rank
-from reoptd.compress._measure import Latency, latency, size_bytes
+from reoptd.compress._measure import Latency, latencies, latency, size_bytes
 from reoptd.compress._plan import Plan, compress_model, sequences
 from reoptd.compress._prune import magnitude_prune, structured_prune
 from reoptd.compress._quantize import QUANTIZERS, Quantizer, quantize
@@ -23,6 +23,7 @@ __all__ = [
     "Selection",
     "compress_model",
     "distill",
+    "latencies",
     "latency",
     "low_rank",
     "magnitude_prune",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 from reoptd.compress._distill import distill
 from reoptd.compress._low_rank import low_rank
-from reoptd.compress._measure import latency, size_bytes
+from reoptd.compress._measure import latencies, size_bytes
 from reoptd.compress._prune import magnitude_prune, structured_prune
 from reoptd.compress._quantize import quantize
 from reoptd.compress._select import BASELINE, Candidate, Selection, select
@@ -68,7 +67,6 @@ def compress_model(
     fit_rows: pd.DataFrame,
     valid_rows: pd.DataFrame,
     policy: Policy,
-    on_candidate: Callable[[Candidate], None] | None = None,
 ) -> Plan:
     """Candidates from ``baseline`` (learning on ``fit_rows``), measured on ``valid_rows``."""
     cfg = policy.compress
@@ -104,32 +102,16 @@ def compress_model(
             return low_rank(model, cfg.low_rank.energy)
         return quantize(model)
 
-    def measure(name: str, methods: list[str], model: Any) -> Candidate:
+    def score(name: str, methods: list[str], model: Any) -> Candidate:
         metric = evaluate(model, valid_rows, target, names)[policy.metric]
-        timings = {
-            b: latency(model, valid_rows, b, cfg.repetitions, cfg.threads) for b in batch_sizes
-        }
-        candidate = Candidate(name, methods, float(metric), size_bytes(model), timings, model)
-        log.info(
-            "%s: candidate %s: %s %.4f, %d bytes, p50 %.3f ms at batch %d",
-            policy.model,
-            name,
-            policy.metric,
-            metric,
-            candidate.size_bytes,
-            timings[batch_sizes[0]].p50_ms,
-            batch_sizes[0],
-        )
-        if on_candidate is not None:
-            on_candidate(candidate)
-        return candidate
+        return Candidate(name, methods, float(metric), size_bytes(model), {}, model)
 
     torch_baseline = isinstance(baseline, TorchMLP)
     if not torch_baseline and "distill" not in cfg.methods:
         raise OptimizeError(
             f"compress: model {policy.model!r} is not a torch model; only `distill` applies"
         )
-    candidates = [measure(BASELINE, [], baseline)]
+    candidates = [score(BASELINE, [], baseline)]
     built: dict[tuple[str, ...], Any] = {(): baseline}
     for chain in sequences(cfg.methods, torch_baseline):
         try:
@@ -137,7 +119,23 @@ def compress_model(
         except OptimizeError as exc:  # a method that does not apply to this chain is skipped
             log.info("%s: candidate %s skipped: %s", policy.model, "+".join(chain), exc)
             continue
-        candidates.append(measure("+".join(chain), list(chain), built[chain]))
+        candidates.append(score("+".join(chain), list(chain), built[chain]))
+    models = [c.model for c in candidates]
+    for b in batch_sizes:
+        timed = latencies(models, valid_rows, b, cfg.repetitions, cfg.threads)
+        for candidate, measured in zip(candidates, timed, strict=True):
+            candidate.latency[b] = measured
+    for candidate in candidates:
+        log.info(
+            "%s: candidate %s: %s %.4f, %d bytes, p50 %.3f ms at batch %d",
+            policy.model,
+            candidate.name,
+            policy.metric,
+            candidate.metric,
+            candidate.size_bytes,
+            candidate.latency[cfg.batch_size].p50_ms,
+            cfg.batch_size,
+        )
     selection = select(
         candidates,
         objective=cfg.objective,
