@@ -290,6 +290,18 @@ def test_the_schema_takes_compress_and_checks_its_place() -> None:
         )
     with pytest.raises(PolicyError, match=r"compress\.methods"):
         _policy(compress="{methods: [svd]}")
+    with pytest.raises(PolicyError, match="with threads > 1 write timer: wall"):
+        _policy(compress="{threads: 2}")
+    assert _policy(compress="{threads: 2, timer: wall}").compress.threads == 2
+
+
+def test_compressing_without_a_champion_says_so(
+    sqlite_registry: Registry, metrics: Metrics
+) -> None:
+    policy = _policy(pipeline="pipeline: [compress, validate]")
+    run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="manual")
+    assert run.outcome == "failed"
+    assert "has no champion to compress yet; its first run needs a `retrain` step" in run.reason
 
 
 @pytest.mark.slow
@@ -368,3 +380,4 @@ def test_cli_compresses_the_champion(tmp_path: Path) -> None:
         [reoptd, "models", "show", "demo_churn"], env=env, capture_output=True, text=True
     )
     assert shown.returncode == 0 and "v2" in shown.stdout
+    assert f"compress: {report['chosen']}, {chosen['size_bytes']} bytes" in shown.stdout

@@ -475,6 +475,12 @@ def models_show(model: str) -> None:
                 f" ({tune['pruned']} pruned, {tune['warm_trials']} warm), best"
                 f" {tune['best_value']:.4f} at trial {tune['best_trial']}: {params}"
             )
+        packed = v.metrics.get("compression")
+        if packed and packed.get("methods"):
+            typer.echo(
+                f"      compress: {packed['name']}, {packed['size_bytes']} bytes,"
+                f" p50 {packed['latency_p50_ms']:.3f} ms at batch {packed['batch_size']}"
+            )
     for e in registry.events(model):
         typer.echo(f"  {_iso(e.at)} {e.kind} v{e.from_version} -> v{e.to_version}: {e.reason}")
 

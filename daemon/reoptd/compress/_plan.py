@@ -68,7 +68,9 @@ def compress_model(
     valid_rows: pd.DataFrame,
     policy: Policy,
 ) -> Plan:
-    """Candidates from ``baseline`` (learning on ``fit_rows``), measured on ``valid_rows``."""
+    """Candidates from ``baseline`` (learning on ``fit_rows``), measured on ``valid_rows``,
+    which neither ``baseline`` nor the candidates may have trained on: an in-sample baseline
+    would look better than it is and every candidate worse."""
     cfg = policy.compress
     target = policy.target
     names = metric_names(policy)
@@ -122,7 +124,7 @@ def compress_model(
         candidates.append(score("+".join(chain), list(chain), built[chain]))
     models = [c.model for c in candidates]
     for b in batch_sizes:
-        timed = latencies(models, valid_rows, b, cfg.repetitions, cfg.threads)
+        timed = latencies(models, valid_rows, b, cfg.repetitions, cfg.threads, cfg.timer)
         for candidate, measured in zip(candidates, timed, strict=True):
             candidate.latency[b] = measured
     for candidate in candidates:

@@ -42,7 +42,12 @@ class Candidate:
             "latency_p95_ms": round(main.p95_ms, 4),
             "batch_size": batch_size,
             "latency_by_batch": {
-                str(b): {"p50_ms": round(v.p50_ms, 4), "p95_ms": round(v.p95_ms, 4)}
+                str(b): {
+                    "p50_ms": round(v.p50_ms, 4),
+                    "p95_ms": round(v.p95_ms, 4),
+                    "wall_p50_ms": round(v.wall_p50_ms, 4),
+                    "wall_p95_ms": round(v.wall_p95_ms, 4),
+                }
                 for b, v in self.latency.items()
             },
             "verdict": self.verdict,

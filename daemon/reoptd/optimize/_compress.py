@@ -1,8 +1,11 @@
 """Compress: replace the challenger (or, without retrain, the champion) by its best compressed
-form, chosen by measuring every candidate on validation rows (``reoptd.compress``).
+form, chosen by measuring every candidate (``reoptd.compress``).
 
-The newest ``compress.validation`` share of the training rows scores the candidates; the rest is
-what distillation and fine-tuning learn from. The holdout stays untouched for validate.
+Candidates learn (distillation, fine-tuning after pruning) from the training rows and are scored
+on the holdout: rows the model being compressed never trained on. Scoring on its own training rows
+would flatter the uncompressed model and make every candidate look worse than it is. Validate
+then judges the chosen candidate on the same holdout, so its margin there is slightly optimistic:
+it was the best of several on those rows.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from reoptd.compress import compress_model
 from reoptd.errors import OptimizeError
 from reoptd.optimize._base import RunContext
 
+MIN_SCORING_ROWS = 10
+
 
 class Compress:
     name = "compress"
@@ -22,6 +27,7 @@ class Compress:
         cfg = policy.compress
         baseline = ctx.challenger
         source = "challenger"
+        scoring = ctx.holdout
         if baseline is None:
             if ctx.champion is None:
                 raise OptimizeError(
@@ -30,15 +36,16 @@ class Compress:
                 )
             baseline, source = ctx.champion.model, f"champion v{ctx.champion.version}"
             ctx.compressing_champion = True
-        n_valid = round(len(ctx.train) * cfg.validation)
-        if n_valid < 10 or len(ctx.train) - n_valid < 10:
+            until = ctx.champion.trained_until
+            if until is not None:  # only rows the champion did not learn from
+                scoring = scoring[scoring[policy.timestamp] > until]
+        if len(scoring) < MIN_SCORING_ROWS:
             raise OptimizeError(
-                f"compress: {len(ctx.train)} training rows are too few to split"
-                f" {cfg.validation:.0%} off for scoring candidates"
+                f"compress: model {policy.model!r}: {len(scoring)} holdout rows the model did not"
+                f" train on, fewer than {MIN_SCORING_ROWS} to score candidates on"
+                " (raise promote.holdout or wait for newer labelled rows)"
             )
-        fit_rows = ctx.train.iloc[: len(ctx.train) - n_valid]
-        valid_rows = ctx.train.iloc[len(ctx.train) - n_valid :]
-        plan = compress_model(baseline, fit_rows, valid_rows, policy)
+        plan = compress_model(baseline, ctx.train, scoring, policy)
         ctx.challenger = plan.chosen.model
         ctx.compressed = plan.chosen.name != "uncompressed"
         ctx.compress_reason = plan.selection.reason
@@ -48,8 +55,9 @@ class Compress:
             "batch_size": cfg.batch_size,
             "batch_sizes": cfg.all_batch_sizes,
             "threads": cfg.threads,
+            "timer": cfg.timer,
             "max_metric_drop": cfg.max_metric_drop,
             "metric": policy.metric,
-            "validation_rows": n_valid,
+            "scoring_rows": len(scoring),
             **plan.record(),
         }

@@ -426,15 +426,24 @@ class Compress(_Block):
         description="further batch sizes whose latency is measured and reported",
     )
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
+    timer: Literal["cpu", "wall"] = Field(
+        "cpu",
+        description="cpu: latency is the predicting thread's CPU time, what the call costs on a"
+        " core of its own, undisturbed by other processes (threads: 1 only); wall: elapsed time."
+        " Elapsed time is reported either way",
+    )
     repetitions: int = Field(
         30, ge=5, description="timed predictions per candidate and batch size (after warm-up)"
-    )
-    validation: Fraction = Field(
-        0.2, description="newest share of the training rows that scores the candidates"
     )
     distill: Distill = Field(default_factory=Distill, description="the student of `distill`")
     prune: Prune = Field(default_factory=Prune, description="`prune` and `magnitude`")
     low_rank: LowRank = Field(default_factory=LowRank, description="`low_rank`")
+
+    @model_validator(mode="after")
+    def _cpu_timer_one_thread(self) -> Compress:
+        if self.timer == "cpu" and self.threads != 1:
+            raise ValueError("timer cpu measures one thread: with threads > 1 write timer: wall")
+        return self
 
     @property
     def all_batch_sizes(self) -> list[int]:
