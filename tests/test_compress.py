@@ -336,7 +336,7 @@ def test_retrain_compress_validate_records_every_candidate(
     labels = {"model": policy.model, "version": "1"}
     assert exported.get_sample_value("reoptd_version_size_bytes", labels) == version.size_bytes
     p95 = exported.get_sample_value(
-        "reoptd_version_latency_seconds", {**labels, "batch_size": "64", "quantile": "0.95"}
+        "reoptd_version_latency_seconds", {**labels, "batch_size": "64", "percentile": "95"}
     )
     assert p95 == pytest.approx(chosen["latency_by_batch"]["64"]["p95_ms"] / 1000)
 

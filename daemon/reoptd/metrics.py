@@ -327,9 +327,9 @@ class VersionCollector(Collector):
         latency = GaugeMetricFamily(
             "reoptd_version_latency_seconds",
             "A version's time per predict call at a batch size, measured by the compress step"
-            " (quantile 0.5 / 0.95); batch_size 1 quantile 0.5 without compress: validate's"
-            " per-row time",
-            labels=["model", "version", "batch_size", "quantile"],
+            " (percentile 50 or 95; promtool reserves `quantile` for summaries); without"
+            " compress, batch_size 1 percentile 50 is validate's per-row time",
+            labels=["model", "version", "batch_size", "percentile"],
         )
         try:
             for model in self._registry.models():
@@ -337,8 +337,8 @@ class VersionCollector(Collector):
                 for v in sorted(versions, key=lambda v: v.version)[-VERSIONS_EXPORTED:]:
                     labels = [model.name, str(v.version)]
                     size.add_metric(labels, v.size_bytes)
-                    for batch, quantile, seconds in _version_latencies(v.metrics or {}):
-                        latency.add_metric([*labels, batch, quantile], seconds)
+                    for batch, percentile, seconds in _version_latencies(v.metrics or {}):
+                        latency.add_metric([*labels, batch, percentile], seconds)
         except Exception as exc:  # a scrape must never fail because the database hiccups
             log.warning("metrics: cannot read versions from the registry: %s", exc)
         yield from (size, latency)
@@ -348,7 +348,7 @@ def _version_latencies(metrics: dict) -> Iterator[tuple[str, str, float]]:
     compression = metrics.get("compression") or {}
     by_batch = compression.get("latency_by_batch") or {}
     for batch, values in by_batch.items():
-        yield batch, "0.5", values["p50_ms"] / 1000
-        yield batch, "0.95", values["p95_ms"] / 1000
+        yield batch, "50", values["p50_ms"] / 1000
+        yield batch, "95", values["p95_ms"] / 1000
     if not by_batch and metrics.get("latency_seconds") is not None:
-        yield "1", "0.5", float(metrics["latency_seconds"])
+        yield "1", "50", float(metrics["latency_seconds"])
