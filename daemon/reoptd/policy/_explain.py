@@ -202,12 +202,12 @@ def _compress(policy: Policy) -> str:
         "CPU time of one thread" if c.timer == "cpu" else f"elapsed time on {c.threads} thread(s)"
     )
     others = [b for b in c.all_batch_sizes if b != c.batch_size]
-    also = f" (latency is also measured at batch {', '.join(map(str, others))})" if others else ""
+    also = f", also at batch {', '.join(map(str, others))}" if others else ""
     return (
         f"The compress step takes {what} and tries {', '.join(words)}, each alone and chained in"
         f" that order. Every candidate is measured on the holdout for {policy.metric}, for its"
-        f" artifact size and for its latency ({timer}, {c.repetitions} calls after a warm-up)"
-        f"{also}; it keeps {goal} among candidates that lose at most"
+        f" artifact size and for its latency ({timer}, {c.repetitions} calls after a warm-up"
+        f"{also}); it keeps {goal} among candidates that lose at most"
         f" {c.max_metric_drop:g} {policy.metric}, and never one worse than the uncompressed"
         " model on that objective (if none qualifies, the model stays uncompressed)."
     )
