@@ -192,7 +192,8 @@ def optimize(
         str | None,
         typer.Option(
             help="Comma-separated steps to run instead of the policy's pipeline, e.g. "
-            "retrain,tune (validate is kept when the policy has it)."
+            "retrain,tune (validate is kept when the policy has it); `compress` alone compresses "
+            "the current champion."
         ),
     ] = None,
     clock: ClockOpt = "auto",
@@ -201,7 +202,8 @@ def optimize(
         typer.Option(
             help="Write the run as JSON: model, trigger, outcome, reason, champion_version, "
             "challenger_version, seconds, steps {step: {seconds, ...}}, policy; with a tune step "
-            "also trials, best_params, best_value."
+            "also trials, best_params, best_value; with a compress step also candidates (name, "
+            "methods, metric, size_bytes, latency_p50_ms, latency_p95_ms, batch_size) and chosen."
         ),
     ] = None,
 ) -> None:
@@ -255,6 +257,9 @@ def optimize(
                 best_params=tune["best_params"],
                 best_value=tune["best_value"],
             )
+        compress = run_row.steps.get("compress")
+        if compress:
+            document.update(candidates=compress["candidates"], chosen=compress["chosen"])
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2))
     if run_row.outcome == "failed":
@@ -496,6 +501,12 @@ def models_show(model: str) -> None:
                 f"      tune: study {tune['study']}, {tune['trials']} trials"
                 f" ({tune['pruned']} pruned, {tune['warm_trials']} warm), best"
                 f" {tune['best_value']:.4f} at trial {tune['best_trial']}: {params}"
+            )
+        packed = v.metrics.get("compression")
+        if packed and packed.get("methods"):
+            typer.echo(
+                f"      compress: {packed['name']}, {packed['size_bytes']} bytes,"
+                f" p50 {packed['latency_p50_ms']:.3f} ms at batch {packed['batch_size']}"
             )
     for e in registry.events(model):
         typer.echo(f"  {_iso(e.at)} {e.kind} v{e.from_version} -> v{e.to_version}: {e.reason}")

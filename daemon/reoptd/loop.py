@@ -356,6 +356,7 @@ class ModelLoop:
                 "size_bytes": result.steps.get("validate", {}).get("size_bytes"),
                 "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
                 "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
+                "compression": result.steps.get("compress", {}).get("chosen_candidate"),
             },
             train_rows=len(ctx.train),
             train_start=ts.min().to_pydatetime(),

@@ -222,6 +222,7 @@ class Metrics:
     def watch_champions(self, registry: Registry, clock: Clock) -> None:
         """Export champion info, age and size read from ``registry`` at every scrape."""
         self.registry.register(ChampionCollector(registry, clock))
+        self.registry.register(VersionCollector(registry))
 
 
 class ChampionCollector(Collector):
@@ -311,3 +312,49 @@ class ChampionCollector(Collector):
                 sum(v.status == "pending" for v in versions),
                 seconds,
             )
+
+
+#: versions per model whose size and latency are exported (the newest; keeps cardinality bounded)
+VERSIONS_EXPORTED = 10
+
+
+class VersionCollector(Collector):
+    """Size and latency of each recent version, as recorded by validate and compress."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        size = GaugeMetricFamily(
+            "reoptd_version_size_bytes",
+            "Size of a version's artifact (the newest versions of each model)",
+            labels=["model", "version"],
+        )
+        latency = GaugeMetricFamily(
+            "reoptd_version_latency_seconds",
+            "A version's time per predict call at a batch size, measured by the compress step"
+            " (percentile 50 or 95; promtool reserves `quantile` for summaries); without"
+            " compress, batch_size 1 percentile 50 is validate's per-row time",
+            labels=["model", "version", "batch_size", "percentile"],
+        )
+        try:
+            for model in self._registry.models():
+                versions = self._registry.versions(model.name)
+                for v in sorted(versions, key=lambda v: v.version)[-VERSIONS_EXPORTED:]:
+                    labels = [model.name, str(v.version)]
+                    size.add_metric(labels, v.size_bytes)
+                    for batch, percentile, seconds in _version_latencies(v.metrics or {}):
+                        latency.add_metric([*labels, batch, percentile], seconds)
+        except Exception as exc:  # a scrape must never fail because the database hiccups
+            log.warning("metrics: cannot read versions from the registry: %s", exc)
+        yield from (size, latency)
+
+
+def _version_latencies(metrics: dict) -> Iterator[tuple[str, str, float]]:
+    compression = metrics.get("compression") or {}
+    by_batch = compression.get("latency_by_batch") or {}
+    for batch, values in by_batch.items():
+        yield batch, "50", values["p50_ms"] / 1000
+        yield batch, "95", values["p95_ms"] / 1000
+    if not by_batch and metrics.get("latency_seconds") is not None:
+        yield "1", "50", float(metrics["latency_seconds"])

@@ -13,13 +13,16 @@ the process's global torch RNG is left alone.
 
 An artifact is ``MAGIC`` followed by a ``torch.save`` archive of ``{"config": plain dict,
 "state": state dict}``; it is read back with ``weights_only=True``, so loading one runs no
-pickled code.
+pickled code. A compressed network (``reoptd.compress``) is not the plain MLP of ``params``: its
+config adds ``arch``, a plain description of its layers (low-rank factors, quantized layers) from
+which the module is rebuilt before the state dict is loaded (format 2).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +38,7 @@ from reoptd.policy import Policy
 from reoptd.policy._schema import TORCH_PARAMS
 
 FORMAT = 1
+ARCH_FORMAT = 2  # the network is described by ``config["arch"]`` (a compressed model)
 VALIDATION = 0.1  # newest share of the training rows that drives early stopping
 MIN_VALIDATION_ROWS = 10
 
@@ -159,6 +163,9 @@ class TorchMLP:
         self.net: nn.Sequential | None = None
         self.epochs_run = 0
         self.best_epoch = 0
+        # set by reoptd.compress: the network's layer description, and the methods applied
+        self.arch: dict[str, Any] | None = None
+        self.compression: list[str] = []
 
     @classmethod
     def build(cls, policy: Policy, params: dict[str, Any] | None = None) -> TorchMLP:
@@ -351,9 +358,13 @@ class TorchMLP:
     def to_bytes(self) -> bytes:
         if self.net is None or self.mean is None or self.scale is None:
             raise OptimizeError("the torch MLP is not fitted: nothing to save")
-        last = [m for m in self.net if isinstance(m, nn.Linear)][-1]
+        if self.arch is not None:
+            inputs, outputs = self.arch["inputs"], self.arch["outputs"]
+        else:
+            last = [m for m in self.net if isinstance(m, nn.Linear)][-1]
+            inputs, outputs = self.net[0].in_features, last.out_features
         config = {
-            "format": FORMAT,
+            "format": FORMAT if self.arch is None else ARCH_FORMAT,
             "task": self.task,
             "numerical": self.numerical,
             "categorical": self.categorical,
@@ -365,11 +376,14 @@ class TorchMLP:
             "classes": self.classes,
             "y_mean": self.y_mean,
             "y_scale": self.y_scale,
-            "inputs": int(self.net[0].in_features),
-            "outputs": int(last.out_features),
+            "inputs": int(inputs),
+            "outputs": int(outputs),
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
+            "compression": list(self.compression),
         }
+        if self.arch is not None:
+            config["arch"] = self.arch
         buffer = io.BytesIO()
         buffer.write(MAGIC)
         torch.save({"config": config, "state": self.net.state_dict()}, buffer)
@@ -381,9 +395,11 @@ class TorchMLP:
             raise ArtifactError("model artifact is not a torch MLP")
         try:
             archive = io.BytesIO(data[len(MAGIC) :])
-            saved = torch.load(archive, weights_only=True, map_location="cpu")
+            with warnings.catch_warnings():  # quantized tensors still rebuild via TypedStorage
+                warnings.filterwarnings("ignore", "TypedStorage is deprecated", UserWarning)
+                saved = torch.load(archive, weights_only=True, map_location="cpu")
             config, state = saved["config"], saved["state"]
-            if config.get("format") != FORMAT:
+            if config.get("format") not in (FORMAT, ARCH_FORMAT):
                 raise ValueError(f"unknown torch MLP format {config.get('format')!r}")
             model = TorchMLP(
                 config["numerical"],
@@ -399,8 +415,15 @@ class TorchMLP:
             model.y_mean, model.y_scale = float(config["y_mean"]), float(config["y_scale"])
             model.epochs_run = int(config.get("epochs_run", 0))
             model.best_epoch = int(config.get("best_epoch", 0))
+            model.compression = list(config.get("compression", []))
             p = model._params
-            model.net = _network(config["inputs"], p["hidden"], p["dropout"], config["outputs"])
+            if config["format"] == ARCH_FORMAT:
+                from reoptd.compress._arch import rebuild
+
+                model.arch = config["arch"]
+                model.net = rebuild(model.arch)
+            else:
+                model.net = _network(config["inputs"], p["hidden"], p["dropout"], config["outputs"])
             model.net.load_state_dict(state)
             model.net.eval()
         except Exception as exc:  # a damaged archive can raise anything

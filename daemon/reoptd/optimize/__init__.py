@@ -1,4 +1,4 @@
-"""Re-optimization: the steps (retrain, validate) and the pipeline that runs them."""
+"""Re-optimization: the steps (retrain, tune, compress, validate) and the pipeline running them."""
 
 from reoptd.optimize._base import RunContext, Step
 from reoptd.optimize._pipeline import STEPS, RunResult, prepare, run_pipeline

@@ -34,6 +34,11 @@ class RunContext:
     study_prefix: str = "reoptd.model"  # studies are named "<prefix>.<run start>"
     champion_params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False  # show a progress bar (interactive commands)
+    # set by the compress step: compressing the champion itself (no retrain in the pipeline),
+    # whether a compressed candidate was chosen, and why
+    compressing_champion: bool = False
+    compressed: bool = False
+    compress_reason: str = ""
 
 
 class Step(Protocol):

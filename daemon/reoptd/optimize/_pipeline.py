@@ -13,6 +13,7 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import OptimizeError
 from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext, Step
+from reoptd.optimize._compress import Compress
 from reoptd.optimize._retrain import Retrain
 from reoptd.optimize._tune import Tune
 from reoptd.optimize._validate import Validate
@@ -20,7 +21,12 @@ from reoptd.policy import Policy, format_duration
 
 log = logging.getLogger("reoptd.optimize")
 
-STEPS: dict[str, Callable[[], Step]] = {"retrain": Retrain, "tune": Tune, "validate": Validate}
+STEPS: dict[str, Callable[[], Step]] = {
+    "retrain": Retrain,
+    "tune": Tune,
+    "compress": Compress,
+    "validate": Validate,
+}
 
 
 @dataclass
@@ -80,7 +86,10 @@ def run_pipeline(
                 f" {format_duration(spec.budget)}; the challenger is discarded"
             )
     if "validate" not in policy.steps:
-        ctx.promote = ctx.challenger is not None
+        # a compress-only run that kept the champion uncompressed has nothing new to promote
+        ctx.promote = ctx.challenger is not None and not (
+            ctx.compressing_champion and not ctx.compressed
+        )
         ctx.reason = "pipeline has no validate step: challenger promoted unvalidated"
     result.seconds = time.perf_counter() - started
     return result

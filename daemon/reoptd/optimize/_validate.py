@@ -36,6 +36,8 @@ class Validate:
             return record
         ctx.champion_metrics = evaluate(ctx.champion.model, ctx.holdout, policy.target, names)
         champion = ctx.champion_metrics[metric]
+        if ctx.compressing_champion:
+            return _compressed_champion(ctx, record, champion, violation)
         gain = challenger - champion if policy.higher_is_better() else champion - challenger
         needed = policy.promote.min_improvement
         ctx.promote = gain > 0 and gain >= needed
@@ -50,6 +52,34 @@ class Validate:
             ctx.promote = False
             ctx.reason += f"; rejected: {violation}"
         return record
+
+
+def _compressed_champion(
+    ctx: RunContext, record: dict[str, Any], champion: float, violation: str
+) -> dict[str, Any]:
+    """A compressed champion need not beat the champion: it must not lose more than
+    ``compress.max_metric_drop`` of its metric on the holdout (it wins on size or latency)."""
+    assert ctx.champion is not None
+    policy = ctx.policy
+    metric, challenger = policy.metric, record["challenger"]
+    drop = champion - challenger if policy.higher_is_better() else challenger - champion
+    allowed = policy.compress.max_metric_drop
+    record.update({"champion": champion, "gain": -drop})
+    if not ctx.compressed:
+        ctx.promote = False
+        ctx.reason = f"compress: {ctx.compress_reason}; champion v{ctx.champion.version} kept"
+        return record
+    ctx.promote = drop <= allowed
+    verb = "within" if ctx.promote else "not within"
+    ctx.reason = (
+        f"compressed champion v{ctx.champion.version} ({ctx.compress_reason}): holdout {metric}"
+        f" {challenger:.4f} vs {champion:.4f} on {len(ctx.holdout)} rows, a drop of {drop:+.4f},"
+        f" {verb} max_metric_drop {allowed:g}"
+    )
+    if violation:
+        ctx.promote = False
+        ctx.reason += f"; rejected: {violation}"
+    return record
 
 
 def batch1_latency(model: Any, rows: Any) -> float:

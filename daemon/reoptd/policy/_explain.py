@@ -24,6 +24,8 @@ def explain(policy: Policy) -> list[str]:
         lines.append("It has no triggers: it only re-optimizes when asked (`reoptd optimize`).")
     lines.append(_guards(policy))
     lines.append(_run(policy))
+    if "compress" in policy.steps:
+        lines.append(_compress(policy))
     lines.append(_promote(policy))
     return lines
 
@@ -169,3 +171,48 @@ def _promote(policy: Policy) -> str:
             f"{r.drop:g} (judged once {r.min_labels} labels arrived), it is rolled back."
         )
     return text
+
+
+_METHOD_WORDS = {
+    "distill": "distillation into a smaller MLP student (hidden {hidden}, temperature {t:g})",
+    "prune": "structured pruning of {amount:.0%} of the hidden neurons",
+    "magnitude": "magnitude pruning of {amount:.0%} of the weights",
+    "low_rank": "low-rank factorization keeping {energy:.0%} of each layer's SVD energy",
+    "quantize": "dynamic int8 quantization",
+}
+
+
+def _compress(policy: Policy) -> str:
+    c = policy.compress
+    words = [
+        _METHOD_WORDS[m].format(
+            hidden=c.distill.hidden,
+            t=c.distill.temperature,
+            amount=c.prune.amount,
+            energy=c.low_rank.energy,
+        )
+        for m in c.methods
+    ]
+    what = (
+        "the new challenger"
+        if "retrain" in policy.steps
+        else "the current champion (there is no retrain step)"
+    )
+    goal = (
+        f"the lowest median latency at batch size {c.batch_size}"
+        if c.objective == "latency"
+        else "the smallest artifact"
+    )
+    timer = (
+        "CPU time of one thread" if c.timer == "cpu" else f"elapsed time on {c.threads} thread(s)"
+    )
+    others = [b for b in c.all_batch_sizes if b != c.batch_size]
+    also = f", also at batch {', '.join(map(str, others))}" if others else ""
+    return (
+        f"The compress step takes {what} and tries {', '.join(words)}, each alone and chained in"
+        f" that order. Every candidate is measured on the holdout for {policy.metric}, for its"
+        f" artifact size and for its latency ({timer}, {c.repetitions} calls after a warm-up"
+        f"{also}); it keeps {goal} among candidates that lose at most"
+        f" {c.max_metric_drop:g} {policy.metric}, and never one worse than the uncompressed"
+        " model on that objective (if none qualifies, the model stays uncompressed)."
+    )

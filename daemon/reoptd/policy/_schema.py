@@ -299,8 +299,8 @@ class Train(_Block):
         return self.estimator if self.family == "sklearn" else "torch.mlp"
 
 
-STEPS = ("retrain", "tune", "validate")
-PLANNED_STEPS = ("compress",)
+STEPS = ("retrain", "tune", "compress", "validate")
+PLANNED_STEPS: tuple[str, ...] = ()
 
 
 class Param(_Block):
@@ -357,6 +357,99 @@ class Tune(_Block):
         description="parameters to search (default: one per estimator, and one for the torch MLP:"
         " lr, dropout, width, depth)",
     )
+
+
+COMPRESS_METHODS = ("distill", "prune", "magnitude", "low_rank", "quantize")
+
+
+class Distill(_Block):
+    hidden: list[int] = Field(
+        default_factory=lambda: [64],
+        description="layer widths of the student MLP trained on the teacher's soft targets",
+    )
+    temperature: float = Field(
+        4.0, gt=0, description="softens the teacher's and the student's logits (classification)"
+    )
+    alpha: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="weight of the soft-target loss; 1 - alpha goes to the true labels",
+    )
+    epochs: int = Field(30, ge=1, description="at most this many epochs (early stopping)")
+    lr: float = Field(3e-3, gt=0, description="learning rate of the student (AdamW)")
+
+
+class Prune(_Block):
+    amount: Fraction = Field(
+        0.5,
+        description="share of hidden neurons removed (prune) or of weights zeroed (magnitude)",
+    )
+    finetune_epochs: int = Field(
+        2, ge=0, description="epochs of fine-tuning after structured pruning (0: none)"
+    )
+
+
+class LowRank(_Block):
+    energy: Fraction = Field(
+        0.9,
+        description="each Linear layer keeps the smallest SVD rank that retains this share of"
+        " its squared singular values; a layer is factorized only when that makes it smaller",
+    )
+
+
+class Compress(_Block):
+    """The compress step: build candidates, measure each, keep the best within the metric drop."""
+
+    methods: list[Literal["distill", "prune", "magnitude", "low_rank", "quantize"]] = Field(
+        default_factory=lambda: ["distill", "prune", "low_rank", "quantize"],
+        min_length=1,
+        description="methods to try, alone and chained in the order distill -> prune ->"
+        " magnitude -> low_rank -> quantize. distill: a smaller MLP student of the model;"
+        " prune: structured, removes hidden neurons; magnitude: zeroes the smallest weights"
+        " (never faster on dense kernels); low_rank: truncated-SVD factorization of Linear"
+        " layers; quantize: dynamic int8 Linear layers",
+    )
+    max_metric_drop: float = Field(
+        0.01,
+        ge=0,
+        description="a candidate may lose at most this much of the uncompressed model's metric on"
+        " validation rows, in the metric's own units (0.01 = one point of accuracy)",
+    )
+    objective: Literal["latency", "size"] = Field(
+        "latency",
+        description="latency: the lowest p50 latency at `batch_size`; size: the smallest artifact."
+        " A candidate worse than the uncompressed model on it is never chosen",
+    )
+    batch_size: int = Field(1, ge=1, description="the batch size production predicts at")
+    batch_sizes: list[int] = Field(
+        default_factory=list,
+        description="further batch sizes whose latency is measured and reported",
+    )
+    threads: int = Field(1, ge=1, description="torch threads while measuring latency")
+    timer: Literal["cpu", "wall"] = Field(
+        "cpu",
+        description="cpu: latency is the predicting thread's CPU time, what the call costs on a"
+        " core of its own, undisturbed by other processes (threads: 1 only); wall: elapsed time."
+        " Elapsed time is reported either way",
+    )
+    repetitions: int = Field(
+        30, ge=5, description="timed predictions per candidate and batch size (after warm-up)"
+    )
+    distill: Distill = Field(default_factory=Distill, description="the student of `distill`")
+    prune: Prune = Field(default_factory=Prune, description="`prune` and `magnitude`")
+    low_rank: LowRank = Field(default_factory=LowRank, description="`low_rank`")
+
+    @model_validator(mode="after")
+    def _cpu_timer_one_thread(self) -> Compress:
+        if self.timer == "cpu" and self.threads != 1:
+            raise ValueError("timer cpu measures one thread: with threads > 1 write timer: wall")
+        return self
+
+    @property
+    def all_batch_sizes(self) -> list[int]:
+        """``batch_size`` first, then the others, each once."""
+        return list(dict.fromkeys([self.batch_size, *self.batch_sizes]))
 
 
 class Step(_Block):
@@ -430,6 +523,9 @@ class Policy(_Block):
     )
     train: Train
     tune: Tune = Field(default_factory=Tune, description="the tune step, if the pipeline has it")
+    compress: Compress = Field(
+        default_factory=Compress, description="the compress step, if the pipeline has it"
+    )
     promote: Promote = Field(default_factory=Promote)
 
     _source: Path | None = PrivateAttr(None)
@@ -525,10 +621,18 @@ class Policy(_Block):
                 )
         if len(set(steps)) != len(steps):
             problems.append("pipeline: a step is listed twice")
-        if "retrain" not in steps:
-            problems.append("pipeline: a run needs a `retrain` step")
-        elif "validate" in steps and steps.index("validate") < steps.index("retrain"):
+        if "retrain" not in steps and not ("compress" in steps and set(steps) <= _COMPRESS_ONLY):
+            problems.append(
+                "pipeline: a run needs a `retrain` step (or only `compress` and `validate`, which"
+                " compress the champion)"
+            )
+        elif (
+            "validate" in steps
+            and "retrain" in steps
+            and steps.index("validate") < steps.index("retrain")
+        ):
             problems.append("pipeline: `validate` must come after `retrain`")
+        problems.extend(_compress_problems(self))
         for i, trigger in enumerate(self.triggers):
             if trigger.drift_features is not None:
                 unknown = [f for f in trigger.drift_features.features if f not in names]
@@ -544,6 +648,30 @@ class Policy(_Block):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+_COMPRESS_ONLY = {"compress", "validate"}
+
+
+def _compress_problems(policy: Policy) -> list[str]:
+    steps = policy.steps
+    if "compress" not in steps:
+        return []
+    problems = []
+    for before in ("retrain", "tune"):
+        if before in steps and steps.index(before) > steps.index("compress"):
+            problems.append(f"pipeline: `compress` must come after `{before}`")
+    if "validate" in steps and steps.index("validate") < steps.index("compress"):
+        problems.append("pipeline: `validate` must come after `compress`")
+    methods = policy.compress.methods
+    if len(set(methods)) != len(methods):
+        problems.append("compress.methods: a method is listed twice")
+    if policy.train.family == "sklearn" and "distill" not in methods:
+        problems.append(
+            "compress.methods: an sklearn model can only be compressed by `distill` (into a torch"
+            " MLP student, which the other methods then compress); add `distill`"
+        )
+    return problems
 
 
 def _step(entry: Any) -> Any:

@@ -1,0 +1,51 @@
+"""Low-rank factorization: each Linear layer W (out x in) becomes two, in -> r -> out.
+
+The truncated SVD W ~ U_r S_r V_r^T keeps the smallest rank r whose singular values retain
+``energy`` of the sum of squared singular values (W's squared Frobenius norm). The first factor
+is sqrt(S_r) V_r^T (no bias), the second U_r sqrt(S_r) with the layer's bias. A layer is replaced
+only when r (in + out) < in x out, i.e. when the two factors hold fewer weights than W.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reoptd.compress._arch import low_rank_module
+from reoptd.compress._common import float_copy, with_network
+from reoptd.models._torch import TorchMLP
+
+
+def rank_for(singular: torch.Tensor, energy: float) -> int:
+    """The smallest rank whose singular values retain ``energy`` of the squared total."""
+    squared = singular.double() ** 2
+    share = torch.cumsum(squared, 0) / squared.sum().clamp_min(1e-30)
+    return int(torch.searchsorted(share, torch.tensor(energy, dtype=share.dtype)).item()) + 1
+
+
+def factorize(layer: nn.Linear, energy: float) -> nn.Module:
+    """``layer`` as two low-rank Linear layers, or ``layer`` itself when that is not smaller."""
+    with torch.no_grad():
+        u, s, vh = torch.linalg.svd(layer.weight.double(), full_matrices=False)
+        rank = min(rank_for(s, energy), len(s))
+        n_in, n_out = layer.in_features, layer.out_features
+        if rank * (n_in + n_out) >= n_in * n_out:
+            return layer
+        root = torch.sqrt(s[:rank])
+        module = low_rank_module(layer.in_features, rank, layer.out_features)
+        module[0].weight.copy_((root[:, None] * vh[:rank]).float())
+        module[1].weight.copy_((u[:, :rank] * root[None, :]).float())
+        if layer.bias is not None:
+            module[1].bias.copy_(layer.bias)
+        else:
+            module[1].bias.zero_()
+        return module
+
+
+def low_rank(model: TorchMLP, energy: float) -> TorchMLP:
+    """``model`` with every Linear layer factorized where that makes it smaller."""
+    net = float_copy(model)
+    for i, module in enumerate(net):
+        if isinstance(module, nn.Linear):
+            net[i] = factorize(module, energy)
+    return with_network(model, net, "low_rank")

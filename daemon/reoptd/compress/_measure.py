@@ -1,0 +1,99 @@
+"""What a candidate costs: its serialized size and its latency at the batch sizes that matter.
+
+Latency is the time of one ``model.predict`` call on a batch of rows (preprocessing included:
+that is what serving pays), after a warm-up, on ``threads`` torch/BLAS threads, by default as
+the CPU time of the predicting thread (see ``latencies``). The same rows
+are used for every candidate, and candidates are timed in interleaved rounds, so the numbers
+compare even while other processes load the machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reoptd.models import Model
+
+WARMUP = 5
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch_size: int
+    p50_ms: float  # by the timer asked for (``cpu`` or ``wall``)
+    p95_ms: float
+    repetitions: int
+    wall_p50_ms: float = 0.0  # elapsed time, whatever the timer
+    wall_p95_ms: float = 0.0
+
+
+def size_bytes(model: Model) -> int:
+    return len(model.to_bytes())
+
+
+def batch_of(frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+    """``batch_size`` rows of ``frame`` (repeated when it has fewer)."""
+    if len(frame) == 0:
+        raise ValueError("no rows to measure latency on")
+    index = np.arange(batch_size) % len(frame)
+    return frame.iloc[index].reset_index(drop=True)
+
+
+def latency(
+    model: Model,
+    frame: pd.DataFrame,
+    batch_size: int,
+    repetitions: int = 30,
+    threads: int = 1,
+    timer: str = "cpu",
+) -> Latency:
+    """p50/p95 milliseconds of ``model.predict`` on ``batch_size`` rows of ``frame``."""
+    return latencies([model], frame, batch_size, repetitions, threads, timer)[0]
+
+
+def latencies(
+    models: list[Model],
+    frame: pd.DataFrame,
+    batch_size: int,
+    repetitions: int = 30,
+    threads: int = 1,
+    timer: str = "cpu",
+) -> list[Latency]:
+    """``latency`` of each model, timed in interleaved rounds (one call of each model per
+    round), so that load from other processes on a shared machine hits every model alike.
+
+    ``timer="cpu"`` (one thread only) counts the CPU time of the predicting thread: the call's
+    latency on a core of its own, which time slices given to other processes do not inflate.
+    ``timer="wall"`` counts elapsed time. Elapsed time is recorded in both cases."""
+    from threadpoolctl import threadpool_limits
+
+    if timer == "cpu" and threads != 1:
+        raise ValueError("the cpu timer measures one thread: use timer wall with threads > 1")
+    batch = batch_of(frame, batch_size)
+    times = np.empty((len(models), repetitions))
+    walls = np.empty((len(models), repetitions))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            for model in models:
+                for _ in range(WARMUP):
+                    model.predict(batch)
+            for r in range(repetitions):
+                for i, model in enumerate(models):
+                    cpu, started = time.thread_time(), time.perf_counter()
+                    model.predict(batch)
+                    walls[i, r] = time.perf_counter() - started
+                    times[i, r] = time.thread_time() - cpu if timer == "cpu" else walls[i, r]
+    finally:
+        torch.set_num_threads(before)
+    out = []
+    for row, wall in zip(times, walls, strict=True):
+        p50, p95 = np.percentile(row * 1000, [50, 95])
+        w50, w95 = np.percentile(wall * 1000, [50, 95])
+        out.append(Latency(batch_size, float(p50), float(p95), repetitions, float(w50), float(w95)))
+    return out
