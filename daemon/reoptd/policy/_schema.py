@@ -151,6 +151,20 @@ class Drift(_Block):
     )
 
 
+class Quality(_Block):
+    missing_share: Fraction = Field(
+        0.0, description="flag a column with a larger share of missing values"
+    )
+    out_of_range_share: Fraction = Field(
+        0.01,
+        description="flag a numerical column with a larger share of values outside the"
+        " reference's [min, max] (a fresh sample exceeds it now and then)",
+    )
+    unseen_share: Fraction = Field(
+        0.0, description="flag a categorical column with a larger share of unseen categories"
+    )
+
+
 class Monitor(_Block):
     every: Duration = Field(
         timedelta(minutes=15), description="how often a check runs (at least 1s)"
@@ -161,6 +175,11 @@ class Monitor(_Block):
         5000, ge=10, description="rows of the champion's training data kept as drift reference"
     )
     drift: Drift = Field(default_factory=Drift)
+    quality: Quality = Field(
+        default_factory=Quality,
+        description="data quality tolerances (missing values, out-of-range values, unseen"
+        " categories); flagged problems are exported, they do not trigger re-optimization",
+    )
 
 
 class DriftShareTrigger(_Block):
