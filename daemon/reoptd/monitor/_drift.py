@@ -32,6 +32,7 @@ from evidently.legacy.calculations.stattests.registry import StatTest, get_regis
 from evidently.legacy.core import ColumnType
 from evidently.metrics import ValueDrift
 from pandas.api import types as ptypes
+from sklearn.exceptions import ConvergenceWarning
 
 from reoptd.errors import DataError
 from reoptd.policy import Policy
@@ -230,7 +231,8 @@ def _compare(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> Fea
         )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores are reported below
+            warnings.simplefilter("ignore", ConvergenceWarning)  # Evidently's text classifier
             fast = _as_form(cur, _fast_form(test, ref.kind))
             outcome = test(ref.values_for(test), fast, ref.kind, ref.threshold)
     except (ValueError, ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as exc:
@@ -252,7 +254,9 @@ def _why(ref: _ReferenceColumn, cur: pd.Series, exc: Exception | None) -> str:
     if ref.distinct is not None and len(ref.distinct) == 1:
         values = frozenset(pd.unique(cur.to_numpy()))
         if values <= ref.distinct:
-            return f"constant column (always {next(iter(ref.distinct))!r})"
+            value = next(iter(ref.distinct))
+            value = value.item() if isinstance(value, np.generic) else value
+            return f"constant column (always {value!r})"
     return str(exc) if exc is not None else "undefined for these values"
 
 
