@@ -31,10 +31,11 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
+from evidently import Dataset, Report
 
 from reoptd.monitor import DriftDetector, FeatureDrift
+from reoptd.monitor._drift import data_definition
+from reoptd.monitor._html import drift_preset
 from reoptd.policy import Policy
 
 CATEGORIES = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
@@ -88,28 +89,8 @@ def policy_for(numerical: list[str], categorical: list[str], methods: str) -> Po
 
 def preset(policy: Policy, reference: pd.DataFrame, current: pd.DataFrame) -> dict:
     """Each column's drift as Evidently's DataDriftPreset decides it."""
-    spec = policy.monitor.drift
-    features = policy.features
-    definition = DataDefinition(
-        numerical_columns=features.numerical, categorical_columns=features.categorical
-    )
-    per_method = {c: o.method for c, o in spec.per_column.items() if o.method}
-    per_threshold = {c: o.threshold for c, o in spec.per_column.items() if o.threshold is not None}
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=features.all,
-                num_method=spec.method,
-                num_threshold=spec.threshold,
-                cat_method=spec.cat_method,
-                cat_threshold=spec.cat_threshold,
-                per_column_method=per_method or None,
-                per_column_threshold=per_threshold or None,
-                drift_share=spec.drift_share,
-            )
-        ],
-        include_tests=True,
-    )
+    definition = data_definition(policy)
+    report = Report([drift_preset(policy)], include_tests=True)
     result = report.run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
