@@ -45,9 +45,10 @@ _FEW_DISTINCT = 5  # Evidently's automatic choice only looks at distinct counts 
 #: Tests whose result depends only on the sorted values (they sort both sides themselves): given
 #: sorted input their own sorts are nearly free, and the reference is sorted once per champion.
 _ORDER_FREE = frozenset({"wasserstein", "ks"})
-#: Tests that count categories (``get_binned_data``): pandas' category dtype counts its codes
-#: instead of hashing every string again; the counts, and so the scores, are the same.
-_COUNTING = frozenset({"jensenshannon", "psi", "kl_div"})
+#: Tests that only count categories (``get_binned_data`` or the same ``value_counts`` lookups):
+#: pandas' category dtype counts its codes instead of hashing every string again; the counts,
+#: and so the scores, are the same.
+_COUNTING = frozenset({"jensenshannon", "psi", "kl_div", "chisquare", "TVD", "g_test"})
 
 
 @dataclass(frozen=True)
