@@ -54,8 +54,9 @@ def test_booleans_in_a_numerical_column_are_the_wrong_type(detector) -> None:
     assert detector.check(window)["support_calls"].status.startswith("not_tested: wrong type")
 
 
-def test_an_all_nan_column_is_not_tested(detector) -> None:
-    window = _frame(np.random.default_rng(2), 300).assign(monthly_charges=np.nan)
+@pytest.mark.parametrize("missing", [np.nan, None])  # None: an object column of nulls
+def test_an_all_nan_column_is_not_tested(detector, missing: object) -> None:
+    window = _frame(np.random.default_rng(2), 300).assign(monthly_charges=missing)
     status = detector.check(window)["monthly_charges"].status
     assert status == "not_tested: no values (300 rows, all missing)"
 

@@ -110,6 +110,8 @@ def typed(values: pd.Series, kind: ColumnType) -> tuple[pd.Series | None, str | 
     silently would test something else than what production sent.
     """
     if kind == ColumnType.Numerical:
+        if not ptypes.is_numeric_dtype(values) and values.isna().all():
+            return pd.Series([], dtype=float), None  # all missing (e.g. None objects): no values
         if ptypes.is_bool_dtype(values) or not ptypes.is_numeric_dtype(values):
             sample = values[values.notna()].head(1).tolist()
             example = f" (e.g. {sample[0]!r})" if sample else ""
