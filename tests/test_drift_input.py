@@ -220,3 +220,51 @@ def test_capped_sampling_keeps_clear_verdicts() -> None:
     calm, shifted = detector.check(_frame(rng, 4000)), detector.check(_frame(rng, 4000, 1.0))
     assert not any(d.drifted for d in calm.values())
     assert shifted["monthly_charges"].drifted and shifted["support_calls"].drifted
+
+
+# -- through the loop ----------------------------------------------------------------------------
+
+
+class _ReviewSource:
+    """The demo stream plus a free-text review whose vocabulary changes at the drift point."""
+
+    name = "demo+reviews"
+
+    def __init__(self) -> None:
+        from reoptd.data import _demo
+
+        self._demo = _demo
+        self._inner = _demo.DemoSource()
+
+    def read(self, start, end) -> pd.DataFrame:
+        frame = self._inner.read(start, end)
+        rng = np.random.default_rng(int(pd.Timestamp(start).timestamp()))
+        after = (frame["ts"] >= pd.Timestamp(self._demo.DRIFT_AT)).mean()
+        return frame.assign(review=_reviews(rng, len(frame), 0.5 * after).to_numpy())
+
+
+def test_text_columns_are_checked_by_the_loop_and_not_fed_to_the_model(
+    sqlite_registry, clock, metrics
+) -> None:
+    from datetime import timedelta
+
+    from reoptd.data import _demo
+    from reoptd.loop import ModelLoop
+
+    policy = _text_policy()
+    data = policy.model_dump(by_alias=True, mode="json")
+    data["triggers"] = []  # watch only: no re-optimization after the drift
+    # the absolute test: the percentile one trains 1000 random classifiers per check
+    data["monitor"]["drift"]["text_method"] = "abs_text_content_drift"
+    policy = parse_policy(yaml.safe_dump(data))
+    loop = ModelLoop(policy, sqlite_registry, metrics, source=_ReviewSource())
+    loop.cycle(clock.now())  # bootstrap: trains on the features, keeps the review as reference
+    assert "review" in loop.champion().reference.columns
+    assert "review" not in loop.champion().model.features
+    clock.advance(timedelta(hours=1))
+    calm = loop.cycle(clock.now()).check
+    clock.advance(_demo.DRIFT_AT - clock.now() + timedelta(hours=2))
+    changed = loop.cycle(clock.now()).check
+    assert calm.status == "ok" and not calm.features["review"]["drifted"]
+    assert changed.status == "ok" and changed.features["review"]["drifted"]
+    assert changed.features["review"]["method"] == "Absolute text content drift"
