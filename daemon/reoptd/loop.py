@@ -203,7 +203,7 @@ class ModelLoop:
         for metric, value in result.metrics.items():
             m.model_metric.labels(name, metric).set(value)
         m.labelled_rows.labels(name).set(result.labelled_rows)
-        if result.prediction_drift is not None:
+        if result.prediction_drift is not None and result.prediction_drift.tested:
             m.prediction_drift_score.labels(name).set(result.prediction_drift.score)
             m.prediction_drifted.labels(name).set(int(result.prediction_drift.drifted))
         m.observe_monitoring(name, result)
