@@ -87,7 +87,7 @@ def _write(frame: pd.DataFrame, path) -> None:
     frame.to_parquet(path, index=False)
 
 
-def test_bad_batches_fail_the_check_with_the_column_named_and_the_daemon_goes_on(
+def test_bad_batches_are_named_per_column_and_the_daemon_goes_on(
     demo_policy: Policy,
     sqlite_registry: Registry,
     clock: SimulatedClock,
@@ -126,17 +126,29 @@ def test_bad_batches_fail_the_check_with_the_column_named_and_the_daemon_goes_on
     )
     assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 1
 
-    # Text in a numerical column, then a NaN: each named.
+    # Text in a numerical column: that column is not tested (and the model cannot score the
+    # window), the other columns are; the check itself succeeds.
     row = feed("002.parquet", lambda f: f.assign(tenure=f["tenure"].astype(str)))
-    assert row.status == "failed" and "'tenure' should be numerical" in row.reason
+    assert row.status == "ok"
+    assert row.features["tenure"]["status"].startswith("not_tested: wrong type")
+    assert row.features["monthly_charges"]["status"] == "tested"
+    assert "'tenure' should be numerical" in row.signals["data_problem"]
+    tenure = {**errors, "feature": "tenure"}
+    assert metrics.registry.get_sample_value("reoptd_feature_tested", tenure) == 0
+    assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 2
 
+    # A NaN: the column is tested on its other values, the missing share is flagged.
     def hole(f: pd.DataFrame) -> pd.DataFrame:
         f.loc[3, "monthly_charges"] = float("nan")
         return f
 
     row = feed("003.parquet", hole)
-    assert row.status == "failed" and "'monthly_charges' has 1 missing" in row.reason
-    assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 3
+    assert row.status == "ok" and row.features["monthly_charges"]["status"] == "tested"
+    quality = row.signals["quality"]
+    assert round(quality["missing_share"]["monthly_charges"] * row.rows) == 1
+    assert any(line.startswith("monthly_charges: ") for line in quality["flagged"])
+    assert row.signals["model_rows"] == row.rows - 1
+    assert metrics.registry.get_sample_value("reoptd_data_errors_total", errors) == 2
 
     # Good data again: the check succeeds; the champion never changed.
     row = feed("004.parquet")

@@ -37,7 +37,10 @@ ESTIMATORS = st.sampled_from(
         "sklearn.linear_model.LogisticRegression",
     ]
 )
-DRIFT_METHODS = st.sampled_from(["wasserstein", "psi", "ks", "jensenshannon", "chisquare"])
+# Evidently's methods by column type (the policy refuses one of the wrong type)
+NUM_METHODS = st.sampled_from(["wasserstein", "psi", "ks", "jensenshannon"])
+CAT_METHODS = st.sampled_from(["psi", "jensenshannon", "chisquare", "TVD"])
+ANY_METHODS = st.sampled_from(["psi", "jensenshannon", "kl_div", "hellinger"])  # both types
 
 #: the largest count of each unit that stays well under the 100-year limit
 _LIMIT = {"s": 10**8, "m": 10**6, "h": 10**5, "d": 36_000, "w": 5_000}
@@ -199,11 +202,11 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
         )
     }
     if draw(st.booleans()):
-        column = _optional(method=DRIFT_METHODS, threshold=FLOATS)
+        column = _optional(method=ANY_METHODS, threshold=FLOATS)
         drift = _optional(
-            method=DRIFT_METHODS,
+            method=NUM_METHODS,
             threshold=FLOATS,
-            cat_method=DRIFT_METHODS,
+            cat_method=CAT_METHODS,
             cat_threshold=FLOATS,
             per_column=st.dictionaries(st.sampled_from(features), column, max_size=3),
             drift_share=FRACTIONS,

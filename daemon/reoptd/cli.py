@@ -159,6 +159,13 @@ def check(
     model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
     policies: PoliciesOpt = None,
     clock: ClockOpt = "auto",
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write Evidently's HTML drift report (DataDriftPreset with the policy's "
+            "methods and thresholds, the champion's reference vs the checked window) to this file."
+        ),
+    ] = None,
 ) -> None:
     """Run one monitoring cycle for MODEL now: check, decide, re-optimize if the policy says so."""
     from reoptd.loop import ModelLoop
@@ -169,7 +176,17 @@ def check(
     policy = assemble.find_policy(settings.policies, model)
     registry = assemble.open_registry(settings)
     the_clock = assemble.make_clock(clock, [policy], registry)
-    outcome = ModelLoop(policy, registry, Metrics()).cycle(the_clock.now())
+    now = the_clock.now()
+    loop = ModelLoop(policy, registry, Metrics())
+    outcome = loop.cycle(now)
+    if html is not None:
+        from reoptd.monitor._html import write_drift_html
+
+        window = loop.source.read(now - policy.monitor.window, now)
+        if window.empty:
+            raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
+        written = write_drift_html(policy, loop.champion().reference, window, html)
+        typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
     if outcome.check is not None and outcome.check.status == "failed":
         raise typer.Exit(1)
 

@@ -194,6 +194,8 @@ class ModelLoop:
         )
         for feature in m.features(name, result.features):
             drift = result.features[feature]
+            if drift.score is None:  # not tested: reoptd_feature_tested says so
+                continue
             m.feature_drift_score.labels(name, feature).set(drift.score)
             m.feature_drifted.labels(name, feature).set(int(drift.drifted))
             if drift.threshold is not None:
@@ -201,9 +203,15 @@ class ModelLoop:
         for metric, value in result.metrics.items():
             m.model_metric.labels(name, metric).set(value)
         m.labelled_rows.labels(name).set(result.labelled_rows)
-        if result.prediction_drift is not None:
+        if result.prediction_drift is not None and result.prediction_drift.tested:
             m.prediction_drift_score.labels(name).set(result.prediction_drift.score)
             m.prediction_drifted.labels(name).set(int(result.prediction_drift.drifted))
+        m.observe_monitoring(name, result)
+        if result.data_problem:
+            m.data_errors.labels(name).inc()
+            log.error("%s: %s", name, result.data_problem)
+        for feature, why in result.untested.items():
+            log.warning("%s: %s %s", name, feature, why)
         m.rows_seen.labels(name).inc(result.rows)
         m.check_duration.labels(name).observe(result.seconds)
         m.last_check.labels(name).set(now.timestamp())
@@ -332,7 +340,7 @@ class ModelLoop:
         ctx = result.ctx
         assert ctx.challenger is not None
         policy = self.policy
-        reference = ctx.train[policy.features.all]
+        reference = ctx.train[[c for c in policy.features.monitored if c in ctx.train.columns]]
         if len(reference) > policy.monitor.reference_rows:
             reference = reference.sample(policy.monitor.reference_rows, random_state=0)
         buffer = io.BytesIO()

@@ -27,6 +27,7 @@ from reoptd.clock import Clock
 from reoptd.policy import Policy
 
 if TYPE_CHECKING:
+    from reoptd.monitor import CheckResult
     from reoptd.registry import Registry
 
 log = logging.getLogger("reoptd.metrics")
@@ -185,6 +186,71 @@ class Metrics:
             m,
             registry=r,
         )
+        self.feature_tested = Gauge(
+            "reoptd_feature_tested",
+            "1 if the feature's drift test ran in the last check, 0 if not (see the check's"
+            " feature status: wrong type, no values, too few values, ...)",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.features_untested = Gauge(
+            "reoptd_features_untested",
+            "Features whose drift test could not run in the last check",
+            m,
+            registry=r,
+        )
+        self.feature_missing_share = Gauge(
+            "reoptd_feature_missing_share",
+            "Share of missing values of a feature in the last checked window",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.feature_out_of_range_share = Gauge(
+            "reoptd_feature_out_of_range_share",
+            "Share of a numerical feature's values outside the reference's [min, max]",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.feature_unseen_share = Gauge(
+            "reoptd_feature_unseen_share",
+            "Share of rows whose category the reference never had (categorical features)",
+            [*m, "feature"],
+            registry=r,
+        )
+        self.schema_changes = Gauge(
+            "reoptd_schema_changes",
+            "Columns missing, retyped, or unknown to the policy in the last checked window",
+            [*m, "change"],
+            registry=r,
+        )
+        self.data_quality_issues = Gauge(
+            "reoptd_data_quality_issues",
+            "Data quality problems over the policy's tolerances in the last checked window",
+            m,
+            registry=r,
+        )
+
+    def observe_monitoring(self, model: str, result: CheckResult) -> None:
+        """Per-feature test status and data quality of a check (per-feature series capped)."""
+        untested = sum(not drift.tested for drift in result.features.values())
+        for feature in self.features(model, result.features):
+            self.feature_tested.labels(model, feature).set(int(result.features[feature].tested))
+        self.features_untested.labels(model).set(untested)
+        quality = result.quality
+        if quality is None:
+            return
+        shares = (
+            (self.feature_missing_share, quality.missing_share),
+            (self.feature_out_of_range_share, quality.out_of_range_share),
+            (self.feature_unseen_share, quality.unseen_share),
+        )
+        for gauge, values in shares:
+            for feature in self.features(model, values):
+                gauge.labels(model, feature).set(values[feature])
+        self.schema_changes.labels(model, "missing").set(len(quality.missing_columns))
+        self.schema_changes.labels(model, "retyped").set(len(quality.retyped_columns))
+        self.schema_changes.labels(model, "extra").set(len(quality.extra_columns))
+        self.data_quality_issues.labels(model).set(len(quality.flagged))
 
     def features(self, model: str, names: Iterable[str]) -> list[str]:
         """The features of ``model`` that get per-feature series (at most ``max_features``)."""

@@ -1,4 +1,4 @@
-"""Monitoring: drift per feature (Evidently), the policy's metric on labelled rows."""
+"""Monitoring: drift per feature (Evidently), data quality, the policy's metric on labelled rows."""
 
 from reoptd.monitor._check import Champion, CheckResult, check, metric_names
 from reoptd.monitor._drift import (
@@ -8,12 +8,15 @@ from reoptd.monitor._drift import (
     feature_drift_report,
 )
 from reoptd.monitor._performance import evaluate, score
+from reoptd.monitor._quality import Quality, QualityReference
 
 __all__ = [
     "Champion",
     "CheckResult",
     "DriftDetector",
     "FeatureDrift",
+    "Quality",
+    "QualityReference",
     "check",
     "evaluate",
     "feature_drift",

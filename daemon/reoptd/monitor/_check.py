@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from reoptd.data import Source, labelled, validate_batch
-from reoptd.errors import EmptyWindow
+from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._performance import evaluate
+from reoptd.monitor._quality import Quality, QualityReference
 from reoptd.policy import Policy
 
 
@@ -31,11 +32,17 @@ class Champion:
     trained_until: datetime | None = None
     _detector: DriftDetector | None = field(default=None, repr=False)
     _outputs: PredictionDrift | None = field(default=None, repr=False)
+    _quality: QualityReference | None = field(default=None, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         if self._detector is None:
             self._detector = DriftDetector(policy, self.reference)
         return self._detector
+
+    def quality(self, policy: Policy) -> QualityReference:
+        if self._quality is None:
+            self._quality = QualityReference(policy, self.reference)
+        return self._quality
 
     def output(self, frame: pd.DataFrame) -> np.ndarray:
         """What drift of predictions is measured on: P(positive) if binary, else predictions."""
@@ -62,6 +69,8 @@ class CheckResult:
     seconds: float = 0.0
     labelled: pd.DataFrame | None = field(default=None, repr=False)  # not stored
     extra: dict[str, object] = field(default_factory=dict)  # more signals (shadow, guard)
+    quality: Quality | None = None
+    data_problem: str | None = None  # why the model's outputs were not computed (bad data)
 
     @property
     def signals(self) -> dict[str, object]:
@@ -72,14 +81,23 @@ class CheckResult:
             else self.prediction_drift.to_dict(),
             "new_rows": self.new_rows,
             "estimated": self.estimated,
+            **({"quality": self.quality.to_dict()} if self.quality is not None else {}),
+            **({"data_problem": self.data_problem} if self.data_problem else {}),
             **self.extra,
         }
 
     @property
     def drift_share(self) -> float:
-        if not self.features:
+        """Share of drifted features among those tested."""
+        tested = [f for f in self.features.values() if f.tested]
+        if not tested:
             return 0.0
-        return sum(f.drifted for f in self.features.values()) / len(self.features)
+        return sum(f.drifted for f in tested) / len(tested)
+
+    @property
+    def untested(self) -> dict[str, str]:
+        """Features that were not tested, with why."""
+        return {c: f.status for c, f in self.features.items() if not f.tested}
 
 
 def metric_names(policy: Policy) -> list[str]:
@@ -94,10 +112,13 @@ def metric_names(policy: Policy) -> list[str]:
 
 
 def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> CheckResult:
-    """Read the window ending at ``now``, validate it, and measure drift and the metric.
+    """Read the window ending at ``now``, measure drift and data quality, and the metric.
 
-    Raises ``DataError`` (a bad batch: the check fails) or ``EmptyWindow`` (too few rows: the check
-    is skipped); the caller records either.
+    Bad columns (wrong type, no values, too few values) get a per-column ``not_tested`` status
+    and quality flags instead of failing the check; when the model cannot score the window (a
+    feature of the wrong type) prediction drift and the metric are left out and
+    ``data_problem`` says why. Raises ``DataError`` (the source cannot be read) or
+    ``EmptyWindow`` (too few rows: the check is skipped); the caller records either.
     """
     started = time.perf_counter()
     start = now - policy.monitor.window
@@ -107,18 +128,30 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
             f"{source.name}: {len(frame)} rows between {start:%Y-%m-%d %H:%M} and"
             f" {now:%Y-%m-%d %H:%M} UTC, fewer than monitor.min_rows={policy.monitor.min_rows}"
         )
-    frame = validate_batch(frame, policy, source.name)
     result = CheckResult(
         window_start=start,
         window_end=now,
         rows=len(frame),
         labelled_rows=0,
         features=champion.detector(policy).check(frame),
-        prediction_drift=champion.output_drift().check(champion.output(frame)),
+        quality=champion.quality(policy).check(frame),
     )
     if champion.trained_until is not None and any(t.new_rows for t in policy.triggers):
         after = source.read(champion.trained_until + timedelta(microseconds=1), now)
         result.new_rows = len(after)
+    # The model scores the rows whose features are all present and typed.
+    complete = frame.dropna(subset=[c for c in policy.features.all if c in frame.columns])
+    try:
+        if complete.empty:
+            raise DataError(f"{source.name}: no row has all its features present")
+        frame = validate_batch(complete, policy, source.name)
+    except DataError as exc:
+        result.data_problem = f"model outputs not computed: {exc}"
+        result.seconds = time.perf_counter() - started
+        return result
+    if len(frame) < result.rows:
+        result.extra["model_rows"] = len(frame)  # rows with a missing feature left out
+    result.prediction_drift = champion.output_drift().check(champion.output(frame))
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
     result.labelled = with_labels

@@ -4,49 +4,91 @@ Two paths give the same verdicts:
 
 ``DriftDetector`` (what checks use) calls Evidently's own stat tests directly, once per column,
 with column types from the policy instead of inference, no report rendering, and the reference
-side prepared once per champion: the cleaned reference columns, their distinct values for
-Evidently's automatic test choice, and the resolved test when the policy names one.
+side prepared once per champion: the cleaned reference columns, whether they have few enough
+distinct values for Evidently's automatic test choice to depend on them, and the resolved test
+when the policy names one. ``monitor.drift.sample_rows`` optionally caps both sides (off by
+default; a sample changes scores and so may change verdicts against Evidently's report).
 
 ``feature_drift_report`` runs Evidently's ``Report`` with one ``ValueDrift`` per column and reads
-Evidently's test verdicts. It is the reference the lean path is tested against, and what a person
-gets when they want Evidently's plots.
+Evidently's test verdicts. It is the reference the lean path is tested against.
 
 Method choice follows Evidently: the policy's ``method``/``threshold`` for numerical columns,
-``cat_method``/``cat_threshold`` for categorical ones, ``per_column`` overrides, and Evidently's
-automatic choice when none is given.
+``cat_method``/``cat_threshold`` for categorical ones, ``text_method``/``text_threshold`` for text,
+``per_column`` overrides, and Evidently's automatic choice when none is given.
+
+A column that cannot be tested (wrong type, no values, too few values, a test that cannot run on
+it) gets a ``not_tested: <why>`` status instead of failing the check of the whole model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
-from evidently.legacy.calculations.stattests.registry import StatTest, get_stattest
+from evidently.legacy.calculations.stattests.registry import StatTest, get_registered_stattest
 from evidently.legacy.core import ColumnType
 from evidently.metrics import ValueDrift
+from pandas.api import types as ptypes
+from sklearn.exceptions import ConvergenceWarning
 
 from reoptd.errors import DataError
 from reoptd.policy import Policy
 
+TESTED = "tested"
+#: Fewest non-null values per side a method needs (Evidently's tests fail or mean nothing below).
+MIN_VALUES = {"es": 5, "cramer_von_mises": 2, "anderson": 2, "t_test": 2, "empirical_mmd": 2}
+MIN_TEXT_VALUES = 10  # the text tests train a domain classifier on half of both sides
+_FEW_DISTINCT = 5  # Evidently's automatic choice only looks at distinct counts up to this
+#: Tests whose result depends only on the sorted values (they sort both sides themselves): given
+#: sorted input their own sorts are nearly free, and the reference is sorted once per champion.
+_ORDER_FREE = frozenset({"wasserstein", "ks"})
+#: Tests that only count categories (``get_binned_data`` or the same ``value_counts`` lookups):
+#: pandas' category dtype counts its codes instead of hashing every string again; the counts,
+#: and so the scores, are the same.
+_COUNTING = frozenset({"jensenshannon", "psi", "kl_div", "chisquare", "TVD", "g_test"})
+
 
 @dataclass(frozen=True)
 class FeatureDrift:
-    score: float
+    """One column's drift: Evidently's score and verdict, or why it was not tested."""
+
+    score: float | None
     drifted: bool
-    method: str
+    method: str | None
     threshold: float | None
+    status: str = TESTED
+
+    @property
+    def tested(self) -> bool:
+        return self.status == TESTED
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
+def untested(why: str, method: str | None = None) -> FeatureDrift:
+    return FeatureDrift(None, False, method, None, f"not_tested: {why}")
+
+
+def column_kind(policy: Policy, column: str) -> ColumnType:
+    if column in policy.features.categorical:
+        return ColumnType.Categorical
+    if column in policy.features.text:
+        return ColumnType.Text
+    return ColumnType.Numerical
+
+
 def column_spec(policy: Policy, column: str) -> tuple[str | None, float | None]:
     """The (method, threshold) the policy asks for on ``column``; None lets Evidently choose."""
     spec = policy.monitor.drift
-    if column in policy.features.categorical:
+    kind = column_kind(policy, column)
+    if kind == ColumnType.Categorical:
         method, threshold = spec.cat_method, spec.cat_threshold
+    elif kind == ColumnType.Text:
+        method, threshold = spec.text_method, spec.text_threshold
     else:
         method, threshold = spec.method, spec.threshold
     override = spec.per_column.get(column)
@@ -56,71 +98,197 @@ def column_spec(policy: Policy, column: str) -> tuple[str | None, float | None]:
     return method, threshold
 
 
+def monitored_columns(policy: Policy) -> list[str]:
+    """Model features, then monitor-only text columns."""
+    return policy.features.monitored
+
+
+def typed(values: pd.Series, kind: ColumnType) -> tuple[pd.Series | None, str | None]:
+    """``values`` as the test for ``kind`` needs them (no NaN, no inf), or why they cannot be.
+
+    Numerical columns must hold numbers (not booleans, not text): converting text to numbers
+    silently would test something else than what production sent.
+    """
+    if kind == ColumnType.Numerical:
+        if not ptypes.is_numeric_dtype(values) and values.isna().all():
+            return pd.Series([], dtype=float), None  # all missing (e.g. None objects): no values
+        if ptypes.is_bool_dtype(values) or not ptypes.is_numeric_dtype(values):
+            sample = values[values.notna()].head(1).tolist()
+            example = f" (e.g. {sample[0]!r})" if sample else ""
+            return None, f"wrong type: numerical column holds {values.dtype}{example}"
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.isfinite(array)
+        if finite.all():
+            return pd.Series(array, copy=False), None
+        return pd.Series(array[finite], copy=False), None
+    present = values[values.notna()] if values.hasnans else values
+    if kind == ColumnType.Text and ptypes.is_numeric_dtype(values) and not present.empty:
+        return None, f"wrong type: text column holds {values.dtype}"
+    # categories and text compare as strings, whatever a file's reader made of them
+    if not (ptypes.is_string_dtype(present) and ptypes.infer_dtype(present) == "string"):
+        present = present.astype(str)
+    return present, None
+
+
+def _few_distinct(values: pd.Series) -> frozenset[object] | None:
+    """The distinct values if there are at most ``_FEW_DISTINCT`` of them, else None."""
+    distinct = pd.unique(values.to_numpy())
+    return frozenset(distinct) if len(distinct) <= _FEW_DISTINCT else None
+
+
 @dataclass
 class _ReferenceColumn:
     kind: ColumnType
-    values: pd.Series  # cleaned: no NaN, no inf
-    distinct: frozenset[object]
+    values: pd.Series | None  # cleaned: no NaN, no inf; None when the reference is unusable
+    problem: str | None  # why the reference side cannot be tested
+    distinct: frozenset[object] | None  # few distinct values (auto choice), None: many
     method: str | None
     threshold: float | None
     test: StatTest | None  # resolved once when the policy names the method
+    fast: dict[str, pd.Series] = field(default_factory=dict)  # by _fast_form, made once
+
+    def values_for(self, test: StatTest) -> pd.Series:
+        """The reference as ``test`` runs fastest on it (same values, same result)."""
+        assert self.values is not None
+        form = _fast_form(test, self.kind)
+        if form is None:
+            return self.values
+        if form not in self.fast:
+            self.fast[form] = _as_form(self.values, form)
+        return self.fast[form]
+
+
+def _fast_form(test: StatTest, kind: ColumnType) -> str | None:
+    if test.name in _ORDER_FREE and kind == ColumnType.Numerical:
+        return "sorted"
+    if test.name in _COUNTING and kind == ColumnType.Categorical:
+        return "category"
+    return None
+
+
+def _as_form(values: pd.Series, form: str | None) -> pd.Series:
+    if form == "sorted":
+        return pd.Series(np.sort(values.to_numpy()), copy=False)
+    if form == "category":
+        return values.astype("category")
+    return values
 
 
 def _prepare(
-    values: pd.Series, kind: ColumnType, method: str | None, threshold: float | None, name: str
+    values: pd.Series | None,
+    kind: ColumnType,
+    method: str | None,
+    threshold: float | None,
+    name: str,
 ) -> _ReferenceColumn:
-    """The reference side of one column, computed once."""
-    values = _clean(values)
-    if values.empty:
-        raise DataError(f"reference column {name!r} is empty", column=name)
+    """The reference side of one column, computed once per champion."""
     test = None
     if method is not None:
         try:
-            test = get_stattest(values, values, kind, method)
+            test = get_registered_stattest(method, kind)
         except ValueError as exc:
             raise DataError(f"drift method for {name!r}: {exc}", column=name) from None
-    return _ReferenceColumn(kind, values, frozenset(values.unique()), method, threshold, test)
+    if values is None:
+        problem = "reference has no such column"
+        return _ReferenceColumn(kind, None, problem, None, method, threshold, test)
+    clean, problem = typed(values, kind)
+    if clean is not None and clean.empty:
+        clean, problem = None, "reference has no values"
+    elif problem is not None:
+        problem = f"reference: {problem}"
+    distinct = None
+    if clean is not None and kind != ColumnType.Text:
+        distinct = _few_distinct(clean)
+    return _ReferenceColumn(kind, clean, problem, distinct, method, threshold, test)
 
 
-def _compare(ref: _ReferenceColumn, current: pd.Series, name: str) -> FeatureDrift:
-    cur = _clean(current)
+def _sample(values: pd.Series, rows: int | None) -> pd.Series:
+    if rows is None or len(values) <= rows:
+        return values
+    picked = np.random.default_rng(0).choice(len(values), rows, replace=False)
+    picked.sort()
+    return values.iloc[picked].reset_index(drop=True)
+
+
+def _compare(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> FeatureDrift:
+    method = ref.test.display_name if ref.test is not None else ref.method
+    if ref.values is None:
+        return untested(ref.problem or "reference unusable", method)
+    if current is None:
+        return untested("column missing from the window", method)
+    cur, problem = typed(current, ref.kind)
+    if cur is None:
+        return untested(problem or "unusable", method)
     if cur.empty:
-        raise DataError(f"column {name!r} has no finite values", column=name)
+        return untested(f"no values ({len(current)} rows, all missing)", method)
     test = ref.test
     if test is None:
-        # Evidently's automatic choice depends on the distinct values of both sides.
-        distinct = len(ref.distinct | frozenset(cur.unique()))
-        test = _default_test(ref.values, cur, ref.kind, distinct)
-    outcome = test(ref.values, cur, ref.kind, ref.threshold)
+        test = _default_test(ref, cur)
+    need = MIN_TEXT_VALUES if ref.kind == ColumnType.Text else MIN_VALUES.get(test.name, 1)
+    if len(cur) < need or len(ref.values) < need:
+        side = "window" if len(cur) < need else "reference"
+        have = min(len(cur), len(ref.values))
+        return untested(
+            f"too few values: {test.display_name} needs {need} per side, the {side} has {have}",
+            test.display_name,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores are reported below
+            warnings.simplefilter("ignore", ConvergenceWarning)  # Evidently's text classifier
+            fast = _as_form(cur, _fast_form(test, ref.kind))
+            outcome = test(ref.values_for(test), fast, ref.kind, ref.threshold)
+    except (ValueError, ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        return untested(f"{test.display_name} cannot run: {_why(ref, cur, exc)}", test.display_name)
+    score = float(outcome.drift_score)
+    if not np.isfinite(score):
+        return untested(
+            f"{test.display_name} gave no score: {_why(ref, cur, None)}", test.display_name
+        )
     return FeatureDrift(
-        score=float(outcome.drift_score),
+        score=score,
         drifted=bool(outcome.drifted),
         method=test.display_name,
         threshold=float(outcome.actual_threshold),
     )
 
 
+def _why(ref: _ReferenceColumn, cur: pd.Series, exc: Exception | None) -> str:
+    if ref.distinct is not None and len(ref.distinct) == 1:
+        values = frozenset(pd.unique(cur.to_numpy()))
+        if values <= ref.distinct:
+            value = next(iter(ref.distinct))
+            value = value.item() if isinstance(value, np.generic) else value
+            return f"constant column (always {value!r})"
+    return str(exc) if exc is not None else "undefined for these values"
+
+
 class DriftDetector:
     """Drift of current windows against one fixed reference sample (a champion's).
 
-    Build it once per champion version; ``check`` is then called for every window.
+    Build it once per champion version; ``check`` is then called for every window. Columns are
+    the policy's features plus its monitor-only text columns.
     """
 
     def __init__(self, policy: Policy, reference: pd.DataFrame) -> None:
+        self.sample_rows: int | None = policy.monitor.drift.sample_rows
         self.columns: dict[str, _ReferenceColumn] = {}
-        for column in policy.features.all:
-            kind = (
-                ColumnType.Categorical
-                if column in policy.features.categorical
-                else ColumnType.Numerical
-            )
+        for column in monitored_columns(policy):
+            kind = column_kind(policy, column)
             method, threshold = column_spec(policy, column)
-            self.columns[column] = _prepare(reference[column], kind, method, threshold, column)
+            values = reference[column] if column in reference.columns else None
+            if values is not None:
+                values = _sample(values, self.sample_rows)
+            self.columns[column] = _prepare(values, kind, method, threshold, column)
 
     def check(self, current: pd.DataFrame) -> dict[str, FeatureDrift]:
-        return {
-            column: _compare(ref, current[column], column) for column, ref in self.columns.items()
-        }
+        out = {}
+        for column, ref in self.columns.items():
+            values = current[column] if column in current.columns else None
+            if values is not None:
+                values = _sample(values, self.sample_rows)
+            out[column] = _compare(ref, values, column)
+        return out
 
 
 class PredictionDrift:
@@ -135,16 +303,11 @@ class PredictionDrift:
         kind = (
             ColumnType.Numerical if pd.api.types.is_float_dtype(series) else ColumnType.Categorical
         )
-        if kind == ColumnType.Categorical:
-            series = series.astype(str)
         self.kind = kind
         self.reference = _prepare(series, kind, None, None, "prediction")
 
     def check(self, current_output: np.ndarray) -> FeatureDrift:
-        series = pd.Series(current_output)
-        if self.kind == ColumnType.Categorical:
-            series = series.astype(str)
-        return _compare(self.reference, series, "prediction")
+        return _compare(self.reference, pd.Series(current_output), "prediction")
 
 
 def feature_drift(
@@ -154,15 +317,20 @@ def feature_drift(
     return DriftDetector(policy, reference).check(current)
 
 
+def data_definition(policy: Policy) -> DataDefinition:
+    return DataDefinition(
+        numerical_columns=policy.features.numerical,
+        categorical_columns=policy.features.categorical,
+        text_columns=policy.features.text or None,
+    )
+
+
 def feature_drift_report(
     policy: Policy, reference: pd.DataFrame, current: pd.DataFrame
 ) -> dict[str, FeatureDrift]:
     """The same comparison through Evidently's ``Report`` (slower; renders widgets)."""
-    definition = DataDefinition(
-        numerical_columns=policy.features.numerical,
-        categorical_columns=policy.features.categorical,
-    )
-    columns = policy.features.all
+    definition = data_definition(policy)
+    columns = monitored_columns(policy)
     ref = Dataset.from_pandas(reference[columns], data_definition=definition)
     cur = Dataset.from_pandas(current[columns], data_definition=definition)
     metrics = []
@@ -183,24 +351,28 @@ def feature_drift_report(
     return {c: drift[c] for c in columns}
 
 
-def _clean(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(values):
-        values = values.replace([-np.inf, np.inf], np.nan)
-    return values.dropna()
-
-
-def _default_test(
-    reference: pd.Series, current: pd.Series, kind: ColumnType, distinct: int
-) -> StatTest:
-    """Evidently's automatic test choice, with the distinct count computed from cached sets."""
+def _default_test(ref: _ReferenceColumn, current: pd.Series) -> StatTest:
+    """Evidently's automatic test choice (``registry._get_default_stattest``) without its
+    ``nunique`` scan of both sides: the distinct count matters only when it is at most 5, which
+    the reference's cached distinct values decide for most columns."""
     from evidently.legacy.calculations import stattests
 
-    if len(reference) <= 1000:
+    kind = ref.kind
+    assert ref.values is not None
+    if kind == ColumnType.Text:
+        if len(ref.values) > 1000:
+            return stattests.abs_text_content_drift_stat_test
+        return stattests.perc_text_content_drift_stat_test
+    if ref.distinct is None:
+        distinct = _FEW_DISTINCT + 1
+    else:
+        distinct = len(ref.distinct | frozenset(pd.unique(current.to_numpy())))
+    if len(ref.values) <= 1000:
         if distinct <= 2:
             return stattests.z_stat_test
-        if kind == ColumnType.Categorical or distinct <= 5:
+        if kind == ColumnType.Categorical or distinct <= _FEW_DISTINCT:
             return stattests.chi_stat_test
         return stattests.ks_stat_test
-    if kind == ColumnType.Categorical or distinct <= 5:
+    if kind == ColumnType.Categorical or distinct <= _FEW_DISTINCT:
         return stattests.jensenshannon_stat_test
     return stattests.wasserstein_stat_test

@@ -6,6 +6,7 @@ for editors. Cross-field rules live in ``Policy._check``.
 
 from __future__ import annotations
 
+import difflib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,10 +40,27 @@ class _Block(BaseModel):
 class Features(_Block):
     numerical: list[str] = Field(default_factory=list, description="numerical feature columns")
     categorical: list[str] = Field(default_factory=list, description="categorical feature columns")
+    text: list[str] = Field(
+        default_factory=list,
+        description="free-text columns: monitored for drift and data quality only, not model"
+        " inputs (the model families take numerical and categorical columns)",
+    )
 
     @property
     def all(self) -> list[str]:
+        """The model's input columns."""
         return [*self.numerical, *self.categorical]
+
+    @property
+    def monitored(self) -> list[str]:
+        """Every column a check watches: the model's inputs, then the text columns."""
+        return [*self.all, *self.text]
+
+    def kind(self, column: str) -> str:
+        """numerical, categorical or text (a key of ``DRIFT_METHODS``)."""
+        if column in self.categorical:
+            return "categorical"
+        return "text" if column in self.text else "numerical"
 
 
 class Source(_Block):
@@ -67,8 +85,46 @@ class Data(_Block):
     production: Source = Field(description="where the rows the model sees in production come from")
 
 
+#: Evidently 0.7's drift methods (its stattest registry) by column type; tests keep this in sync.
+DRIFT_METHODS: dict[str, tuple[str, ...]] = {
+    "numerical": (
+        "anderson",
+        "cramer_von_mises",
+        "ed",
+        "empirical_mmd",
+        "es",
+        "hellinger",
+        "jensenshannon",
+        "kl_div",
+        "ks",
+        "mannw",
+        "psi",
+        "t_test",
+        "wasserstein",
+    ),
+    "categorical": (
+        "chisquare",
+        "fisher_exact",
+        "g_test",
+        "hellinger",
+        "jensenshannon",
+        "kl_div",
+        "psi",
+        "TVD",
+        "z",
+    ),
+    "text": ("abs_text_content_drift", "perc_text_content_drift"),
+}
+
+
+def _methods_help() -> str:
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in DRIFT_METHODS.items())
+
+
 class ColumnDrift(_Block):
-    method: str | None = Field(None, description="Evidently drift method for this column")
+    method: str | None = Field(
+        None, description="Evidently drift method for this column (" + _methods_help() + ")"
+    )
     threshold: float | None = Field(None, description="threshold for that method")
 
 
@@ -79,11 +135,34 @@ class Drift(_Block):
     threshold: float | None = Field(None, description="threshold for `method`")
     cat_method: str | None = Field(None, description="Evidently method for categorical columns")
     cat_threshold: float | None = Field(None, description="threshold for `cat_method`")
+    text_method: str | None = Field(None, description="Evidently method for text columns")
+    text_threshold: float | None = Field(None, description="threshold for `text_method`")
+    sample_rows: int | None = Field(
+        None,
+        ge=100,
+        description="test at most this many rows of each side (a fixed random sample): faster on"
+        " big windows, but scores then differ from Evidently's report on all rows, and verdicts"
+        " near the threshold may too. Off by default",
+    )
     per_column: dict[str, ColumnDrift] = Field(
         default_factory=dict, description="method/threshold overrides by column"
     )
     drift_share: Fraction = Field(
         0.5, description="share of drifted features at which the dataset counts as drifted"
+    )
+
+
+class Quality(_Block):
+    missing_share: Fraction = Field(
+        0.0, description="flag a column with a larger share of missing values"
+    )
+    out_of_range_share: Fraction = Field(
+        0.01,
+        description="flag a numerical column with a larger share of values outside the"
+        " reference's [min, max] (a fresh sample exceeds it now and then)",
+    )
+    unseen_share: Fraction = Field(
+        0.0, description="flag a categorical column with a larger share of unseen categories"
     )
 
 
@@ -97,6 +176,11 @@ class Monitor(_Block):
         5000, ge=10, description="rows of the champion's training data kept as drift reference"
     )
     drift: Drift = Field(default_factory=Drift)
+    quality: Quality = Field(
+        default_factory=Quality,
+        description="data quality tolerances (missing values, out-of-range values, unseen"
+        " categories); flagged problems are exported, they do not trigger re-optimization",
+    )
 
 
 class DriftShareTrigger(_Block):
@@ -574,7 +658,7 @@ class Policy(_Block):
         problems = []
         if not self.features.all:
             problems.append("features: list at least one numerical or categorical column")
-        names = self.features.all
+        names = self.features.monitored
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             problems.append(f"features: listed twice: {', '.join(dupes)}")
@@ -604,8 +688,9 @@ class Policy(_Block):
                     + ", ".join(known)
                 )
         for column in self.monitor.drift.per_column:
-            if column not in names:
+            if column not in self.features.monitored:
                 problems.append(f"monitor.drift.per_column: {column!r} is not a feature")
+        problems.extend(self._drift_method_problems())
         steps = self.steps
         for name in steps:
             if name in PLANNED_STEPS:
@@ -648,6 +733,37 @@ class Policy(_Block):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _drift_method_problems(self) -> list[str]:
+        """Drift methods must be Evidently's, for the column type they are used on."""
+        spec = self.monitor.drift
+        uses = [
+            ("monitor.drift.method", spec.method, "numerical"),
+            ("monitor.drift.cat_method", spec.cat_method, "categorical"),
+            ("monitor.drift.text_method", spec.text_method, "text"),
+        ]
+        for column, override in spec.per_column.items():
+            if column in self.features.monitored:
+                kind = self.features.kind(column)
+                uses.append((f"monitor.drift.per_column.{column}.method", override.method, kind))
+        problems = []
+        for where, method, kind in uses:
+            if method is None or method in DRIFT_METHODS[kind]:
+                continue
+            other = [k for k, names in DRIFT_METHODS.items() if method in names]
+            if other:
+                problems.append(
+                    f"{where}: {method!r} is a method for {' and '.join(other)} columns, not"
+                    f" {kind}; choose from " + ", ".join(DRIFT_METHODS[kind])
+                )
+                continue
+            close = difflib.get_close_matches(method, DRIFT_METHODS[kind], n=1, cutoff=0.5)
+            hint = f" — did you mean `{close[0]}`?" if close else ""
+            problems.append(
+                f"{where}: unknown {kind} drift method {method!r}{hint} Evidently's {kind}"
+                " methods: " + ", ".join(DRIFT_METHODS[kind])
+            )
+        return problems
 
 
 _COMPRESS_ONLY = {"compress", "validate"}

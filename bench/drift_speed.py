@@ -1,0 +1,176 @@
+"""Evidently's DataDriftPreset vs reoptd's lean drift path on the same frames, in one run.
+
+Generates a reference and a current frame of ``--rows`` rows each and ``--cols`` columns (about
+a third categorical, the rest numerical; every fourth column shifted in the current frame), runs
+
+* Evidently's ``Report([DataDriftPreset(...)])`` configured with the policy's methods and
+  thresholds (or none: Evidently's automatic choice), reading each column's ValueDrift score and
+  test verdict, and
+* the lean path, ``DriftDetector(policy, reference).check(current)``: the reference preparation
+  and the check timed together, as a check on a new champion pays them,
+
+then prints a per-column table, the lean path's peak memory (tracemalloc, a separate untimed run)
+against the two frames' size, and one closing line:
+
+    rows=… cols=… preset_s=… lean_s=… speedup=… identical=true|false
+
+``identical`` is true when every column's drifted verdict, method and threshold agree and the
+scores agree to 1e-9 (relative).
+
+Usage: .venv/bin/python bench/drift_speed.py [--rows 1000000] [--cols 20]
+       [--methods auto | NUM[,CAT]]   e.g. --methods ks,chisquare  (default: auto)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+from evidently import Dataset, Report
+
+from reoptd.monitor import DriftDetector, FeatureDrift
+from reoptd.monitor._drift import data_definition
+from reoptd.monitor._html import drift_preset
+from reoptd.policy import Policy
+
+CATEGORIES = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
+
+
+def frames(rows: int, cols: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list, list]:
+    """Reference and current frames; columns 0, 4, 8, ... drift in the current one."""
+    rng = np.random.default_rng(seed)
+    numerical, categorical = [], []
+    ref: dict[str, np.ndarray] = {}
+    cur: dict[str, np.ndarray] = {}
+    for i in range(cols):
+        shift = 1.0 if i % 4 == 0 else 0.0
+        if i % 3 == 2:
+            name = f"c{i:02d}"
+            categorical.append(name)
+            p = np.array([0.3, 0.25, 0.2, 0.12, 0.08, 0.05])
+            q = np.roll(p, 1) if shift else p
+            ref[name] = CATEGORIES[rng.choice(6, rows, p=p)]
+            cur[name] = CATEGORIES[rng.choice(6, rows, p=q)]
+        else:
+            name = f"x{i:02d}"
+            numerical.append(name)
+            if i % 3 == 1:  # a rounded, heavy-tailed column
+                ref[name] = rng.gamma(2.0, 10.0, rows).round()
+                cur[name] = (rng.gamma(2.0, 10.0 + 5 * shift, rows)).round()
+            else:
+                ref[name] = rng.normal(0.0, 1.0, rows)
+                cur[name] = rng.normal(0.3 * shift, 1.0, rows)
+    return pd.DataFrame(ref), pd.DataFrame(cur), numerical, categorical
+
+
+def policy_for(numerical: list[str], categorical: list[str], methods: str) -> Policy:
+    drift: dict[str, object] = {}
+    if methods != "auto":
+        num, _, cat = methods.partition(",")
+        drift = {"method": num, "cat_method": cat or None}
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "model": "bench_drift",
+            "task": "classification",
+            "target": "y",
+            "features": {"numerical": numerical, "categorical": categorical},
+            "data": {"production": {"kind": "files", "path": "unused"}},
+            "monitor": {"drift": drift},
+            "train": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        }
+    )
+
+
+def preset(policy: Policy, reference: pd.DataFrame, current: pd.DataFrame) -> dict:
+    """Each column's drift as Evidently's DataDriftPreset decides it."""
+    definition = data_definition(policy)
+    report = Report([drift_preset(policy)], include_tests=True)
+    result = report.run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    ).dict()
+    verdicts = {t["metric_config"]["metric_id"]: t["status"] for t in result["tests"]}
+    out = {}
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("ValueDrift"):
+            out[config["column"]] = FeatureDrift(
+                score=float(metric["value"]),
+                drifted=verdicts.get(metric["id"]) == "FAIL",
+                method=str(config.get("method")),
+                threshold=config.get("threshold"),
+            )
+    return out
+
+
+def lean(policy: Policy, reference: pd.DataFrame, current: pd.DataFrame) -> dict:
+    return DriftDetector(policy, reference).check(current)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cols", type=int, default=20)
+    parser.add_argument("--methods", default="auto", help="auto, or NUM[,CAT] method names")
+    args = parser.parse_args()
+
+    reference, current, numerical, categorical = frames(args.rows, args.cols)
+    policy = policy_for(numerical, categorical, args.methods)
+    frame_bytes = int(
+        reference.memory_usage(deep=True).sum() + current.memory_usage(deep=True).sum()
+    )
+    print(
+        f"{args.rows:,} rows x {args.cols} columns ({len(numerical)} numerical,"
+        f" {len(categorical)} categorical), methods {args.methods};"
+        f" frames {frame_bytes / 2**20:.0f} MiB"
+    )
+
+    gc.collect()
+    started = time.perf_counter()
+    lean_result = lean(policy, reference, current)
+    lean_s = time.perf_counter() - started
+
+    gc.collect()
+    started = time.perf_counter()
+    preset_result = preset(policy, reference, current)
+    preset_s = time.perf_counter() - started
+
+    gc.collect()
+    tracemalloc.start()
+    lean(policy, reference, current)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    identical = list(preset_result) == list(lean_result)
+    print(f"{'column':8} {'method':32} {'preset score':>14} {'lean score':>14} drift  same")
+    for column in policy.features.monitored:
+        a, b = preset_result.get(column), lean_result[column]
+        same = (
+            a is not None
+            and a.drifted == b.drifted
+            and math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-12)
+            and math.isclose(float(a.threshold), float(b.threshold))
+        )
+        identical &= same
+        print(
+            f"{column:8} {b.method[:32]:32} {a.score if a else float('nan'):14.6g}"
+            f" {b.score:14.6g} {'yes' if b.drifted else 'no ':5} {'ok' if same else 'DIFF'}"
+        )
+    print(
+        f"lean peak memory {peak / 2**20:.0f} MiB = {peak / frame_bytes:.2f}x the two frames"
+        f" ({frame_bytes / 2**20:.0f} MiB)"
+    )
+    print(
+        f"rows={args.rows} cols={args.cols} preset_s={preset_s:.2f} lean_s={lean_s:.2f}"
+        f" speedup={preset_s / lean_s:.1f} identical={'true' if identical else 'false'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
