@@ -8,6 +8,7 @@ import pandas as pd
 
 from reoptd.data._demo import DemoSource
 from reoptd.data._files import FileSource, parse_timestamps, read_table
+from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
 from reoptd.data._replay import ReplaySource, naive_utc
 from reoptd.data._validate import labelled, validate_batch
 from reoptd.policy import Policy
@@ -23,6 +24,15 @@ class Source(Protocol):
 
 def open_source(policy: Policy) -> Source:
     """The production source a policy names."""
+    source = _production(policy)
+    labels = policy.data.labels
+    if labels is not None:
+        feed = LabelFiles(labels.path, policy, labels.format, labels.arrived)
+        return LabeledSource(source, feed, policy)
+    return source
+
+
+def _production(policy: Policy) -> Source:
     spec = policy.data.production
     if spec.kind == "demo":
         return DemoSource(seed=spec.seed)
@@ -33,8 +43,12 @@ def open_source(policy: Policy) -> Source:
 __all__ = [
     "DemoSource",
     "FileSource",
+    "LabelFiles",
+    "LabelJoin",
+    "LabeledSource",
     "ReplaySource",
     "Source",
+    "join_labels",
     "labelled",
     "naive_utc",
     "open_source",
