@@ -7,6 +7,7 @@ re-scores that old window, and its metric appears in the database, in Prometheus
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,6 +155,25 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
     assert sample("reoptd_backfilled_windows_total", {"model": name}) == 1
     again = next(c for c in sqlite_registry.checks(name) if c.id == early.id)
     assert again.signals["backfill"]["at"] == record["at"]
+
+    # `reoptd status` shows the re-scored window
+    from typer.testing import CliRunner
+
+    from reoptd.cli import app
+
+    shown = CliRunner().invoke(app, ["status", "--json"], env={"REOPTD_HOME": str(tmp_path)})
+    assert shown.exit_code == 0, shown.output
+    entry = json.loads(shown.stdout)["models"][0]
+    assert entry["last_backfill"] == {
+        "at": record["at"],
+        "window_end": early.window_end.isoformat(),
+        "labelled_rows_before": 0,
+        "labelled_rows": 720,
+        "metrics": old.metrics,
+    }
+    assert set(entry["estimated"]) == {"accuracy", "f1", "roc_auc"}
+    text = CliRunner().invoke(app, ["status"], env={"REOPTD_HOME": str(tmp_path)}).stdout
+    assert "re-scored with 720 labels (had 0): accuracy" in text
 
 
 def test_due_windows_are_recent_unlabelled_and_taken_least_recently_tried_first() -> None:
