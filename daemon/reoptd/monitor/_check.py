@@ -139,13 +139,14 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
             f" {now:%Y-%m-%d %H:%M} UTC, fewer than monitor.min_rows={policy.monitor.min_rows}"
         )
     frame = validate_batch(frame, policy, source.name)
+    outputs = champion.output(frame)
     result = CheckResult(
         window_start=start,
         window_end=now,
         rows=len(frame),
         labelled_rows=0,
         features=champion.detector(policy).check(frame),
-        prediction_drift=champion.output_drift().check(champion.output(frame)),
+        prediction_drift=champion.output_drift().check(outputs),
     )
     if champion.trained_until is not None and any(t.new_rows for t in policy.triggers):
         after = source.read(champion.trained_until + timedelta(microseconds=1), now)
@@ -155,22 +156,27 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
     result.labelled = with_labels
     if len(with_labels):
         result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
-    label_signals(policy, champion, frame, result)
+    label_signals(policy, champion, frame, result, outputs)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def label_signals(
-    policy: Policy, champion: Champion, frame: pd.DataFrame, result: CheckResult
+    policy: Policy,
+    champion: Champion,
+    frame: pd.DataFrame,
+    result: CheckResult,
+    outputs: np.ndarray | None = None,
 ) -> None:
     """The signals about labels and the joint distribution: the estimated metrics (no labels
-    needed), target drift (once enough labels arrived) and multivariate drift (if enabled)."""
+    needed), target drift (once enough labels arrived) and multivariate drift (if enabled).
+    ``outputs`` are the champion's outputs on ``frame`` when the caller has them already."""
     estimator = champion.estimator(policy) if policy.monitor.estimate else None
     if estimator is not None:
-        scores = champion.model.predict_score(frame)
-        if scores is not None:
+        scores = champion.output(frame) if outputs is None else outputs
+        if pd.api.types.is_float_dtype(scores):  # a binary classifier's P(positive)
             names = list(dict.fromkeys([*metric_names(policy), "accuracy", "f1", "roc_auc"]))
-            result.estimated = estimator.estimate(scores, champion.model.predict(frame), names)
+            result.estimated = estimator.estimate(scores, names)
             result.extra["estimation"] = {
                 "calibrated_on": estimator.calibrated_on,
                 "calibration": estimator.calibrator.method,

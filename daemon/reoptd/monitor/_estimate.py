@@ -155,10 +155,12 @@ class PerformanceEstimator:
         calibrator = Calibrator.fit(scores, (rows[target] == positive).to_numpy())
         return cls(calibrator, positive, calibrated_on)
 
-    def estimate(
-        self, scores: np.ndarray, predictions: np.ndarray, names: list[str] | tuple[str, ...]
-    ) -> dict[str, float]:
-        """Expected metrics of a window from the model's scores and predictions on it."""
+    def estimate(self, scores: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, float]:
+        """Expected metrics of a window from the model's positive-class scores on it.
+
+        The model predicts the positive class where its score is above 0.5 (the argmax of two
+        class probabilities, ties going to the first class as in sklearn and torch), so the
+        predictions need no second pass over the window."""
         probability = self.calibrator(scores)
         wanted = [n for n in names if n in ESTIMABLE]
-        return expected_metrics(probability, np.asarray(predictions) == self.positive, wanted)
+        return expected_metrics(probability, np.asarray(scores) > 0.5, wanted)
