@@ -14,12 +14,12 @@ re-scoring (``rescore``) are plain functions of stored rows, a source and a mode
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
+from sqlmodel import col, select
 
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import ArtifactError, DataError
@@ -70,10 +70,8 @@ def backfill(
     spec = policy.monitor.backfill
     if spec.within is None:
         return []
-    # enough recent checks to cover the horizon, whatever the check interval
-    limit = min(5000, math.ceil(spec.within / policy.monitor.every) + 10)
     done = []
-    for old in due(policy, registry.checks(policy.model, limit=limit), now):
+    for old in due(policy, waiting(registry, policy.model, now - spec.within, now), now):
         if old.id == skip:
             continue
         previous = dict((old.signals or {}).get("backfill") or {})
@@ -121,7 +119,7 @@ def due(policy: Policy, checks: Sequence[CheckRow], now: datetime) -> list[Check
     if spec.within is None:
         return []
     horizon = now - spec.within
-    waiting = [
+    candidates = [
         c
         for c in checks
         if c.status == "ok"
@@ -130,14 +128,31 @@ def due(policy: Policy, checks: Sequence[CheckRow], now: datetime) -> list[Check
         and horizon <= c.at < now
         and c.labelled_rows < c.rows
     ]
-    waiting.sort(key=lambda c: (_tried(c) or c.at, c.at))
-    return waiting[: spec.max_windows]
+    candidates.sort(key=lambda c: (_tried(c) or c.at, c.at))
+    return candidates[: spec.max_windows]
 
 
 def _tried(check: CheckRow) -> datetime | None:
     record = (check.signals or {}).get("backfill") or {}
     tried = record.get("tried")
     return None if tried is None else datetime.fromisoformat(tried)
+
+
+def waiting(registry: Registry, model: str, since: datetime, now: datetime) -> list[CheckRow]:
+    """Checks of ``model`` in ``[since, now)`` that still had unlabelled rows, straight from the
+    database: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
+    model_id = registry.model(model).id
+    with registry.session() as s:
+        rows = s.exec(
+            select(CheckRow).where(
+                CheckRow.model_id == model_id,
+                CheckRow.status == "ok",
+                col(CheckRow.at) >= since,
+                col(CheckRow.at) < now,
+                col(CheckRow.labelled_rows) < col(CheckRow.rows),
+            )
+        )
+        return list(rows)
 
 
 def rescore(
