@@ -142,6 +142,9 @@ def triggers(draw: st.DrawFn, features: list[str], metrics: list[str]) -> dict[s
                 {"below": FLOATS, "name": st.sampled_from(rising)}, optional=streak
             )
         )
+    elif kind == "multivariate_drift":
+        auc = st.floats(0.51, 1.0, allow_nan=False)
+        value = draw(st.fixed_dictionaries({"above": auc}, optional=streak))
     elif kind == "new_rows":
         value = {"at_least": draw(st.integers(1, 10**9))}
     elif kind == "max_age":
@@ -381,7 +384,7 @@ REQUIRED_PATH = re.compile(
     r"^(version|model|task|target|features|data|data\.production|data\.production\.kind|train"
     r"|train\.estimator|promote\.rollback\.drop|triggers\.\d+\.drift_share\.above"
     r"|triggers\.\d+\.drift_features\.features|triggers\.\d+\.estimated_metric\.below"
-    r"|triggers\.\d+\.new_rows\.at_least)$"
+    r"|triggers\.\d+\.new_rows\.at_least|triggers\.\d+\.multivariate_drift\.above)$"
 )
 UNKNOWN_KEYS = st.from_regex(r"x_[a-z]{1,8}", fullmatch=True)
 BAD_DURATIONS = st.sampled_from(

@@ -436,7 +436,8 @@ def status(
 
     --json prints {"models": [{"name", "champion_version", "versions" (count), "last_check"
     (ISO time), "last_check_status", "drift_share", "last_decision" {"at", "fire", "triggers",
-    "reasons"}}]}.
+    "reasons"}, "metrics" and "estimated" (the last check's measured and label-free metrics),
+    "last_backfill" {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
     """
     registry = assemble.open_registry(_settings())
     entries = []
@@ -452,6 +453,9 @@ def status(
                 "last_check": _iso(last.at) if last else None,
                 "last_check_status": last.status if last else None,
                 "drift_share": last.drift_share if last else None,
+                "metrics": dict(last.metrics) if last else {},
+                "estimated": dict((last.signals or {}).get("estimated") or {}) if last else {},
+                "last_backfill": _last_backfill(registry, model.name),
                 "last_decision": None
                 if decision is None
                 else {
@@ -474,10 +478,39 @@ def status(
             f"{e['name']}: champion v{e['champion_version']} of {e['versions']} versions;"
             f" last check {e['last_check']} ({e['last_check_status']}), drift share {share}"
         )
+        if e["estimated"]:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in e["estimated"].items())
+            typer.echo(f"  estimated without labels: {shown}")
+        if e["last_backfill"]:
+            b = e["last_backfill"]
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in b["metrics"].items())
+            typer.echo(
+                f"  last backfill {b['at']}: window ending {b['window_end']} re-scored with"
+                f" {b['labelled_rows']} labels (had {b['labelled_rows_before']}): {shown}"
+            )
         if e["last_decision"]:
             d = e["last_decision"]
             verdict = "re-optimize" if d["fire"] else "hold"
             typer.echo(f"  last decision {d['at']}: {verdict} — {d['reasons']}")
+
+
+def _last_backfill(registry, name: str) -> dict | None:
+    """The most recently re-scored past window among the model's recent checks."""
+    done = [
+        (c, (c.signals or {})["backfill"])
+        for c in registry.checks(name, limit=200)
+        if "metrics" in ((c.signals or {}).get("backfill") or {})
+    ]
+    if not done:
+        return None
+    check, record = max(done, key=lambda pair: pair[1]["at"])
+    return {
+        "at": record["at"],
+        "window_end": _iso(check.window_end),
+        "labelled_rows_before": record["labelled_rows_before"],
+        "labelled_rows": record["labelled_rows"],
+        "metrics": record["metrics"],
+    }
 
 
 @models_app.command("list")

@@ -12,7 +12,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +20,9 @@ import pandas as pd
 from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError, PolicyError
 from reoptd.metrics import Metrics
-from reoptd.models import load_model
+from reoptd.models import Model, load_model
 from reoptd.monitor import Champion, CheckResult, check, evaluate
+from reoptd.monitor._backfill import backfill
 from reoptd.optimize import RunResult, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide, load_policy
 from reoptd.registry import CheckRow, DecisionRow, ModelRow, Registry, RunRow, VersionRow
@@ -145,6 +146,7 @@ class ModelLoop:
             row = self._record_check(now, "failed", f"champion artifact: {exc}", None)
             return CycleOutcome(check=row)
         row, result = self._check(now, champion)
+        self._backfill(now, champion, row)
         outcome = CycleOutcome(check=row)
         if row.status != "ok" or result is None:
             return outcome
@@ -207,6 +209,7 @@ class ModelLoop:
             m.prediction_drift_score.labels(name).set(result.prediction_drift.score)
             m.prediction_drifted.labels(name).set(int(result.prediction_drift.drifted))
         m.observe_monitoring(name, result)
+        m.export_label_signals(name, result.estimated, result.extra)
         if result.data_problem:
             m.data_errors.labels(name).inc()
             log.error("%s: %s", name, result.data_problem)
@@ -340,9 +343,19 @@ class ModelLoop:
         ctx = result.ctx
         assert ctx.challenger is not None
         policy = self.policy
-        reference = ctx.train[[c for c in policy.features.monitored if c in ctx.train.columns]]
+        kept = [c for c in (*policy.features.monitored, policy.target) if c in ctx.train.columns]
+        reference = ctx.train[kept]
         if len(reference) > policy.monitor.reference_rows:
             reference = reference.sample(policy.monitor.reference_rows, random_state=0)
+        # The holdout rows (labelled, never trained on) ride along, marked: label-free estimation
+        # calibrates on them, since the training rows flatter the model.
+        holdout = ctx.holdout[kept]
+        if len(holdout) > policy.monitor.reference_rows:
+            holdout = holdout.sample(policy.monitor.reference_rows, random_state=0)
+        reference = pd.concat(
+            [reference.assign(**{HOLDOUT: False}), holdout.assign(**{HOLDOUT: True})],
+            ignore_index=True,
+        )
         buffer = io.BytesIO()
         reference.reset_index(drop=True).to_parquet(buffer, index=False)
         ts = ctx.train[policy.timestamp]
@@ -469,7 +482,38 @@ class ModelLoop:
         log.warning("%s: rolled back: %s", self.name, reason)
         return True
 
-    def _annotate(self, row: CheckRow, key: str, value: dict) -> None:
+    def _backfill(self, now: datetime, champion: Champion, current: CheckRow) -> None:
+        """Re-score past windows whose labels came in since they were checked (see
+        ``monitor._backfill``); the re-scored windows are listed on the current check."""
+
+        def model_of(version: int) -> Model:
+            if version == champion.version:
+                return champion.model
+            return self._load(self.registry.version(self.name, version))
+
+        done = backfill(self.policy, self.source, self.registry, model_of, now, skip=current.id)
+        for result in done:
+            self.metrics.export_backfill(self.name, result.metrics)
+        if done:
+            self._annotate(current, "backfilled", [r.summary() for r in done])
+        self._label_health(now, current)
+
+    def _label_health(self, now: datetime, current: CheckRow) -> None:
+        """For a separate label feed: labels that joined no prediction, and duplicate ids."""
+        health = getattr(self.source, "label_health", None)
+        if health is None or current.status != "ok":
+            return
+        monitor = self.policy.monitor
+        span = monitor.window + (monitor.backfill.within or timedelta(0))
+        try:
+            stats = health(now - span, now - monitor.window, now)
+        except DataError as exc:
+            log.warning("%s: label join not measured: %s", self.name, exc)
+            return
+        self.metrics.export_label_health(self.name, stats)
+        self._annotate(current, "labels", stats)
+
+    def _annotate(self, row: CheckRow, key: str, value: object) -> None:
         row.signals = {**(row.signals or {}), key: value}
         self.registry.add(row)
 
@@ -489,11 +533,26 @@ class ModelLoop:
             started = time.perf_counter()
             model = load_model(self.registry.load_artifact(row))
             reference = pd.read_parquet(io.BytesIO(self.registry.load_reference(row)))
-            self._champion = Champion(row.version, model, reference, row.train_end)
+            reference, calibration = split_reference(reference)
+            self._champion = Champion(row.version, model, reference, row.train_end, calibration)
             log.debug(
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
             )
         return self._champion
+
+
+#: the column that marks the holdout rows stored beside a version's drift reference
+HOLDOUT = "__reoptd_holdout__"
+
+
+def split_reference(stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A stored reference as (drift reference: training rows, calibration: holdout rows).
+    References written before holdout rows were kept have no calibration part."""
+    if HOLDOUT not in stored.columns:
+        return stored, None
+    mark = stored[HOLDOUT].astype(bool)
+    reference = stored[~mark].drop(columns=HOLDOUT).reset_index(drop=True)
+    return reference, stored[mark].drop(columns=HOLDOUT).reset_index(drop=True)
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -230,6 +230,59 @@ class Metrics:
             registry=r,
         )
 
+        self.estimated_metric = Gauge(
+            "reoptd_estimated_metric",
+            "Champion's metric estimated without labels on the last window (confidence-based)",
+            [*m, "metric"],
+            registry=r,
+        )
+        self.target_drift_score = Gauge(
+            "reoptd_target_drift_score",
+            "Drift score of the target: labelled rows of the window vs the reference's labels",
+            m,
+            registry=r,
+        )
+        self.target_drifted = Gauge(
+            "reoptd_target_drifted", "1 if the target's distribution drifted", m, registry=r
+        )
+        self.multivariate_auc = Gauge(
+            "reoptd_multivariate_drift_auc",
+            "Cross-validated ROC AUC of a classifier telling reference from current rows"
+            " (0.5: indistinguishable)",
+            m,
+            registry=r,
+        )
+        self.multivariate_drifted = Gauge(
+            "reoptd_multivariate_drifted",
+            "1 if the domain classifier's AUC reaches monitor.multivariate.threshold",
+            m,
+            registry=r,
+        )
+        self.backfilled_metric = Gauge(
+            "reoptd_backfilled_metric",
+            "Champion's metric on the past window most recently re-scored as its labels arrived",
+            [*m, "metric"],
+            registry=r,
+        )
+        self.backfilled_windows = Counter(
+            "reoptd_backfilled_windows",
+            "Past windows re-scored because their labels arrived after the check",
+            m,
+            registry=r,
+        )
+        self.unmatched_labels = Gauge(
+            "reoptd_unmatched_labels",
+            "Labels of the last window that match no prediction by id (separate label feed)",
+            m,
+            registry=r,
+        )
+        self.duplicate_labels = Gauge(
+            "reoptd_duplicate_labels",
+            "Labels replaced by a later label for the same id (separate label feed)",
+            m,
+            registry=r,
+        )
+
     def observe_monitoring(self, model: str, result: CheckResult) -> None:
         """Per-feature test status and data quality of a check (per-feature series capped)."""
         untested = sum(not drift.tested for drift in result.features.values())
@@ -262,6 +315,31 @@ class Metrics:
                 out.append(name)
         return out
 
+    def export_label_signals(
+        self, model: str, estimated: dict[str, float], signals: dict[str, object]
+    ) -> None:
+        """A check's estimated metrics, target drift and multivariate drift (when measured)."""
+        for metric, value in estimated.items():
+            self.estimated_metric.labels(model, metric).set(value)
+        target = signals.get("target_drift")
+        if isinstance(target, dict):
+            self.target_drift_score.labels(model).set(float(target["score"]))
+            self.target_drifted.labels(model).set(int(bool(target["drifted"])))
+        joint = signals.get("multivariate")
+        if isinstance(joint, dict):
+            self.multivariate_auc.labels(model).set(float(joint["auc"]))
+            self.multivariate_drifted.labels(model).set(int(bool(joint["drifted"])))
+
+    def export_backfill(self, model: str, metrics: dict[str, float]) -> None:
+        """One past window re-scored with its late labels."""
+        self.backfilled_windows.labels(model).inc()
+        for metric, value in metrics.items():
+            self.backfilled_metric.labels(model, metric).set(value)
+
+    def export_label_health(self, model: str, stats: dict[str, int]) -> None:
+        self.unmatched_labels.labels(model).set(stats["unmatched"])
+        self.duplicate_labels.labels(model).set(stats["duplicates"])
+
     def declare(self, policy: Policy) -> None:
         """Create a model's series at zero so dashboards and alerts see them before any event.
         Called again on a policy reload: policy-derived gauges follow the new file."""
@@ -283,6 +361,7 @@ class Metrics:
                 self.reoptimizations.labels(name, trigger, outcome)
         self.rows_seen.labels(name)
         self.data_errors.labels(name)
+        self.backfilled_windows.labels(name)
         self.policy_valid.labels(name).set(1)
 
     def watch_champions(self, registry: Registry, clock: Clock) -> None:

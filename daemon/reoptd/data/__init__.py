@@ -10,6 +10,7 @@ import pandas as pd
 from reoptd.data._demo import DemoSource
 from reoptd.data._files import FileSource, parse_timestamps, read_table
 from reoptd.data._ingest import IngestSource
+from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
 from reoptd.data._replay import ReplaySource, naive_utc
 from reoptd.data._validate import labelled, validate_batch
 from reoptd.errors import DataError
@@ -28,7 +29,17 @@ class Source(Protocol):
 
 
 def open_source(policy: Policy, registry: Registry | None = None) -> Source:
-    """The production source a policy names (kind ``api`` reads what ``registry`` stored)."""
+    """The production source a policy names (kind ``api`` reads what ``registry`` stored),
+    joined with its late labels when the policy names a label source."""
+    source = _production(policy, registry)
+    labels = policy.data.labels
+    if labels is not None:
+        feed = LabelFiles(labels.path, policy, labels.format, labels.arrived)
+        return LabeledSource(source, feed, policy)
+    return source
+
+
+def _production(policy: Policy, registry: Registry | None) -> Source:
     spec = policy.data.production
     if spec.kind == "demo":
         return DemoSource(seed=spec.seed)
@@ -47,8 +58,12 @@ __all__ = [
     "DemoSource",
     "FileSource",
     "IngestSource",
+    "LabelFiles",
+    "LabelJoin",
+    "LabeledSource",
     "ReplaySource",
     "Source",
+    "join_labels",
     "labelled",
     "naive_utc",
     "open_source",

@@ -13,8 +13,11 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
+from reoptd.monitor._estimate import PerformanceEstimator
+from reoptd.monitor._multivariate import domain_classifier_auc
 from reoptd.monitor._performance import evaluate
 from reoptd.monitor._quality import Quality, QualityReference
+from reoptd.monitor._target import TargetDrift
 from reoptd.policy import Policy
 
 
@@ -30,9 +33,13 @@ class Champion:
     model: Model
     reference: pd.DataFrame
     trained_until: datetime | None = None
+    #: labelled rows the champion never trained on (its run's holdout), for calibration
+    calibration: pd.DataFrame | None = field(default=None, repr=False)
     _detector: DriftDetector | None = field(default=None, repr=False)
     _outputs: PredictionDrift | None = field(default=None, repr=False)
     _quality: QualityReference | None = field(default=None, repr=False)
+    _estimator: PerformanceEstimator | bool | None = field(default=False, repr=False)
+    _target: TargetDrift | bool | None = field(default=False, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         if self._detector is None:
@@ -53,6 +60,30 @@ class Champion:
         if self._outputs is None:
             self._outputs = PredictionDrift(self.output(self.reference))
         return self._outputs
+
+    def estimator(self, policy: Policy) -> PerformanceEstimator | None:
+        """The label-free estimator, calibrated once; None for regressors, multiclass models and
+        references without labels (versions registered before labels were kept)."""
+        if self._estimator is False:
+            self._estimator = None
+            if policy.task == "classification":
+                rows, where = self.calibration, "holdout"
+                if rows is None or len(rows) == 0:
+                    rows, where = self.reference, "training rows"
+                if policy.target in rows.columns:
+                    self._estimator = PerformanceEstimator.build(
+                        self.model, rows, policy.target, where
+                    )
+        return self._estimator  # type: ignore[return-value]
+
+    def target_drift(self, policy: Policy) -> TargetDrift | None:
+        """Target drift against the reference's labels; None when the reference has none."""
+        if self._target is False:
+            self._target = None
+            column = policy.target
+            if column in self.reference.columns and self.reference[column].notna().any():
+                self._target = TargetDrift(policy, self.reference[column])
+        return self._target  # type: ignore[return-value]
 
 
 @dataclass
@@ -151,11 +182,46 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         return result
     if len(frame) < result.rows:
         result.extra["model_rows"] = len(frame)  # rows with a missing feature left out
-    result.prediction_drift = champion.output_drift().check(champion.output(frame))
+    outputs = champion.output(frame)
+    result.prediction_drift = champion.output_drift().check(outputs)
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
     result.labelled = with_labels
     if len(with_labels):
         result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
+    label_signals(policy, champion, frame, result, outputs)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def label_signals(
+    policy: Policy,
+    champion: Champion,
+    frame: pd.DataFrame,
+    result: CheckResult,
+    outputs: np.ndarray | None = None,
+) -> None:
+    """The signals about labels and the joint distribution: the estimated metrics (no labels
+    needed), target drift (once enough labels arrived) and multivariate drift (if enabled).
+    ``outputs`` are the champion's outputs on ``frame`` when the caller has them already."""
+    estimator = champion.estimator(policy) if policy.monitor.estimate else None
+    if estimator is not None:
+        scores = champion.output(frame) if outputs is None else outputs
+        if pd.api.types.is_float_dtype(scores):  # a binary classifier's P(positive)
+            names = list(dict.fromkeys([*metric_names(policy), "accuracy", "f1", "roc_auc"]))
+            result.estimated = estimator.estimate(scores, names)
+            result.extra["estimation"] = {
+                "calibrated_on": estimator.calibrated_on,
+                "calibration": estimator.calibrator.method,
+                "calibration_rows": estimator.calibrator.rows,
+            }
+    target = champion.target_drift(policy)
+    labels = result.labelled
+    enough = labels is not None and len(labels) >= policy.monitor.target_drift_min_labels
+    if target is not None and labels is not None and enough:
+        drift = target.check(labels[policy.target])
+        result.extra["target_drift"] = {**drift.to_dict(), "rows": len(labels)}
+    if policy.monitor.multivariate.enabled:
+        result.extra["multivariate"] = domain_classifier_auc(
+            policy, champion.reference, frame
+        ).to_dict()

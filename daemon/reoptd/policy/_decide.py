@@ -28,6 +28,7 @@ class CheckView:
     prediction_drift: bool | None = None  # did the champion's predictions drift
     estimated: dict[str, float] = field(default_factory=dict)  # metrics estimated without labels
     new_rows: int | None = None  # rows that arrived after the champion's training data
+    multivariate_auc: float | None = None  # domain classifier's ROC AUC, if measured
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,21 @@ def _evaluate(
         hit = over == spec_e.for_
         value = checks[-1].estimated[name]
         return hit, f"estimated {name} {value:.3f} {'<' if hit else 'vs'} {spec_e.below} floor"
+    if trigger.multivariate_drift is not None:
+        spec_m = trigger.multivariate_drift
+        over, full = _streak(
+            checks,
+            spec_m.for_,
+            lambda c: None if c.multivariate_auc is None else c.multivariate_auc > spec_m.above,
+        )
+        if not full:
+            return False, "multivariate drift: not measured in enough checks"
+        hit = over == spec_m.for_
+        auc = checks[-1].multivariate_auc
+        return hit, (
+            f"multivariate drift AUC {auc:.3f} {'>' if hit else 'vs'} {spec_m.above}"
+            f" for {over}/{spec_m.for_} checks"
+        )
     if trigger.new_rows is not None:
         need_rows = trigger.new_rows.at_least
         rows = checks[-1].new_rows if checks else None

@@ -15,6 +15,7 @@ def explain(policy: Policy) -> list[str]:
         f"event time in `{policy.timestamp}`.",
         _data(policy),
         _monitor(policy),
+        _labels(policy),
     ]
     if policy.triggers:
         joiner = "any" if policy.combine == "any" else "all"
@@ -70,6 +71,40 @@ def _monitor(policy: Policy) -> str:
     )
 
 
+def _labels(policy: Policy) -> str:
+    """Late labels, backfill, estimation, target and multivariate drift, in one paragraph."""
+    m = policy.monitor
+    labels = policy.data.labels
+    parts = []
+    if labels is not None:
+        when = f", arriving at the time in `{labels.arrived}`" if labels.arrived else ""
+        parts.append(
+            f"Labels come from files matching `{labels.path}`{when} and join predictions on"
+            f" `{policy.id}` (the last label for an id wins)."
+        )
+    if m.backfill.within is not None:
+        parts.append(
+            f"Checks of the last {format_duration(m.backfill.within)} whose labels arrive later"
+            f" are re-scored (up to {m.backfill.max_windows} per check), with the model that was"
+            " champion then; metric triggers see the re-scored values."
+        )
+    if m.estimate and policy.task == "classification":
+        parts.append(
+            "Without labels it estimates accuracy, f1 and roc_auc from the champion's calibrated"
+            " confidence (binary classifiers)."
+        )
+    parts.append(
+        f"Target drift is measured once a window has {m.target_drift_min_labels} labelled rows."
+    )
+    if m.multivariate.enabled:
+        parts.append(
+            f"Multivariate drift: a classifier tries to tell up to {m.multivariate.sample_rows}"
+            f" reference rows from current ones; ROC AUC >= {m.multivariate.threshold:g} counts"
+            " as drift."
+        )
+    return " ".join(parts)
+
+
 def _times(n: int) -> str:
     return "in the latest check" if n == 1 else f"in {n} consecutive checks"
 
@@ -100,6 +135,12 @@ def _trigger(policy: Policy, trigger: Trigger) -> str:
     if trigger.new_rows is not None:
         return (
             f"at least {trigger.new_rows.at_least} rows arrived after the champion's training data"
+        )
+    if trigger.multivariate_drift is not None:
+        t5 = trigger.multivariate_drift
+        return (
+            f"a classifier tells current rows from the reference with ROC AUC above"
+            f" {t5.above:g} {_times(t5.for_)} (multivariate drift)"
         )
     if trigger.schedule is not None:
         return f"the cron schedule `{trigger.schedule}` (UTC) comes due"

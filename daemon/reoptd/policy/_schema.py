@@ -81,8 +81,28 @@ class Source(_Block):
         return self
 
 
+class LabelSource(_Block):
+    """Labels that arrive apart from their predictions and join them on the policy's `id`."""
+
+    kind: Literal["files"] = Field(description="files: Parquet/CSV files matching `path`")
+    path: str = Field(description="glob of Parquet or CSV files with the id and target columns")
+    format: Literal["auto", "parquet", "csv"] = Field(
+        "auto", description="file format; auto picks by extension"
+    )
+    arrived: str | None = Field(
+        None,
+        description="column with the time each label arrived; a label is seen only by checks"
+        " after it (leave out: a label counts from the moment its file exists)",
+    )
+
+
 class Data(_Block):
     production: Source = Field(description="where the rows the model sees in production come from")
+    labels: LabelSource | None = Field(
+        None,
+        description="labels that arrive later in their own files, joined to predictions on the"
+        " policy's `id` column (needs `id`)",
+    )
 
 
 #: Evidently 0.7's drift methods (its stattest registry) by column type; tests keep this in sync.
@@ -166,6 +186,25 @@ class Quality(_Block):
     )
 
 
+class Backfill(_Block):
+    within: Duration | None = Field(
+        timedelta(days=1),
+        description="re-score checks this recent when their labels arrive (null: never)",
+    )
+    max_windows: int = Field(4, ge=1, description="windows re-scored per check at most")
+
+
+class Multivariate(_Block):
+    enabled: bool = Field(False, description="measure multivariate drift on every check")
+    threshold: float = Field(
+        0.55, gt=0.5, le=1.0, description="cross-validated ROC AUC at or above which it drifted"
+    )
+    sample_rows: int = Field(
+        2000, ge=50, description="rows taken from each side (reference, current) at most"
+    )
+    folds: int = Field(3, ge=2, le=10, description="cross-validation folds")
+
+
 class Monitor(_Block):
     every: Duration = Field(
         timedelta(minutes=15), description="how often a check runs (at least 1s)"
@@ -180,6 +219,22 @@ class Monitor(_Block):
         default_factory=Quality,
         description="data quality tolerances (missing values, out-of-range values, unseen"
         " categories); flagged problems are exported, they do not trigger re-optimization",
+    )
+    backfill: Backfill = Field(
+        default_factory=Backfill,
+        description="re-score past windows whose labels arrived after they were checked",
+    )
+    estimate: bool = Field(
+        True,
+        description="estimate accuracy, f1 and roc_auc without labels (binary classifiers;"
+        " calibrated on the champion's held-out rows)",
+    )
+    target_drift_min_labels: int = Field(
+        30, ge=1, description="labelled rows a window needs before target drift is measured"
+    )
+    multivariate: Multivariate = Field(
+        default_factory=Multivariate,
+        description="domain-classifier drift: can a model tell reference rows from current ones?",
     )
 
 
@@ -232,6 +287,13 @@ class EstimatedMetricTrigger(_Block):
     for_: int = Field(1, alias="for", ge=1, description="consecutive checks it must hold")
 
 
+class MultivariateDriftTrigger(_Block):
+    above: float = Field(
+        gt=0.5, le=1.0, description="fires when the domain classifier's ROC AUC exceeds this"
+    )
+    for_: int = Field(1, alias="for", ge=1, description="... in this many consecutive checks")
+
+
 class NewRowsTrigger(_Block):
     at_least: int = Field(
         ge=1, description="fires once this many rows arrived after the champion's training data"
@@ -275,6 +337,7 @@ TRIGGER_KINDS = (
     "prediction_drift",
     "metric",
     "estimated_metric",
+    "multivariate_drift",
     "new_rows",
     "max_age",
     "schedule",
@@ -289,6 +352,7 @@ class Trigger(_Block):
     prediction_drift: PredictionDriftTrigger | None = None
     metric: MetricTrigger | None = None
     estimated_metric: EstimatedMetricTrigger | None = None
+    multivariate_drift: MultivariateDriftTrigger | None = None
     new_rows: NewRowsTrigger | None = None
     max_age: Duration | None = Field(None, description="re-optimize a champion older than this")
     schedule: Cron | None = Field(
@@ -729,6 +793,11 @@ class Policy(_Block):
             problems.append(
                 "id: data.production.kind api needs an `id` column (labels posted to"
                 " /ingest/{model}/labels join their predictions on it)"
+            )
+        if self.data.labels is not None and self.id is None:
+            problems.append(
+                "data.labels: labels join their predictions on the row id: set `id` (e.g."
+                " id: request_id)"
             )
         if problems:
             raise ValueError("; ".join(problems))

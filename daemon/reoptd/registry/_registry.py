@@ -391,4 +391,5 @@ def check_view(row: CheckRow) -> CheckView:
         prediction_drift=prediction.get("drifted"),
         estimated=dict(signals.get("estimated") or {}),
         new_rows=signals.get("new_rows"),
+        multivariate_auc=(signals.get("multivariate") or {}).get("auc"),
     )

@@ -1,0 +1,177 @@
+"""Backfill: re-score past windows whose labels arrived after they were checked.
+
+A check at 10:00 sees the rows of its window, but most of their labels come hours later. Each
+new check looks back over ``monitor.backfill.within`` for past checks that had unlabelled rows,
+re-reads each such window with the labels known now, and computes the policy's metrics on it
+with the model that was champion *then*. The old check's ``metrics`` and ``labelled_rows``
+become the re-scored ones and ``signals.backfill`` records what changed and when, so status,
+history and the metric triggers all see the window's real metric.
+
+Who calls it: ``ModelLoop`` after every check. The selection of windows (``due``) and the
+re-scoring (``rescore``) are plain functions of stored rows, a source and a model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlmodel import col, select
+
+from reoptd.data import Source, labelled, validate_batch
+from reoptd.errors import ArtifactError, DataError
+from reoptd.models import Model
+from reoptd.monitor._check import metric_names
+from reoptd.monitor._performance import evaluate
+from reoptd.policy import Policy
+from reoptd.registry import CheckRow, Registry
+
+log = logging.getLogger("reoptd.backfill")
+
+
+@dataclass
+class Backfill:
+    """The outcome of re-scoring one past window."""
+
+    check_id: int
+    window_end: datetime
+    labelled_rows_before: int
+    labelled_rows: int
+    metrics: dict[str, float]
+
+    def summary(self) -> dict[str, object]:
+        """What the check that did the re-scoring lists in its ``signals.backfilled``."""
+        return {
+            "check_id": self.check_id,
+            "window_end": self.window_end.isoformat(),
+            "labelled_rows": self.labelled_rows,
+            "metrics": self.metrics,
+        }
+
+
+def backfill(
+    policy: Policy,
+    source: Source,
+    registry: Registry,
+    model_of: Callable[[int], Model],
+    now: datetime,
+    *,
+    skip: int | None = None,
+) -> list[Backfill]:
+    """Re-score the windows that are ``due`` and store the results on their checks.
+
+    An old check keeps what it first measured in ``signals.backfill`` (``metrics_before``,
+    ``labelled_rows_before``) while its ``metrics`` and ``labelled_rows`` become the re-scored
+    ones. A window that failed to re-read is logged and left for a later check.
+    """
+    spec = policy.monitor.backfill
+    if spec.within is None:
+        return []
+    done = []
+    for old in due(policy, waiting(registry, policy.model, now - spec.within, now), now):
+        if old.id == skip:
+            continue
+        previous = dict((old.signals or {}).get("backfill") or {})
+        try:
+            assert old.champion_version is not None
+            result = rescore(policy, source, old, model_of(old.champion_version), now)
+        except (DataError, ArtifactError) as exc:
+            log.warning(
+                "%s: backfill of the window ending %s failed: %s", policy.model, old.window_end, exc
+            )
+            result = None
+        record = {**previous, "tried": now.isoformat()}
+        if result is not None:
+            record.update(
+                at=now.isoformat(),
+                labelled_rows=result.labelled_rows,
+                metrics=result.metrics,
+            )
+            record.setdefault("labelled_rows_before", old.labelled_rows)
+            record.setdefault("metrics_before", dict(old.metrics))
+            old.metrics = result.metrics
+            old.labelled_rows = result.labelled_rows
+            done.append(result)
+            log.info(
+                "%s: backfilled the window ending %s: %d labelled rows (was %d)%s",
+                policy.model,
+                f"{old.window_end:%Y-%m-%d %H:%M}",
+                result.labelled_rows,
+                result.labelled_rows_before,
+                "".join(f" {k} {v:.3f}" for k, v in result.metrics.items()),
+            )
+        old.signals = {**(old.signals or {}), "backfill": record}
+        registry.add(old)
+    return done
+
+
+def due(policy: Policy, checks: Sequence[CheckRow], now: datetime) -> list[CheckRow]:
+    """Past checks whose windows may have gained labels, at most ``max_windows`` of them.
+
+    A check qualifies while it lies within ``backfill.within`` of ``now`` and some of its rows
+    were unlabelled. The ones tried longest ago go first, so a window whose labels never come
+    cannot starve the others.
+    """
+    spec = policy.monitor.backfill
+    if spec.within is None:
+        return []
+    horizon = now - spec.within
+    candidates = [
+        c
+        for c in checks
+        if c.status == "ok"
+        and c.id is not None
+        and c.champion_version is not None
+        and horizon <= c.at < now
+        and c.labelled_rows < c.rows
+    ]
+    candidates.sort(key=lambda c: (_tried(c) or c.at, c.at))
+    return candidates[: spec.max_windows]
+
+
+def _tried(check: CheckRow) -> datetime | None:
+    record = (check.signals or {}).get("backfill") or {}
+    tried = record.get("tried")
+    return None if tried is None else datetime.fromisoformat(tried)
+
+
+def waiting(registry: Registry, model: str, since: datetime, now: datetime) -> list[CheckRow]:
+    """Checks of ``model`` in ``[since, now)`` that still had unlabelled rows, straight from the
+    database: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
+    model_id = registry.model(model).id
+    with registry.session() as s:
+        rows = s.exec(
+            select(CheckRow).where(
+                CheckRow.model_id == model_id,
+                CheckRow.status == "ok",
+                col(CheckRow.at) >= since,
+                col(CheckRow.at) < now,
+                col(CheckRow.labelled_rows) < col(CheckRow.rows),
+            )
+        )
+        return list(rows)
+
+
+def rescore(
+    policy: Policy, source: Source, check: CheckRow, model: Model, now: datetime
+) -> Backfill | None:
+    """The check's window re-read with the labels known at ``now``; None if none came since.
+
+    The rows are read up to ``now`` (sources show a label only to reads after it arrived) and
+    cut back to the window.
+    """
+    frame = source.read(check.window_start, now)
+    if len(frame):
+        ts = frame[policy.timestamp]
+        frame = frame[ts < pd.Timestamp(check.window_end)]
+    frame = validate_batch(frame, policy, source.name)
+    rows = labelled(frame, policy)
+    if len(rows) <= check.labelled_rows:
+        return None
+    names = list(dict.fromkeys([*check.metrics, *metric_names(policy)]))
+    metrics = evaluate(model, rows, policy.target, names)
+    assert check.id is not None
+    return Backfill(check.id, check.window_end, check.labelled_rows, len(rows), metrics)
