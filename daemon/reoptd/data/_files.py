@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +11,29 @@ import pandas as pd
 
 from reoptd.clock import utc
 from reoptd.errors import DataError
+
+
+class TableCache:
+    """Tables read from files, re-read only when a file's modification time or size changes.
+
+    ``prepare(path, frame)`` checks and converts a freshly read table (it raises ``DataError``
+    naming the file); what it returns is cached.
+    """
+
+    def __init__(self, fmt: str, prepare: Callable[[Path, pd.DataFrame], pd.DataFrame]) -> None:
+        self.fmt = fmt
+        self.prepare = prepare
+        self._cache: dict[str, tuple[tuple[float, int], pd.DataFrame]] = {}
+
+    def load(self, path: Path) -> pd.DataFrame:
+        stat = path.stat()
+        key = (stat.st_mtime, stat.st_size)
+        cached = self._cache.get(str(path))
+        if cached and cached[0] == key:
+            return cached[1]
+        frame = self.prepare(path, read_table(path, self.fmt))
+        self._cache[str(path)] = (key, frame)
+        return frame
 
 
 class FileSource:
@@ -28,32 +51,25 @@ class FileSource:
         self.required = list(required)
         self.fmt = fmt
         self.name = f"files {pattern}"
-        self._cache: dict[str, tuple[tuple[float, int], pd.DataFrame]] = {}
+        self._tables = TableCache(fmt, self._prepare)
 
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         files = sorted(glob.glob(self.pattern))
         if not files:
             raise DataError(f"no files match {self.pattern!r}")
-        frames = [self._load(Path(f)) for f in files]
+        frames = [self._tables.load(Path(f)) for f in files]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         ts = frame[self.timestamp]
         window = frame[(ts >= pd.Timestamp(utc(start))) & (ts < pd.Timestamp(utc(end)))]
         return window.sort_values(self.timestamp, kind="stable").reset_index(drop=True)
 
-    def _load(self, path: Path) -> pd.DataFrame:
-        stat = path.stat()
-        key = (stat.st_mtime, stat.st_size)
-        cached = self._cache.get(str(path))
-        if cached and cached[0] == key:
-            return cached[1]
-        frame = read_table(path, self.fmt)
+    def _prepare(self, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
         # Checked per file: after concatenation a column missing from one file would only show
         # up as NaN, and the user would not learn which file is wrong.
         missing = [c for c in self.required if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: feature column {missing[0]!r} is missing", column=missing[0])
         frame[self.timestamp] = parse_timestamps(frame, self.timestamp, str(path))
-        self._cache[str(path)] = (key, frame)
         return frame
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import pandas as pd
 
 from reoptd.clock import utc
-from reoptd.data._files import parse_timestamps, read_table
+from reoptd.data._files import TableCache, parse_timestamps
 from reoptd.errors import DataError
 from reoptd.policy import Policy
 
@@ -95,10 +95,10 @@ class LabelFiles:
         self.arrived = arrived
         self.columns = [policy.id, policy.target] + ([arrived] if arrived else [])
         self.name = f"label files {pattern}"
-        self._cache: dict[str, tuple[tuple[float, int], pd.DataFrame]] = {}
+        self._tables = TableCache(fmt, self._prepare)
 
     def labels(self, until: datetime) -> pd.DataFrame:
-        frames = [self._load(Path(f)) for f in sorted(glob.glob(self.pattern))]
+        frames = [self._tables.load(Path(f)) for f in sorted(glob.glob(self.pattern))]
         if not frames:
             return pd.DataFrame(columns=self.columns)
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -107,20 +107,13 @@ class LabelFiles:
         frame = frame[frame[self.arrived] < pd.Timestamp(utc(until))]
         return frame.sort_values(self.arrived, kind="stable")
 
-    def _load(self, path: Path) -> pd.DataFrame:
-        stat = path.stat()
-        key = (stat.st_mtime, stat.st_size)
-        cached = self._cache.get(str(path))
-        if cached and cached[0] == key:
-            return cached[1]
-        frame = read_table(path, self.fmt)
+    def _prepare(self, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: label column {missing[0]!r} is missing", column=missing[0])
         frame = frame[self.columns].copy()
         if self.arrived is not None:
             frame[self.arrived] = parse_timestamps(frame, self.arrived, str(path))
-        self._cache[str(path)] = (key, frame)
         return frame
 
 
