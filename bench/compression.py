@@ -3,12 +3,13 @@
 A generated tabular classification task (default 60k rows: 40 numerical and 4 categorical
 features, a non-linear concept) trains a wide MLP champion, tuned by reoptd's own tune step (a
 few Optuna trials over lr and dropout; `--trials 0` skips tuning). Then reoptd's compress
-machinery builds every candidate the policy allows (distill, prune, magnitude, low_rank, quantize,
-alone and chained), measures each on validation rows that neither the champion nor any candidate
-trained on (accuracy, artifact bytes, p50/p95 latency of `predict` at batch 1 and 256,
-preprocessing included, as the CPU time of one thread; elapsed times are printed beside) and
-chooses by the policy's objective: latency at batch 256 within a 0.01 accuracy drop. Each
-candidate's accuracy is also measured on test rows neither the champion nor the candidates saw.
+machinery builds every candidate the policy allows (distill, prune, magnitude, low_rank, quantize
+or static_quantize, alone and chained), measures each on validation rows that neither the
+champion nor any candidate trained on (accuracy, artifact bytes, p50/p95 latency of `predict` at
+batch 1 and 256, preprocessing included, as the CPU time of one thread; elapsed times are
+printed beside) and chooses by the policy's objective: latency at batch 256 within a 0.01
+accuracy drop. Each candidate's accuracy is also measured on test rows neither the champion nor
+the candidates saw.
 
 Prints one table row per candidate (size ratio = uncompressed bytes / candidate bytes, latency
 ratio = uncompressed p50 / candidate p50: above 1 means smaller / faster; drop in accuracy on the
@@ -70,7 +71,7 @@ POLICY = textwrap.dedent(
         dropout: {{float: [0.0, 0.3]}}
     promote: {{metric: accuracy}}
     compress:
-      methods: [distill, prune, magnitude, low_rank, quantize]
+      methods: [distill, prune, magnitude, low_rank, quantize, static_quantize]
       max_metric_drop: 0.01
       objective: latency
       batch_size: {batch}
@@ -80,6 +81,7 @@ POLICY = textwrap.dedent(
       distill: {{hidden: [128, 64], temperature: 4.0, alpha: 0.7, epochs: 40}}
       prune: {{amount: 0.5, finetune_epochs: 2}}
       low_rank: {{energy: 0.9}}
+      static_quantize: {{calibration_rows: 1024}}
     """
 )
 
@@ -186,7 +188,7 @@ def main() -> None:
     base_test = accuracy(base.model)
     batch = policy.compress.batch_size
     head = (
-        f"{'candidate':41} {'bytes':>8} {'size x':>7} {'p50@1 ms':>9} {'lat x@1':>8}"
+        f"{'candidate':48} {'bytes':>8} {'size x':>7} {'p50@1 ms':>9} {'lat x@1':>8}"
         f" {f'p50@{batch} ms':>11} {f'lat x@{batch}':>9} {f'wall x@{batch}':>10}"
         f" {'val acc':>8} {'test drop':>9}"
     )
@@ -197,7 +199,7 @@ def main() -> None:
         drops[c.name] = base_test - accuracy(c.model)
         mark = " <- chosen" if c is plan.chosen else ""
         print(
-            f"{c.name:41} {c.size_bytes:>8} {base.size_bytes / c.size_bytes:>7.2f}"
+            f"{c.name:48} {c.size_bytes:>8} {base.size_bytes / c.size_bytes:>7.2f}"
             f" {c.latency[1].p50_ms:>9.3f} {base.latency[1].p50_ms / c.latency[1].p50_ms:>8.2f}"
             f" {c.latency[batch].p50_ms:>11.3f}"
             f" {base.latency[batch].p50_ms / c.latency[batch].p50_ms:>9.2f}"

@@ -151,6 +151,66 @@ def test_dynamic_quantization_shrinks_the_weights_and_reloads(teacher: TorchMLP)
         C.low_rank(quantized, 0.9)
 
 
+def _quantized_state(model: TorchMLP) -> dict[str, list]:
+    """Every scale, zero point, int8 weight and bias of a quantized network, as plain values."""
+    assert model.net is not None
+    out: dict[str, list] = {}
+    for key, value in model.net.state_dict().items():
+        if isinstance(value, tuple):  # a quantized Linear's packed (weight, bias)
+            weight, bias = value
+            out[key] = [
+                weight.q_per_channel_scales().tolist(),
+                weight.q_per_channel_zero_points().tolist(),
+                weight.int_repr().tolist(),
+                None if bias is None else bias.tolist(),
+            ]
+        elif isinstance(value, torch.Tensor):
+            out[key] = value.tolist()
+    return out
+
+
+def test_static_quantization_fuses_calibrates_shrinks_and_reloads(teacher: TorchMLP) -> None:
+    calibration = C.calibration_rows(TRAIN, 500)
+    assert len(calibration) == 500 and calibration.index[-1] == TRAIN.index[-1]
+    static = C.static_quantize(teacher, calibration)
+    assert static.arch["quantized"] == "static_int8" and static.compression == ["static_quantize"]
+    kinds = [type(m).__name__ for m in static.net]
+    # stubs around the network, each hidden Linear fused with its ReLU (which becomes Identity)
+    assert kinds == [
+        "Quantize",
+        "LinearReLU",
+        "Identity",
+        "LinearReLU",
+        "Identity",
+        "Linear",
+        "DeQuantize",
+    ]
+    quantized = [m for m in static.net if not isinstance(m, nn.Identity)]
+    assert all("quantized" in type(m).__module__ for m in quantized)
+    with torch.inference_mode():
+        out = static.net(teacher._matrix(TEST[teacher.features]))
+    assert out.dtype == torch.float32 and out.shape == (len(TEST), 2)
+    assert static.predict(TEST).shape == (len(TEST),)
+    assert static.predict_score(TEST).shape == (len(TEST),)
+    assert len(static.to_bytes()) < 0.55 * len(teacher.to_bytes())
+    assert np.allclose(static.predict_score(TEST), teacher.predict_score(TEST), atol=0.05)
+    loaded = _reloads_identically(static)
+    state = _quantized_state(static)
+    assert "0.scale" in state and "0.zero_point" in state  # the input's calibrated scale
+    assert _quantized_state(loaded) == state
+    with pytest.raises(Exception, match="cannot be compressed further"):
+        C.quantize(static)
+
+
+def test_static_quantization_chains_after_pruning_and_low_rank(teacher: TorchMLP) -> None:
+    chained = C.static_quantize(C.low_rank(C.structured_prune(teacher, 0.5), 0.7), TRAIN[:300])
+    assert chained.compression == ["prune", "low_rank", "static_quantize"]
+    # a low-rank pair's second factor is fused with the ReLU after it
+    assert type(chained.net[1][1]).__name__ == "LinearReLU"
+    loaded = _reloads_identically(chained)
+    assert _quantized_state(loaded) == _quantized_state(chained)
+
+
 def test_a_chain_reloads_with_every_layer_kind(teacher: TorchMLP) -> None:
     chained = C.quantize(C.low_rank(C.structured_prune(teacher, 0.5), 0.7))
     assert chained.compression == ["prune", "low_rank", "quantize"]
@@ -196,6 +256,9 @@ def test_distillation_learns_from_an_sklearn_teacher() -> None:
     assert agree > 0.8 and _accuracy(student) > _accuracy(forest) - 0.05
     _reloads_identically(student)
     # for sklearn only chains through distill can be built
+    assert ("quantize", "static_quantize") not in C.sequences(
+        ["quantize", "static_quantize"], torch_baseline=True
+    )
     chains = C.sequences(["distill", "prune", "quantize"], torch_baseline=False)
     assert chains == [
         ("distill",),
@@ -273,10 +336,49 @@ def test_quantization_is_measured_not_assumed(teacher: TorchMLP) -> None:
     }
 
 
+def test_static_quantization_is_a_measured_candidate(teacher: TorchMLP) -> None:
+    policy = _policy(
+        pipeline="pipeline: [retrain, compress, validate]",
+        compress="{methods: [low_rank, quantize, static_quantize], batch_sizes: [64],"
+        " repetitions: 5, static_quantize: {calibration_rows: 256}}",
+    )
+    plan = C.compress_model(teacher, TRAIN, TEST, policy)
+    names = [c.name for c in plan.candidates]
+    # alone and after low_rank, never after the other quantization
+    assert names == [
+        BASELINE,
+        "low_rank",
+        "quantize",
+        "static_quantize",
+        "low_rank+quantize",
+        "low_rank+static_quantize",
+    ]
+    base = plan.candidates[0]
+    for candidate in plan.candidates[3:6:2]:
+        assert candidate.model.arch["quantized"] == "static_int8"
+        assert set(candidate.latency) == {1, 64}
+        assert all(v.p50_ms > 0 for v in candidate.latency.values())
+        assert candidate.size_bytes == len(candidate.model.to_bytes()) < base.size_bytes
+        assert candidate.verdict  # judged like every other candidate
+    chosen = plan.chosen
+    eligible = [
+        c
+        for c in plan.candidates[1:]
+        if base.metric - c.metric <= 0.01 and c.latency[1].p50_ms < base.latency[1].p50_ms
+    ]
+    best = min(eligible, key=lambda c: c.latency[1].p50_ms) if eligible else base
+    assert chosen is best
+    record = plan.record()
+    assert [c["name"] for c in record["candidates"]] == names
+    assert "calibrated on 256 training rows" in " ".join(explain(policy))
+
+
 def test_the_schema_takes_compress_and_checks_its_place() -> None:
     policy = _policy(pipeline="pipeline: [compress, validate]")
     assert policy.steps == ["compress", "validate"]
-    assert policy.compress.methods == ["distill", "prune", "low_rank", "quantize"]
+    methods = ["distill", "prune", "low_rank", "quantize", "static_quantize"]
+    assert policy.compress.methods == methods
+    assert policy.compress.static_quantize.calibration_rows == 1024
     assert any("The compress step takes the current champion" in p for p in explain(policy))
     with pytest.raises(PolicyError, match="`validate` must come after `compress`"):
         _policy(pipeline="pipeline: [retrain, validate, compress]")

@@ -1,10 +1,11 @@
 """Build every candidate the policy's methods allow, measure each one, and select.
 
-Methods chain in a fixed order, distill -> prune -> magnitude -> low_rank -> quantize; every
-non-empty subset of the policy's methods, in that order, is a candidate (an sklearn model only
-through distill). Shared prefixes are built once: ``distill+prune+quantize`` reuses the
-``distill+prune`` model. Who calls it: the compress step (``reoptd.optimize._compress``) and
-``bench/compression.py``.
+Methods chain in a fixed order, distill -> prune -> magnitude -> low_rank -> quantize |
+static_quantize; every non-empty subset of the policy's methods, in that order and with at most
+one of the two quantizations (a quantized network is not compressed further), is a candidate (an
+sklearn model only through distill). Shared prefixes are built once:
+``distill+prune+quantize`` reuses the ``distill+prune`` model. Who calls it: the compress step
+(``reoptd.optimize._compress``) and ``bench/compression.py``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reoptd.compress._distill import distill
 from reoptd.compress._low_rank import low_rank
 from reoptd.compress._measure import latencies, size_bytes
 from reoptd.compress._prune import magnitude_prune, structured_prune
-from reoptd.compress._quantize import quantize
+from reoptd.compress._quantize import quantize, static_quantize
 from reoptd.compress._select import BASELINE, Candidate, Selection, select
 from reoptd.errors import OptimizeError
 from reoptd.models._torch import TorchMLP
 from reoptd.monitor import evaluate, metric_names
 from reoptd.policy import Policy
-from reoptd.policy._schema import COMPRESS_METHODS
+from reoptd.policy._schema import COMPRESS_METHODS, QUANTIZE_METHODS
 
 log = logging.getLogger("reoptd.compress")
 
@@ -57,9 +59,18 @@ def sequences(methods: list[str], torch_baseline: bool) -> list[tuple[str, ...]]
         combo
         for n in range(1, len(ordered) + 1)
         for combo in itertools.combinations(ordered, n)
-        if torch_baseline or combo[0] == "distill"
+        if (torch_baseline or combo[0] == "distill")
+        and sum(m in QUANTIZE_METHODS for m in combo) <= 1
     ]
     return chains
+
+
+def calibration_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` rows of ``frame`` evenly spaced over it (all of them when it has fewer), so that
+    calibration sees the whole training window, deterministically."""
+    if len(frame) <= n:
+        return frame
+    return frame.iloc[np.linspace(0, len(frame) - 1, n).round().astype(int)]
 
 
 def compress_model(
@@ -75,6 +86,7 @@ def compress_model(
     target = policy.target
     names = metric_names(policy)
     batch_sizes = cfg.all_batch_sizes
+    calibration = cfg.static_quantize.calibration_rows
 
     def apply(method: str, model: Any) -> TorchMLP:
         if method == "distill":
@@ -102,6 +114,8 @@ def compress_model(
             return magnitude_prune(model, cfg.prune.amount)
         if method == "low_rank":
             return low_rank(model, cfg.low_rank.energy)
+        if method == "static_quantize":
+            return static_quantize(model, calibration_rows(fit_rows, calibration))
         return quantize(model)
 
     def score(name: str, methods: list[str], model: Any) -> Candidate:

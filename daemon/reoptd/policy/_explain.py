@@ -220,6 +220,8 @@ _METHOD_WORDS = {
     "magnitude": "magnitude pruning of {amount:.0%} of the weights",
     "low_rank": "low-rank factorization keeping {energy:.0%} of each layer's SVD energy",
     "quantize": "dynamic int8 quantization",
+    "static_quantize": "static post-training int8 quantization (Linear+ReLU fused, calibrated on"
+    " {calibration} training rows)",
 }
 
 
@@ -231,6 +233,7 @@ def _compress(policy: Policy) -> str:
             t=c.distill.temperature,
             amount=c.prune.amount,
             energy=c.low_rank.energy,
+            calibration=c.static_quantize.calibration_rows,
         )
         for m in c.methods
     ]
@@ -247,12 +250,15 @@ def _compress(policy: Policy) -> str:
     timer = (
         "CPU time of one thread" if c.timer == "cpu" else f"elapsed time on {c.threads} thread(s)"
     )
+    both = {"quantize", "static_quantize"} <= set(c.methods)
+    one_quantization = " (a chain ends with one of the two quantizations at most)" if both else ""
     others = [b for b in c.all_batch_sizes if b != c.batch_size]
     also = f", also at batch {', '.join(map(str, others))}" if others else ""
     return (
         f"The compress step takes {what} and tries {', '.join(words)}, each alone and chained in"
-        f" that order. Every candidate is measured on the holdout for {policy.metric}, for its"
-        f" artifact size and for its latency ({timer}, {c.repetitions} calls after a warm-up"
+        f" that order{one_quantization}. Every candidate is measured on the holdout for"
+        f" {policy.metric}, for its artifact size and for its latency ({timer}, {c.repetitions}"
+        f" calls after a warm-up"
         f"{also}); it keeps {goal} among candidates that lose at most"
         f" {c.max_metric_drop:g} {policy.metric}, and never one worse than the uncompressed"
         " model on that objective (if none qualifies, the model stays uncompressed)."

@@ -507,7 +507,9 @@ class Tune(_Block):
     )
 
 
-COMPRESS_METHODS = ("distill", "prune", "magnitude", "low_rank", "quantize")
+COMPRESS_METHODS = ("distill", "prune", "magnitude", "low_rank", "quantize", "static_quantize")
+#: methods that end a chain (a quantized network is not compressed further): at most one each
+QUANTIZE_METHODS = ("quantize", "static_quantize")
 
 
 class Distill(_Block):
@@ -546,17 +548,31 @@ class LowRank(_Block):
     )
 
 
+class StaticQuantize(_Block):
+    calibration_rows: int = Field(
+        1024,
+        ge=1,
+        description="training rows (evenly spaced over the window) passed through the network to"
+        " fix the activation scales of `static_quantize`",
+    )
+
+
 class Compress(_Block):
     """The compress step: build candidates, measure each, keep the best within the metric drop."""
 
-    methods: list[Literal["distill", "prune", "magnitude", "low_rank", "quantize"]] = Field(
-        default_factory=lambda: ["distill", "prune", "low_rank", "quantize"],
+    methods: list[
+        Literal["distill", "prune", "magnitude", "low_rank", "quantize", "static_quantize"]
+    ] = Field(
+        default_factory=lambda: ["distill", "prune", "low_rank", "quantize", "static_quantize"],
         min_length=1,
         description="methods to try, alone and chained in the order distill -> prune ->"
-        " magnitude -> low_rank -> quantize. distill: a smaller MLP student of the model;"
+        " magnitude -> low_rank -> quantize | static_quantize (a chain ends with at most one of"
+        " the two). distill: a smaller MLP student of the model;"
         " prune: structured, removes hidden neurons; magnitude: zeroes the smallest weights"
         " (never faster on dense kernels); low_rank: truncated-SVD factorization of Linear"
-        " layers; quantize: dynamic int8 Linear layers",
+        " layers; quantize: dynamic int8 Linear layers; static_quantize: post-training static"
+        " int8 (weights and activations, Linear+ReLU fused, calibrated on training rows, x86/fbgemm"
+        " backend)",
     )
     max_metric_drop: float = Field(
         0.01,
@@ -587,6 +603,9 @@ class Compress(_Block):
     distill: Distill = Field(default_factory=Distill, description="the student of `distill`")
     prune: Prune = Field(default_factory=Prune, description="`prune` and `magnitude`")
     low_rank: LowRank = Field(default_factory=LowRank, description="`low_rank`")
+    static_quantize: StaticQuantize = Field(
+        default_factory=StaticQuantize, description="`static_quantize`"
+    )
 
     @model_validator(mode="after")
     def _cpu_timer_one_thread(self) -> Compress:
