@@ -376,6 +376,17 @@ def create_app(
             )
         return policy
 
+    async def ingest(
+        name: str, request: Request, kind: str, check: Callable, store: Callable
+    ) -> api.Ingested:
+        """Read a batch, ``check`` every row against the policy (``BatchRejected`` names the bad
+        ones), and ``store`` all of it in one transaction."""
+        policy = ingest_policy(name)
+        rows, text_values = await read_rows(request)
+        checked = check(policy, rows, text=text_values)
+        count = await run_in_threadpool(store, registry, policy, checked, clock.now())
+        return api.Ingested(model=name, kind=kind, accepted=count)
+
     ingest_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": api.Error, "description": "the body is not JSON / CSV"},
         413: {"model": api.Error, "description": "body or batch over the size limit"},
@@ -394,11 +405,7 @@ def create_app(
     )
     async def ingest_predictions(name: ModelName, request: Request) -> api.Ingested:
         """Production rows (id, timestamp, features) as JSON or CSV; all stored or none."""
-        policy = ingest_policy(name)
-        rows, text_values = await read_rows(request)
-        checked = check_predictions(policy, rows, text=text_values)
-        count = await run_in_threadpool(store_predictions, registry, policy, checked, clock.now())
-        return api.Ingested(model=name, kind="predictions", accepted=count)
+        return await ingest(name, request, "predictions", check_predictions, store_predictions)
 
     @mutating.post(
         "/ingest/{name}/labels",
@@ -409,11 +416,7 @@ def create_app(
     )
     async def ingest_labels(name: ModelName, request: Request) -> api.Ingested:
         """Labels (id, target) as JSON or CSV; they join their predictions on the id."""
-        policy = ingest_policy(name)
-        rows, text_values = await read_rows(request)
-        checked = check_labels(policy, rows, text=text_values)
-        count = await run_in_threadpool(store_labels, registry, policy, checked, clock.now())
-        return api.Ingested(model=name, kind="labels", accepted=count)
+        return await ingest(name, request, "labels", check_labels, store_labels)
 
     @app.exception_handler(_Status)
     async def _status(_request: Request, exc: _Status) -> JSONResponse:
