@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from reoptd.compress._arch import describe, hidden_widths
 from reoptd.errors import OptimizeError
-from reoptd.models._torch import TorchMLP, _single_thread
+from reoptd.models._torch import TorchMLP, torch_threads
 
 
 def float_copy(model: TorchMLP) -> nn.Sequential:
@@ -103,7 +103,7 @@ def train_network(
         return alpha * F.mse_loss(out, soft[rows]) + (1 - alpha) * hard
 
     best, best_state, stale, ran = math.inf, None, 0, 0
-    with torch.random.fork_rng(devices=[]), _single_thread():
+    with torch.random.fork_rng(devices=[]), torch_threads(1):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr)

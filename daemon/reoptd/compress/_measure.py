@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from reoptd.models import Model
+from reoptd.models._torch import torch_threads
 
 WARMUP = 5
 
@@ -76,21 +76,16 @@ def latencies(
     batch = batch_of(frame, batch_size)
     times = np.empty((len(models), repetitions))
     walls = np.empty((len(models), repetitions))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            for model in models:
-                for _ in range(WARMUP):
-                    model.predict(batch)
-            for r in range(repetitions):
-                for i, model in enumerate(models):
-                    cpu, started = time.thread_time(), time.perf_counter()
-                    model.predict(batch)
-                    walls[i, r] = time.perf_counter() - started
-                    times[i, r] = time.thread_time() - cpu if timer == "cpu" else walls[i, r]
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), threadpool_limits(limits=threads):
+        for model in models:
+            for _ in range(WARMUP):
+                model.predict(batch)
+        for r in range(repetitions):
+            for i, model in enumerate(models):
+                cpu, started = time.thread_time(), time.perf_counter()
+                model.predict(batch)
+                walls[i, r] = time.perf_counter() - started
+                times[i, r] = time.thread_time() - cpu if timer == "cpu" else walls[i, r]
     out = []
     for row, wall in zip(times, walls, strict=True):
         p50, p95 = np.percentile(row * 1000, [50, 95])

@@ -125,14 +125,15 @@ def _network(inputs: int, hidden: list[int], dropout: float, outputs: int) -> nn
 
 
 @contextmanager
-def _single_thread() -> Iterator[None]:
-    """Small MLPs train fastest (and reproducibly) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run torch's intra-op kernels on ``threads`` threads, restoring the count afterwards.
+    Small MLPs train fastest (and reproducibly) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 class TorchMLP:
@@ -271,7 +272,7 @@ class TorchMLP:
             y = torch.from_numpy(((values - self.y_mean) / self.y_scale).astype(np.float32))
             outputs = 1
             loss_fn = nn.MSELoss()
-        with torch.random.fork_rng(devices=[]), _single_thread():
+        with torch.random.fork_rng(devices=[]), torch_threads(1):
             torch.manual_seed(self._params["seed"])
             self._train(x, y, outputs, loss_fn, on_epoch)
         return self
