@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _receiver import SECRET, Receiver
 from _served import TOKEN
-from test_webhooks import SECRET, Receiver
 
 from reoptd.api import ApiServer, create_app
 from reoptd.clock import SimulatedClock

@@ -19,7 +19,7 @@ from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
 
 REOPTD = str(Path(sys.executable).parent / "reoptd")
-POLICIES = sorted((Path(__file__).parent.parent / "policies").glob("*.yaml"))
+POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
 
 
 def test_the_demo_is_explained_in_plain_words() -> None:

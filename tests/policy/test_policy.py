@@ -24,7 +24,7 @@ from reoptd.policy import (
 )
 from reoptd.settings import DEMO_POLICY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 REOPTD = Path(sys.executable).parent / "reoptd"
 

@@ -1,0 +1,69 @@
+"""The typer applications, shared options and helpers of every command group."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reoptd.settings import Settings
+
+app = typer.Typer(
+    help="reoptd keeps production ML models optimized: it watches production data, detects drift "
+    "with Evidently, re-optimizes when a policy says so, validates the challenger against the "
+    "champion, promotes it, and exports every step as Prometheus metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+models_app = typer.Typer(help="Inspect the registry and change champions.", no_args_is_help=True)
+policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
+demo_app = typer.Typer(help="The built-in demo stream.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(policy_app, name="policy")
+app.add_typer(demo_app, name="demo")
+
+PoliciesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--policies",
+        help="Directory of policy YAML files (default: $REOPTD_POLICIES, else the embedded demo).",
+        show_default=False,
+    ),
+]
+ClockOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto: a simulated clock for demo policies, the system clock otherwise; "
+        "or 'system' / 'simulated'."
+    ),
+]
+
+
+def _settings(policies: Path | None = None) -> Settings:
+    settings = Settings()
+    if policies is not None:
+        settings.policies = policies
+    return settings
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")

@@ -1,0 +1,187 @@
+"""``reoptd check`` and ``reoptd optimize``: one cycle, one re-optimization."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reoptd import app as assemble
+from reoptd.cli._common import (
+    ClockOpt,
+    PoliciesOpt,
+    _iso,
+    _logging,
+    _settings,
+    app,
+)
+from reoptd.errors import ReoptdError
+
+
+@app.command()
+def check(
+    model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
+    policies: PoliciesOpt = None,
+    clock: ClockOpt = "auto",
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write Evidently's HTML drift report (DataDriftPreset with the policy's "
+            "methods and thresholds, the champion's reference vs the checked window) to this file."
+        ),
+    ] = None,
+) -> None:
+    """Run one monitoring cycle for MODEL now: check, decide, re-optimize if the policy says so."""
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+
+    _logging()
+    settings = _settings(policies)
+    policy = assemble.find_policy(settings.policies, model)
+    registry = assemble.open_registry(settings)
+    the_clock = assemble.make_clock(clock, [policy], registry)
+    now = the_clock.now()
+    loop = ModelLoop(policy, registry, Metrics())
+    outcome = loop.cycle(now)
+    if html is not None:
+        from reoptd.monitor._html import write_drift_html
+
+        window = loop.source.read(now - policy.monitor.window, now)
+        if window.empty:
+            raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
+        written = write_drift_html(policy, loop.champion().reference, window, html)
+        typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
+    if outcome.check is not None and outcome.check.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def optimize(
+    model: Annotated[
+        str | None, typer.Argument(help="Model name (the policy's `model:`).", show_default=False)
+    ] = None,
+    policies: PoliciesOpt = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="A policy file, instead of MODEL from --policies."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Optimize on this CSV/Parquet file instead of the policy's source."),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated steps to run instead of the policy's pipeline, e.g. "
+            "retrain,tune (validate is kept when the policy has it); `compress` alone compresses "
+            "the current champion."
+        ),
+    ] = None,
+    clock: ClockOpt = "auto",
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the run as JSON: model, trigger, outcome, reason, champion_version, "
+            "challenger_version, seconds, steps {step: {seconds, ...}}, policy; with a tune step "
+            "also trials, best_params, best_value; with a compress step also candidates (name, "
+            "methods, metric, size_bytes, latency_p50_ms, latency_p95_ms, batch_size) and chosen."
+        ),
+    ] = None,
+) -> None:
+    """Re-optimize a model now, whatever its triggers say: run the pipeline, validate, promote if
+    the challenger wins. Exit 1 if the run failed.
+
+    With --policy FILE --data FILE it optimizes on a file (state in $REOPTD_HOME), e.g. to try a
+    tuning setup before deploying it.
+    """
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+    from reoptd.policy import load_policy
+
+    _logging()
+    settings = _settings(policies)
+    if policy_file is not None:
+        policy = load_policy(policy_file)
+    elif model is not None:
+        policy = assemble.find_policy(settings.policies, model)
+    else:
+        raise ReoptdError("name a MODEL, or give --policy FILE (with --data FILE)")
+    if steps:
+        policy = _with_steps(policy, steps)
+    registry = assemble.open_registry(settings)
+    source = None
+    if data is not None:
+        source, now = _file_source(policy, data)
+        policy = policy.model_copy(update={"timestamp": source.timestamp})
+    else:
+        now = assemble.make_clock(clock, [policy], registry).now()
+    loop = ModelLoop(policy, registry, Metrics(), source=source)
+    loop.progress = sys.stderr.isatty()
+    run_row = loop.optimize(now, trigger="manual")
+    if report is not None:
+        document: dict[str, Any] = {
+            "model": policy.model,
+            "trigger": run_row.trigger,
+            "outcome": run_row.outcome,
+            "reason": run_row.reason,
+            "champion_version": run_row.champion_version,
+            "challenger_version": run_row.challenger_version,
+            "started_at": _iso(run_row.started_at),
+            "seconds": run_row.seconds,
+            "steps": run_row.steps,
+            "policy": policy.model_dump(mode="json", by_alias=True),
+        }
+        tune = run_row.steps.get("tune")
+        if tune:
+            document.update(
+                trials=tune["trials"],
+                best_params=tune["best_params"],
+                best_value=tune["best_value"],
+            )
+        compress = run_row.steps.get("compress")
+        if compress:
+            document.update(candidates=compress["candidates"], chosen=compress["chosen"])
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(document, indent=2))
+    if run_row.outcome == "failed":
+        raise typer.Exit(1)
+
+
+def _with_steps(policy, steps: str):
+    from reoptd.policy import Policy
+
+    names = [s.strip() for s in steps.split(",") if s.strip()]
+    if "validate" in policy.steps and "validate" not in names:
+        names.append("validate")
+    data = policy.model_dump(mode="json", by_alias=True)
+    budgets = {s.name: s.budget for s in policy.pipeline}
+    data["pipeline"] = [
+        {"name": n, "budget": None if budgets.get(n) is None else budgets[n].total_seconds()}
+        for n in names
+    ]
+    try:
+        return Policy.model_validate(data)
+    except ValueError as exc:
+        raise ReoptdError(f"--steps {steps}: {exc}") from None
+
+
+def _file_source(policy, data: Path):
+    """A replay of ``data`` seen from just after its last row (all labels present)."""
+    import numpy as np
+    import pandas as pd
+
+    from reoptd.backtest._history import load_history
+    from reoptd.data import ReplaySource
+
+    history = load_history(data, policy)
+    source = ReplaySource(
+        history.frame,
+        history.policy.timestamp,
+        history.policy.target,
+        np.array(history.ts),
+    )
+    now = history.frame[history.policy.timestamp].iloc[-1] + pd.Timedelta(microseconds=1)
+    return source, now.to_pydatetime()

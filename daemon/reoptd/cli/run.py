@@ -1,0 +1,106 @@
+"""``reoptd run``: the daemon."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from reoptd import app as assemble
+from reoptd.cli._common import (
+    ClockOpt,
+    PoliciesOpt,
+    _logging,
+    _settings,
+    app,
+)
+from reoptd.errors import ReoptdError
+
+
+@app.command()
+def run(
+    policies: PoliciesOpt = None,
+    exit_after: Annotated[
+        float | None, typer.Option(help="Stop by itself after this many seconds.")
+    ] = None,
+    clock: ClockOpt = "auto",
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Simulated seconds per real second (demo default {assemble.DEMO_SPEED:g})."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics (default $REOPTD_METRICS_PORT or 9464).")
+    ] = None,
+    api_host: Annotated[
+        str | None,
+        typer.Option(help="Address of the HTTP API (default $REOPTD_API_HOST or 127.0.0.1)."),
+    ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the HTTP API (default $REOPTD_API_PORT or 8464; 0: any free)."),
+    ] = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464, the HTTP API
+    on 127.0.0.1:8464 (mutating routes need REOPTD_API_TOKEN).
+
+    Without --policies it runs the embedded demo (policy `demo_churn` on the built-in demo stream,
+    on a simulated clock) with SQLite under $REOPTD_HOME (default ./.reoptd). Ctrl-C or SIGTERM
+    stops it cleanly.
+    """
+    from reoptd.loop import ModelLoop
+    from reoptd.metrics import Metrics
+    from reoptd.service import Service
+
+    _logging(verbose)
+    log = logging.getLogger("reoptd")
+    settings = _settings(policies)
+    loaded, errors = assemble.read_policies(settings.policies)
+    for error in errors:
+        log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
+    if not loaded:
+        raise ReoptdError("no valid policy to run; fix the errors above")
+    metrics = Metrics(max_features=settings.max_feature_series, process=True)
+    registry = assemble.open_registry(settings, metrics)
+    if speed is None and assemble.is_demo(loaded):
+        speed = assemble.DEMO_SPEED
+    the_clock = assemble.make_clock(clock, loaded, registry, speed)
+    metrics.watch_champions(registry, the_clock)
+    loops = [ModelLoop(p, registry, metrics) for p in loaded]
+    log.info(
+        "reoptd starting: %d model(s) [%s], database %s, clock %s at %s",
+        len(loops),
+        ", ".join(p.model for p in loaded),
+        registry.engine.url.render_as_string(hide_password=True),
+        type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
+        the_clock.now().isoformat(timespec="seconds"),
+    )
+    service = Service(
+        loops,
+        the_clock,
+        metrics,
+        metrics_host=settings.metrics_host,
+        metrics_port=metrics_port or settings.metrics_port,
+    )
+    if not no_api:
+        from reoptd.api import ApiServer, create_app
+
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        app = create_app(
+            registry,
+            loaded,
+            the_clock,
+            token=token,
+            scheduler_running=lambda: service.scheduler.running,
+            max_body_bytes=settings.api_max_body_bytes,
+            max_rows=settings.api_max_rows,
+        )
+        host = api_host or settings.api_host
+        service.api = ApiServer(app, host, settings.api_port if api_port is None else api_port)
+        if token is None:
+            log.info("API: mutating routes disabled (set REOPTD_API_TOKEN to enable them)")
+    service.run(exit_after)

@@ -1,0 +1,100 @@
+"""``reoptd status``: models, champions, last checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from reoptd import app as assemble
+from reoptd.cli._common import (
+    _iso,
+    _settings,
+    app,
+)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Models, champion versions, last checks and decisions.
+
+    --json prints {"models": [{"name", "champion_version", "versions" (count), "last_check"
+    (ISO time), "last_check_status", "drift_share", "last_decision" {"at", "fire", "triggers",
+    "reasons"}, "metrics" and "estimated" (the last check's measured and label-free metrics),
+    "last_backfill" {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
+    """
+    registry = assemble.open_registry(_settings())
+    entries = []
+    for model in registry.models():
+        checks = registry.checks(model.name, limit=1)
+        decision = registry.last_decision(model.name)
+        last = checks[-1] if checks else None
+        entries.append(
+            {
+                "name": model.name,
+                "champion_version": model.champion_version,
+                "versions": len(registry.versions(model.name)),
+                "last_check": _iso(last.at) if last else None,
+                "last_check_status": last.status if last else None,
+                "drift_share": last.drift_share if last else None,
+                "metrics": dict(last.metrics) if last else {},
+                "estimated": dict((last.signals or {}).get("estimated") or {}) if last else {},
+                "last_backfill": _last_backfill(registry, model.name),
+                "last_decision": None
+                if decision is None
+                else {
+                    "at": _iso(decision.at),
+                    "fire": decision.fire,
+                    "triggers": decision.triggers,
+                    "reasons": decision.reasons,
+                },
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"models": entries}, indent=2))
+        return
+    if not entries:
+        typer.echo("no models yet: start the daemon with `reoptd run`")
+        return
+    for e in entries:
+        share = "n/a" if e["drift_share"] is None else f"{e['drift_share']:.2f}"
+        typer.echo(
+            f"{e['name']}: champion v{e['champion_version']} of {e['versions']} versions;"
+            f" last check {e['last_check']} ({e['last_check_status']}), drift share {share}"
+        )
+        if e["estimated"]:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in e["estimated"].items())
+            typer.echo(f"  estimated without labels: {shown}")
+        if e["last_backfill"]:
+            b = e["last_backfill"]
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in b["metrics"].items())
+            typer.echo(
+                f"  last backfill {b['at']}: window ending {b['window_end']} re-scored with"
+                f" {b['labelled_rows']} labels (had {b['labelled_rows_before']}): {shown}"
+            )
+        if e["last_decision"]:
+            d = e["last_decision"]
+            verdict = "re-optimize" if d["fire"] else "hold"
+            typer.echo(f"  last decision {d['at']}: {verdict} — {d['reasons']}")
+
+
+def _last_backfill(registry, name: str) -> dict | None:
+    """The most recently re-scored past window among the model's recent checks."""
+    done = [
+        (c, (c.signals or {})["backfill"])
+        for c in registry.checks(name, limit=200)
+        if "metrics" in ((c.signals or {}).get("backfill") or {})
+    ]
+    if not done:
+        return None
+    check, record = max(done, key=lambda pair: pair[1]["at"])
+    return {
+        "at": record["at"],
+        "window_end": _iso(check.window_end),
+        "labelled_rows_before": record["labelled_rows_before"],
+        "labelled_rows": record["labelled_rows"],
+        "metrics": record["metrics"],
+    }
