@@ -246,6 +246,7 @@ def _promtool() -> str:
     return promtool
 
 
+@pytest.mark.external  # promtool comes from the Debian package the test set-up installs
 @pytest.mark.parametrize(
     "args",
     [
@@ -264,6 +265,7 @@ def test_promtool_accepts_the_prometheus_files(args: list[str]) -> None:
     assert "SUCCESS" in output and "FAILED" not in output and "WARNING" not in output, output
 
 
+@pytest.mark.external
 def test_promtool_finds_no_problem_in_the_daemons_metrics(demo_scrape: str) -> None:
     out = subprocess.run(
         [_promtool(), "check", "metrics"],
