@@ -1,4 +1,6 @@
-"""Storage and registry, on SQLite and a real PostgreSQL (the `external` parameter)."""
+"""The SQL store on SQLite and a real PostgreSQL (the `external` parameter): what only SQL
+can show (a crash inside the transaction, restarts, an unreachable server, the number of
+statements a scrape makes). What every store must do is in reoptd.testing.store_contract."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import pytest
 
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError, VersionNotFound
 from reoptd.policy import Policy
-from reoptd.registry import CheckRow, DecisionRow, Registry, RunRow
+from reoptd.store import Store
+from reoptd.store.sql import SqlStore
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -21,19 +24,19 @@ def _reference() -> bytes:
     return buffer.getvalue()
 
 
-def _add(registry: Registry, name: str, payload: bytes, at: datetime = T0, **fields):
+def _add(registry: Store, name: str, payload: bytes, at: datetime = T0, **fields):
     return registry.add_version(
         name, model_bytes=payload, reference_bytes=_reference(), at=at, **fields
     )
 
 
 @pytest.fixture
-def model(registry: Registry, demo_policy: Policy) -> str:
+def model(registry: Store, demo_policy: Policy) -> str:
     registry.ensure_model(demo_policy, T0)
     return demo_policy.model
 
 
-def test_versions_number_up_and_record_their_artifact(registry: Registry, model: str) -> None:
+def test_versions_number_up_and_record_their_artifact(registry: Store, model: str) -> None:
     v1 = _add(registry, model, b"model one", trigger="bootstrap", params={"max_depth": 3})
     v2 = _add(registry, model, b"model two", parent_version=1, trigger="drift_share")
     assert (v1.version, v2.version) == (1, 2)
@@ -44,7 +47,7 @@ def test_versions_number_up_and_record_their_artifact(registry: Registry, model:
     assert registry.version(model, 2).created_at == T0  # read back timezone-aware
 
 
-def test_promote_and_rollback_change_the_champion(registry: Registry, model: str) -> None:
+def test_promote_and_rollback_change_the_champion(registry: Store, model: str) -> None:
     _add(registry, model, b"one")
     _add(registry, model, b"two")
     registry.promote(model, 1, at=T0, reason="first")
@@ -60,14 +63,14 @@ def test_promote_and_rollback_change_the_champion(registry: Registry, model: str
     assert [e.kind for e in registry.events(model)] == ["promote", "promote", "rollback"]
 
 
-def test_rollback_without_history_is_refused(registry: Registry, model: str) -> None:
+def test_rollback_without_history_is_refused(registry: Store, model: str) -> None:
     _add(registry, model, b"one")
     registry.promote(model, 1, at=T0)
     with pytest.raises(ReoptdError, match="no earlier champion"):
         registry.rollback(model, at=T0)
 
 
-def test_unknown_names_are_clear_errors(registry: Registry, model: str) -> None:
+def test_unknown_names_are_clear_errors(registry: Store, model: str) -> None:
     with pytest.raises(ModelNotFound, match="'nope'"):
         registry.model("nope")
     with pytest.raises(VersionNotFound, match="no version 7"):
@@ -75,7 +78,7 @@ def test_unknown_names_are_clear_errors(registry: Registry, model: str) -> None:
 
 
 def test_crash_between_artifact_write_and_promotion_keeps_the_old_champion(
-    registry: Registry, model: str, monkeypatch: pytest.MonkeyPatch
+    registry: Store, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _add(registry, model, b"champion")
     registry.promote(model, 1, at=T0)
@@ -83,7 +86,7 @@ def test_crash_between_artifact_write_and_promotion_keeps_the_old_champion(
 
     # The process dies inside the promotion transaction, after the champion row was changed
     # but before commit: the transaction must roll back as a whole.
-    from reoptd.registry import _registry
+    from reoptd.store.sql import _store
 
     class Crash(RuntimeError):
         pass
@@ -91,12 +94,12 @@ def test_crash_between_artifact_write_and_promotion_keeps_the_old_champion(
     def crash(*args, **kwargs):
         raise Crash("power cut")
 
-    monkeypatch.setattr(_registry, "EventRow", crash)
+    monkeypatch.setattr(_store, "EventRow", crash)
     with pytest.raises(Crash):
         registry.promote(model, 2, at=T0 + timedelta(hours=1))
     monkeypatch.undo()
 
-    fresh = Registry(registry.url, registry.artifacts)  # as after a restart
+    fresh = SqlStore(registry.url, registry.artifacts)  # as after a restart
     assert fresh.model(model).champion_version == 1
     assert fresh.champion(model).version == 1
     assert fresh.load_artifact(fresh.champion(model)) == b"champion"
@@ -106,7 +109,7 @@ def test_crash_between_artifact_write_and_promotion_keeps_the_old_champion(
 
 
 def test_failed_artifact_write_leaves_no_version(
-    registry: Registry, model: str, monkeypatch: pytest.MonkeyPatch
+    registry: Store, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
 
@@ -122,7 +125,7 @@ def test_failed_artifact_write_leaves_no_version(
     assert leftovers == []  # the temporary file was removed, nothing under a real name
 
 
-def test_corrupt_artifact_is_refused_and_champion_stays(registry: Registry, model: str) -> None:
+def test_corrupt_artifact_is_refused_and_champion_stays(registry: Store, model: str) -> None:
     _add(registry, model, b"good")
     registry.promote(model, 1, at=T0)
     v2 = _add(registry, model, b"will be corrupted")
@@ -134,23 +137,20 @@ def test_corrupt_artifact_is_refused_and_champion_stays(registry: Registry, mode
         registry.load_artifact(v2)
 
 
-def test_checks_decisions_and_runs_round_trip(registry: Registry, model: str) -> None:
-    model_id = registry.model(model).id
+def test_checks_decisions_and_runs_round_trip(registry: Store, model: str) -> None:
     for minutes, share in ((0, 0.1), (30, 0.6)):
-        registry.add(
-            CheckRow(
-                model_id=model_id,
-                at=T0 + timedelta(minutes=minutes),
-                window_start=T0 - timedelta(hours=2),
-                window_end=T0,
-                status="ok",
-                champion_version=1,
-                rows=720,
-                labelled_rows=500,
-                drift_share=share,
-                features={"tenure": {"score": 0.3, "drifted": True}},
-                metrics={"f1": 0.71},
-            )
+        registry.add_check(
+            model,
+            at=T0 + timedelta(minutes=minutes),
+            window_start=T0 - timedelta(hours=2),
+            window_end=T0,
+            status="ok",
+            champion_version=1,
+            rows=720,
+            labelled_rows=500,
+            drift_share=share,
+            features={"tenure": {"score": 0.3, "drifted": True}},
+            metrics={"f1": 0.71},
         )
     checks = registry.checks(model)
     assert [c.drift_share for c in checks] == [0.1, 0.6]  # oldest first
@@ -159,26 +159,19 @@ def test_checks_decisions_and_runs_round_trip(registry: Registry, model: str) ->
     history = registry.history(model)
     assert history[-1].metrics == {"f1": 0.71} and history[-1].labelled_rows == 500
 
-    decision = registry.add(
-        DecisionRow(
-            model_id=model_id,
-            check_id=checks[-1].id,
-            at=T0,
-            fire=True,
-            triggers=["drift_share"],
-            reasons="drift_share 0.60 > 0.30",
-        )
+    decision = registry.add_decision(
+        model,
+        check_id=checks[-1].id,
+        at=T0,
+        fire=True,
+        triggers=["drift_share"],
+        reasons="drift_share 0.60 > 0.30",
     )
     assert registry.last_decision(model).triggers == ["drift_share"]
-    registry.add(
-        RunRow(
-            model_id=model_id,
-            decision_id=decision.id,
-            started_at=T0,
-            trigger="drift_share",
-            outcome="promoted",
-            steps={"retrain": {"seconds": 0.1}},
-        )
+    run = registry.start_run(model, started_at=T0, trigger="drift_share", decision_id=decision.id)
+    assert run.id is not None
+    registry.finish_run(
+        run.id, finished_at=T0, outcome="promoted", steps={"retrain": {"seconds": 0.1}}
     )
     state = registry.state(model, T0 + timedelta(hours=1))
     assert state.last_run_at == T0 and state.runs_last_day == 1
@@ -188,4 +181,4 @@ def test_checks_decisions_and_runs_round_trip(registry: Registry, model: str) ->
 
 def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ReoptdError, match="cannot reach the database"):
-        Registry("postgresql+psycopg://nobody:secret@127.0.0.1:1/none", tmp_path)
+        SqlStore("postgresql+psycopg://nobody:secret@127.0.0.1:1/none", tmp_path)
