@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError, VersionNotFound
-from reoptd.policy import Policy
+from reoptd.errors import (
+    ArtifactError,
+    ModelNotFound,
+    ReoptdError,
+    StoreUnavailable,
+    VersionNotFound,
+)
+from reoptd.policy import Policy, load_policy
+from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 from reoptd.store.sql import SqlStore
 
@@ -180,5 +187,70 @@ def test_checks_decisions_and_runs_round_trip(registry: Store, model: str) -> No
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(ReoptdError, match="cannot reach the database"):
+    with pytest.raises(ReoptdError, match="cannot reach the database") as error:
         SqlStore("postgresql+psycopg://nobody:secret@127.0.0.1:1/none", tmp_path)
+    assert isinstance(error.value, StoreUnavailable)
+    assert "127.0.0.1:1/none" in str(error.value) and "secret" not in str(error.value)
+
+
+def test_a_database_failing_under_the_store_is_a_reoptd_error_naming_it(tmp_path) -> None:
+    """The CLI prints any ReoptdError without a traceback; no SQLAlchemy error escapes."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'gone.db'}", tmp_path / "artifacts")
+    store.ensure_model(load_policy(DEMO_POLICY).model_copy(update={"model": "anything"}), T0)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE ingested_labels")
+        conn.exec_driver_sql("DROP TABLE ingested_predictions")
+    with pytest.raises(StoreUnavailable, match=r"gone\.db: OperationalError: no such table"):
+        store.count_ingested("anything")
+    store.ping()  # the database itself still answers
+    store.close()
+
+
+def test_a_scrape_reads_the_same_number_of_statements_whatever_the_models(
+    registry: SqlStore, demo_policy: Policy
+) -> None:
+    """The champion and version collectors read aggregates, not one query per model."""
+    import sqlalchemy as sa
+    from prometheus_client import generate_latest
+
+    from reoptd.clock import SimulatedClock
+    from reoptd.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_champions(registry, SimulatedClock(T0))
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    def add_model(name: str) -> None:
+        registry.ensure_model(demo_policy.model_copy(update={"model": name}), T0)
+        _add(registry, name, f"{name} one".encode(), metrics={"latency_seconds": 0.002})
+        _add(registry, name, f"{name} two".encode())
+        registry.promote(name, 1, at=T0)
+        registry.promote(name, 2, at=T0)
+        registry.rollback(name, at=T0)
+
+    def scrape() -> int:
+        statements.clear()
+        sa.event.listen(registry.engine, "before_cursor_execute", count)
+        try:
+            text = generate_latest(metrics.registry).decode()
+        finally:
+            sa.event.remove(registry.engine, "before_cursor_execute", count)
+        assert "reoptd_champion_info" in text
+        return len(statements)
+
+    add_model("first")
+    one = scrape()
+    for i in range(5):
+        add_model(f"model{i}")
+    six = scrape()
+    assert one == six and one <= 4, statements
+    get = metrics.registry.get_sample_value
+    assert get("reoptd_promotions_total", {"model": "model4"}) == 2
+    assert get("reoptd_rollbacks_total", {"model": "model4"}) == 1
+    assert get("reoptd_champion_info", {"model": "model4", "version": "1"}) == 1
+    assert get("reoptd_model_versions", {"model": "model4"}) == 2
+    assert get("reoptd_model_latency_seconds", {"model": "model4"}) == 0.002
+    assert get("reoptd_version_size_bytes", {"model": "model4", "version": "2"}) == 10
