@@ -22,8 +22,9 @@ from reoptd.data import DemoSource, _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
+from reoptd.store.sql import SqlStore
 
 TOKEN = "s3cret-token-for-tests"
 MODEL = "demo_churn"
@@ -40,7 +41,7 @@ def api_policy(*, mode: str = "manual", kind: str = "api") -> Policy:
 def seed(directory: Path) -> None:
     """v1 trained before the demo's drift (champion); v2 after it (pending approval)."""
     directory.mkdir(parents=True, exist_ok=True)
-    registry = Registry(f"sqlite:///{directory / 'reoptd.db'}", directory / "artifacts")
+    registry = SqlStore(f"sqlite:///{directory / 'reoptd.db'}", directory / "artifacts")
     clock = SimulatedClock(_demo.START)
     loop = ModelLoop(api_policy(), registry, Metrics(), source=DemoSource())
     loop.cycle(clock.now())
@@ -53,7 +54,7 @@ def seed(directory: Path) -> None:
 @dataclass
 class Served:
     url: str
-    registry: Registry
+    registry: Store
     clock: SimulatedClock
     policy: Policy
     server: ApiServer
@@ -74,7 +75,7 @@ def serve(
     **options: object,
 ) -> Iterator[Served]:
     shutil.copytree(template, home)
-    registry = Registry(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
+    registry = SqlStore(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
     clock = SimulatedClock(_demo.DRIFT_AT + timedelta(hours=2))
     policy = api_policy()
     app = create_app(registry, policies or [policy], clock, token=token, **options)  # type: ignore[arg-type]

@@ -1,20 +1,22 @@
-"""Shared fixtures: policies, a registry on SQLite or a real PostgreSQL, a simulated clock.
+"""Shared fixtures: policies, a store on SQLite or a real PostgreSQL, a simulated clock.
 
-The PostgreSQL server is the Debian package (installed by tests/install-servers.sh, which
-`make test` runs); it is started once per session on a free loopback port in a temporary
-directory and stopped at the end. Tests that use it are marked `external`.
+The PostgreSQL server is the one already listening on 127.0.0.1:5432 (trust auth) when there is
+one; otherwise the Debian package (installed by tests/install-servers.sh, which `make test`
+runs) is started once per session on a free loopback port in a temporary directory and stopped
+at the end. Each test gets a database of its own, dropped afterwards. Tests that use it are
+marked `external`.
 """
 
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +26,9 @@ from reoptd.clock import SimulatedClock
 from reoptd.data import _demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, load_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import MemoryStore
+from reoptd.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,9 +54,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: a PostgreSQL server the tests may use as it is (CI and the development machine run one)
+RUNNING_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def _answers(base: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(_admin(base), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _admin(base: str) -> str:
+    """The libpq URL of the server's ``postgres`` database (for CREATE/DROP DATABASE)."""
+    return base.replace("+psycopg", "") + "/postgres"
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server on loopback; yields a base URL without database name."""
+    if _answers(RUNNING_POSTGRES):
+        yield RUNNING_POSTGRES
+        return
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins:
         pytest.fail(
@@ -100,7 +125,17 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-_databases = itertools.count()
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database of its own on the PostgreSQL server, dropped after the test."""
+    import psycopg
+
+    name = f"reoptd_test_{uuid.uuid4().hex}"
+    with psycopg.connect(_admin(postgres_server), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_server}/{name}"
+    with psycopg.connect(_admin(postgres_server), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.external)])
@@ -108,27 +143,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database: a SQLite file, or a new database on the PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'reoptd.db'}"
-    import psycopg
-
-    base = request.getfixturevalue("postgres_server")
-    name = f"reoptd_test_{os.getpid()}_{next(_databases)}"
-    with psycopg.connect(base.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
-def registry(db_url: str, tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(db_url, tmp_path / "artifacts")
+def registry(db_url: str, tmp_path: Path) -> Iterator[SqlStore]:
+    """An SQL store on SQLite, and on PostgreSQL (``external``)."""
+    reg = SqlStore(db_url, tmp_path / "artifacts")
     yield reg
     reg.close()
 
 
 @pytest.fixture
-def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
+def sqlite_registry(tmp_path: Path) -> Iterator[SqlStore]:
+    reg = SqlStore(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
     yield reg
     reg.close()
+
+
+@pytest.fixture
+def memory_store(tmp_path: Path) -> MemoryStore:
+    """A store in memory (artifacts in a temporary directory): the loop's unit tests' default."""
+    return MemoryStore(tmp_path / "artifacts")
 
 
 @pytest.fixture(scope="session")

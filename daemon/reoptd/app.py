@@ -1,4 +1,4 @@
-"""Assembling the daemon's parts from settings: registry, policies, clock, loops.
+"""Assembling the daemon's parts from settings: store, policies, clock, loops.
 
 The CLI calls these; tests build the same parts directly with their own arguments.
 """
@@ -13,8 +13,8 @@ from reoptd.clock import AcceleratedClock, Clock, SimulatedClock, SystemClock
 from reoptd.data import _demo
 from reoptd.errors import ModelNotFound, PolicyError, ReoptdError
 from reoptd.policy import Policy, load_policies, load_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY, Settings
+from reoptd.store import Store, open_store
 
 if TYPE_CHECKING:
     from reoptd.metrics import Metrics
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 DEMO_SPEED = 300.0
 
 
-def open_registry(settings: Settings, metrics: Metrics | None = None) -> Registry:
-    """The registry, with the webhooks of the settings listening to its champion changes."""
-    registry = Registry(settings.database_url, settings.artifacts)
+def open_registry(settings: Settings, metrics: Metrics | None = None) -> Store:
+    """The store, with the webhooks of the settings listening to its champion changes."""
+    registry = open_store(settings.database_url, settings.artifacts)
     if settings.webhooks:
         from reoptd.webhooks import WebhookNotifier
 
@@ -72,7 +72,7 @@ def is_demo(policies: list[Policy]) -> bool:
     return bool(policies) and all(p.data.production.kind == "demo" for p in policies)
 
 
-def resume_point(policies: list[Policy], registry: Registry) -> datetime:
+def resume_point(policies: list[Policy], registry: Store) -> datetime:
     """Where a simulated demo clock starts: the demo start, or after the last recorded check."""
     start = _demo.START
     for policy in policies:
@@ -86,7 +86,7 @@ def resume_point(policies: list[Policy], registry: Registry) -> datetime:
 
 
 def make_clock(
-    mode: str, policies: list[Policy], registry: Registry, speed: float | None = None
+    mode: str, policies: list[Policy], registry: Store, speed: float | None = None
 ) -> Clock:
     """``system``, ``simulated`` (accelerated by ``speed``), or ``auto``: simulated for demo
     policies, system otherwise."""

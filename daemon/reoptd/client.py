@@ -26,7 +26,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -34,6 +34,9 @@ import pandas as pd
 
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError
 from reoptd.models import Model, load_model
+
+if TYPE_CHECKING:
+    from reoptd.store import Store
 
 log = logging.getLogger("reoptd.client")
 
@@ -65,16 +68,16 @@ class Champion:
         self.name = name
         self.poll_every = poll_every
         self._http: httpx.Client | None = None
-        self._registry = None
+        self._registry: Store | None = None
         if url is not None:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         else:
-            from reoptd.registry import Registry
             from reoptd.settings import Settings
+            from reoptd.store import open_store
 
             settings = Settings(home=Path(home))  # type: ignore[arg-type]
-            self._registry = Registry(settings.database_url, settings.artifacts)
+            self._registry = open_store(settings.database_url, settings.artifacts)
         self._stop = threading.Event()
         self._current: _Loaded | None = None
         self.swaps = 0  # how many times a newer champion replaced the loaded one

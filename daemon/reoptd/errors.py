@@ -7,6 +7,8 @@
      ├── ModelNotFound        no model or policy with that name
      ├── VersionNotFound      no such version of a model
      ├── ArtifactError        an artifact is missing or its sha256 does not match
+     ├── StoreUnavailable     the store's database cannot be reached or failed (names it)
+     ├── DuplicateIds         ingested rows whose ids were stored before; nothing was stored
      └── OptimizeError        a re-optimization step could not produce a challenger
 
 The CLI prints ``str(error)`` for any of them and exits non-zero; nothing here is meant to reach
@@ -56,6 +58,28 @@ class VersionNotFound(ReoptdError):
 
 class ArtifactError(ReoptdError):
     """An artifact is missing, unreadable, or its content does not match its sha256."""
+
+
+class StoreUnavailable(ReoptdError):
+    """The store's database cannot be reached, or failed under a read or write. The message names
+    the database (its URL with the password hidden) and the driver's error."""
+
+
+class DuplicateIds(ReoptdError):
+    """A batch of ingested rows holds ids stored before (``ids``), or a concurrent batch stored
+    one of them first (``concurrent``): nothing of the batch was stored."""
+
+    def __init__(self, model: str, ids: list[str], *, concurrent: bool = False) -> None:
+        self.model = model
+        self.ids = ids
+        self.concurrent = concurrent
+        shown = ", ".join(repr(i) for i in ids[:5]) + (" …" if len(ids) > 5 else "")
+        what = (
+            "an id of the batch was stored meanwhile"
+            if concurrent
+            else f"ids stored before: {shown}"
+        )
+        super().__init__(f"model {model!r}: {what}; nothing of the batch was stored")
 
 
 class OptimizeError(ReoptdError):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,7 +26,7 @@ from reoptd.monitor import Champion, CheckResult, check, evaluate
 from reoptd.monitor._backfill import backfill
 from reoptd.optimize import RunResult, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide, load_policy
-from reoptd.registry import CheckRow, DecisionRow, ModelRow, Registry, RunRow, VersionRow
+from reoptd.store import CheckRecord, ModelRecord, RunRecord, Store, VersionRecord
 
 log = logging.getLogger("reoptd.loop")
 
@@ -34,9 +35,9 @@ log = logging.getLogger("reoptd.loop")
 class CycleOutcome:
     """What one cycle did, for callers that want more than the log line."""
 
-    check: CheckRow | None = None
+    check: CheckRecord | None = None
     decision: Decision | None = None
-    run: RunRow | None = None
+    run: RunRecord | None = None
 
 
 class ModelLoop:
@@ -45,7 +46,7 @@ class ModelLoop:
     def __init__(
         self,
         policy: Policy,
-        registry: Registry,
+        registry: Store,
         metrics: Metrics,
         source: Source | None = None,
     ) -> None:
@@ -58,6 +59,7 @@ class ModelLoop:
         self._snapshot: Policy | None = None  # the policy last written to the model's row
         self._model_id: int | None = None
         self._others: dict[int, object] = {}  # a shadow or previous champion, loaded once
+        self._current: CheckRecord | None = None  # this cycle's check, as last stored
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         if policy.source is not None:
             with contextlib.suppress(OSError):
@@ -123,7 +125,7 @@ class ModelLoop:
 
     # -- the cycle ------------------------------------------------------------------------------
 
-    def _model(self, now: datetime) -> ModelRow:
+    def _model(self, now: datetime) -> ModelRecord:
         """The model's row, read fresh (a CLI promotion may have changed the champion). The
         policy snapshot is written only when this loop's policy is new, not on every check."""
         if self._snapshot is not self.policy:
@@ -147,25 +149,27 @@ class ModelLoop:
             return CycleOutcome(check=row)
         row, result = self._check(now, champion)
         self._backfill(now, champion, row)
-        outcome = CycleOutcome(check=row)
+        outcome = CycleOutcome(check=self._current)
         if row.status != "ok" or result is None:
             return outcome
-        if self._guard(now, champion, result, row) or self._shadow(now, champion, result, row):
+        changed = self._guard(now, champion, result, row) or self._shadow(
+            now, champion, result, row
+        )
+        outcome.check = self._current  # as annotated by the guard or the shadow
+        if changed:
             return outcome  # the champion changed: the next check judges the new one
         state = self.registry.state(self.name, now)
         # a margin over the longest streak: failed and skipped checks do not count towards it
         history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
         decision = decide(self.policy, history, state, now)
         outcome.decision = decision
-        stored = self.registry.add(
-            DecisionRow(
-                model_id=model.id,
-                check_id=row.id,
-                at=now,
-                fire=decision.fire,
-                triggers=decision.triggers,
-                reasons=decision.summary,
-            )
+        stored = self.registry.add_decision(
+            self.name,
+            check_id=row.id,
+            at=now,
+            fire=decision.fire,
+            triggers=decision.triggers,
+            reasons=decision.summary,
         )
         self.metrics.decisions.labels(self.name, "fire" if decision.fire else "hold").inc()
         log.info(
@@ -178,7 +182,7 @@ class ModelLoop:
             outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=stored.id)
         return outcome
 
-    def _check(self, now: datetime, champion: Champion) -> tuple[CheckRow, CheckResult | None]:
+    def _check(self, now: datetime, champion: Champion) -> tuple[CheckRecord, CheckResult | None]:
         try:
             result = check(self.policy, self.source, champion, now)
         except EmptyWindow as exc:
@@ -239,47 +243,50 @@ class ModelLoop:
         reason: str,
         version: int | None,
         result: CheckResult | None = None,
-    ) -> CheckRow:
+    ) -> CheckRecord:
         self.metrics.checks.labels(self.name, status).inc()
-        row = CheckRow(
-            model_id=self._model_id,  # set by the cycle's _model() before any check is recorded
+        measured: dict[str, Any] = {}
+        if result is not None:
+            measured = {
+                "rows": result.rows,
+                "labelled_rows": result.labelled_rows,
+                "drift_share": result.drift_share,
+                "dataset_drift": result.drift_share >= self.policy.monitor.drift.drift_share,
+                "features": {k: v.to_dict() for k, v in result.features.items()},
+                "metrics": result.metrics,
+                "signals": result.signals,
+                "seconds": result.seconds,
+            }
+        self._current = self.registry.add_check(
+            self.name,
             at=now,
             window_start=now - self.policy.monitor.window,
             window_end=now,
             status=status,
             reason=reason,
             champion_version=version,
+            **measured,
         )
-        if result is not None:
-            row.rows = result.rows
-            row.labelled_rows = result.labelled_rows
-            row.drift_share = result.drift_share
-            row.dataset_drift = result.drift_share >= self.policy.monitor.drift.drift_share
-            row.features = {k: v.to_dict() for k, v in result.features.items()}
-            row.metrics = result.metrics
-            row.signals = result.signals
-            row.seconds = result.seconds
-        return self.registry.add(row)
+        return self._current
 
     # -- re-optimization ------------------------------------------------------------------------
 
     def optimize(
         self, now: datetime, trigger: str = "manual", decision_id: int | None = None
-    ) -> RunRow:
+    ) -> RunRecord:
         """Run the policy's pipeline; register the challenger; promote it if it won."""
         model = self._model(now)
         champion: Champion | None = None
         if model.champion_version is not None:
             champion = self.champion()
-        run = self.registry.add(
-            RunRow(
-                model_id=model.id,
-                decision_id=decision_id,
-                started_at=now,
-                trigger=trigger,
-                champion_version=model.champion_version,
-            )
+        run = self.registry.start_run(
+            self.name,
+            started_at=now,
+            trigger=trigger,
+            champion_version=model.champion_version,
+            decision_id=decision_id,
         )
+        end: dict[str, Any] = {}
         log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
         try:
             champion_row = self.registry.champion(self.name) if champion is not None else None
@@ -288,15 +295,15 @@ class ModelLoop:
                 self.source,
                 champion,
                 now,
-                storage=self.registry.url,
+                storage=self.registry.optuna_storage,
                 study_prefix=f"reoptd.{self.name}",
                 champion_params=dict(champion_row.params) if champion_row else {},
                 progress=self.progress,
             )
             version = self._register(result, now, trigger, model.champion_version)
-            run.challenger_version = version.version
-            run.steps = result.steps
-            run.seconds = result.seconds
+            end.update(
+                challenger_version=version.version, steps=result.steps, seconds=result.seconds
+            )
             for step, record in result.steps.items():
                 self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
             self.metrics.reoptimization_duration.labels(self.name).observe(result.seconds)
@@ -308,25 +315,25 @@ class ModelLoop:
                     if old.status == "shadow":  # a newer challenger replaces the one in shadow
                         self.registry.set_status(self.name, old.version, "rejected")
                 self.registry.set_status(self.name, version.version, "shadow")
-                run.outcome = "shadow"
+                end["outcome"] = "shadow"
                 result.ctx.reason += (
                     f"; in shadow until it wins {self.policy.promote.shadow_checks} checks"
                 )
             elif result.ctx.promote and mode == "manual":
                 self.registry.set_status(self.name, version.version, "pending")
-                run.outcome = "pending"
+                end["outcome"] = "pending"
                 result.ctx.reason += "; waiting for approval (reoptd models approve)"
             elif result.ctx.promote:
                 self.registry.promote(self.name, version.version, at=now, reason=result.ctx.reason)
-                run.outcome = "promoted"
+                end["outcome"] = "promoted"
             else:
                 self.registry.set_status(self.name, version.version, "rejected")
-                run.outcome = "rejected"
-            run.reason = result.ctx.reason
+                end["outcome"] = "rejected"
+            end["reason"] = result.ctx.reason
         except (OptimizeError, DataError, ArtifactError) as exc:
-            run.outcome, run.reason = "failed", str(exc)
-        run.finished_at = now
-        self.registry.add(run)
+            end.update(outcome="failed", reason=str(exc))
+        assert run.id is not None
+        run = self.registry.finish_run(run.id, finished_at=now, **end)
         self.metrics.reoptimizations.labels(self.name, trigger, run.outcome).inc()
         log.info(
             "%s: re-optimization %s%s: %s",
@@ -339,7 +346,7 @@ class ModelLoop:
 
     def _register(
         self, result: RunResult, now: datetime, trigger: str, parent: int | None
-    ) -> VersionRow:
+    ) -> VersionRecord:
         ctx = result.ctx
         assert ctx.challenger is not None
         policy = self.policy
@@ -393,7 +400,7 @@ class ModelLoop:
             return rows if rows is not None else pd.DataFrame()
         return rows[rows[self.policy.timestamp] > pd.Timestamp(after)]
 
-    def _compare(self, other: VersionRow, champion: Champion, rows: pd.DataFrame) -> dict:
+    def _compare(self, other: VersionRecord, champion: Champion, rows: pd.DataFrame) -> dict:
         metric = self.policy.metric
         theirs = evaluate(self._load(other), rows, self.policy.target, [metric])[metric]
         ours = evaluate(champion.model, rows, self.policy.target, [metric])[metric]
@@ -408,7 +415,7 @@ class ModelLoop:
         }
 
     def _shadow(
-        self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow
+        self, now: datetime, champion: Champion, result: CheckResult, row: CheckRecord
     ) -> bool:
         """Score a challenger in shadow on rows it never saw; promote it after enough wins."""
         promote = self.policy.promote
@@ -450,7 +457,9 @@ class ModelLoop:
         log.info("%s: %s: promoted", self.name, reason)
         return True
 
-    def _guard(self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow) -> bool:
+    def _guard(
+        self, now: datetime, champion: Champion, result: CheckResult, row: CheckRecord
+    ) -> bool:
         """After a promotion, roll back if the new champion does worse live than its predecessor."""
         spec = self.policy.promote.rollback
         if spec is None:
@@ -482,7 +491,7 @@ class ModelLoop:
         log.warning("%s: rolled back: %s", self.name, reason)
         return True
 
-    def _backfill(self, now: datetime, champion: Champion, current: CheckRow) -> None:
+    def _backfill(self, now: datetime, champion: Champion, current: CheckRecord) -> None:
         """Re-score past windows whose labels came in since they were checked (see
         ``monitor._backfill``); the re-scored windows are listed on the current check."""
 
@@ -498,7 +507,7 @@ class ModelLoop:
             self._annotate(current, "backfilled", [r.summary() for r in done])
         self._label_health(now, current)
 
-    def _label_health(self, now: datetime, current: CheckRow) -> None:
+    def _label_health(self, now: datetime, current: CheckRecord) -> None:
         """For a separate label feed: labels that joined no prediction, and duplicate ids."""
         health = getattr(self.source, "label_health", None)
         if health is None or current.status != "ok":
@@ -513,11 +522,15 @@ class ModelLoop:
         self.metrics.export_label_health(self.name, stats)
         self._annotate(current, "labels", stats)
 
-    def _annotate(self, row: CheckRow, key: str, value: object) -> None:
-        row.signals = {**(row.signals or {}), key: value}
-        self.registry.add(row)
+    def _annotate(self, row: CheckRecord, key: str, value: object) -> None:
+        """Add ``key`` to the signals of this cycle's check (``_current``: ``row`` as stored
+        last)."""
+        current = self._current if self._current is not None and self._current.id == row.id else row
+        assert current.id is not None
+        signals = {**(current.signals or {}), key: value}
+        self._current = self.registry.update_check(current.id, signals=signals)
 
-    def _load(self, version: VersionRow):
+    def _load(self, version: VersionRecord):
         cached = self._others.get(version.version)
         if cached is None:
             cached = load_model(self.registry.load_artifact(version))

@@ -1,7 +1,7 @@
 """Every Prometheus metric reoptd exports, built against an injectable ``CollectorRegistry``.
 
 Events of a cycle (checks, decisions, runs) are counted where they happen. Everything the
-registry database records durably (champion version, model age and size, promotions and
+store records durably (champion version, model age and size, promotions and
 rollbacks) is read at scrape time by ``ChampionCollector``, so it is never stale after a restart
 and counts a promotion or rollback made from the CLI in another process.
 """
@@ -28,7 +28,7 @@ from reoptd.policy import Policy
 
 if TYPE_CHECKING:
     from reoptd.monitor import CheckResult
-    from reoptd.registry import Registry
+    from reoptd.store import Store
 
 log = logging.getLogger("reoptd.metrics")
 
@@ -364,15 +364,18 @@ class Metrics:
         self.backfilled_windows.labels(name)
         self.policy_valid.labels(name).set(1)
 
-    def watch_champions(self, registry: Registry, clock: Clock) -> None:
-        """Export champion info, age and size read from ``registry`` at every scrape."""
-        self.registry.register(ChampionCollector(registry, clock))
-        self.registry.register(VersionCollector(registry))
+    def watch_champions(self, store: Store, clock: Clock) -> None:
+        """Export champion info, age and size read from ``store`` at every scrape."""
+        self.registry.register(ChampionCollector(store, clock))
+        self.registry.register(VersionCollector(store))
 
 
 class ChampionCollector(Collector):
-    def __init__(self, registry: Registry, clock: Clock) -> None:
-        self._registry = registry
+    """Champion, age, size, version counts, promotions and rollbacks of every model: one
+    aggregate read of the store per scrape (``Store.champion_summaries``)."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
@@ -417,46 +420,26 @@ class ChampionCollector(Collector):
             labels=["model"],
         )
         try:
-            rows = list(self._rows())
+            summaries = self._store.champion_summaries()
         except Exception as exc:  # a scrape must never fail because the database hiccups
-            log.warning("metrics: cannot read champions from the registry: %s", exc)
-            rows = []
+            log.warning("metrics: cannot read champions from the store: %s", exc)
+            summaries = []
         now = self._clock.now()
-        for name, champion, since, nbytes, count, events, waiting, seconds in rows:
-            versions.add_metric([name], count)
-            if seconds is not None:
-                latency.add_metric([name], seconds)
-            pending.add_metric([name], waiting)
-            promotions.add_metric([name], events.get("promote", 0))
-            rollbacks.add_metric([name], events.get("rollback", 0))
-            if champion is None:
+        for m in summaries:
+            name = m.name
+            versions.add_metric([name], m.versions)
+            if m.champion_latency_seconds is not None:
+                latency.add_metric([name], m.champion_latency_seconds)
+            pending.add_metric([name], m.pending)
+            promotions.add_metric([name], m.promotions)
+            rollbacks.add_metric([name], m.rollbacks)
+            if m.champion_version is None:
                 continue
-            info.add_metric([name, str(champion)], 1)
-            size.add_metric([name], nbytes)
-            if since is not None:
-                age.add_metric([name], max(0.0, (now - since).total_seconds()))
+            info.add_metric([name, str(m.champion_version)], 1)
+            size.add_metric([name], m.champion_size_bytes)
+            if m.champion_since is not None:
+                age.add_metric([name], max(0.0, (now - m.champion_since).total_seconds()))
         yield from (info, age, size, versions, promotions, rollbacks, pending, latency, clock)
-
-    def _rows(self) -> Iterable[tuple]:
-        registry = self._registry
-        for model in registry.models():
-            versions = registry.versions(model.name)
-            champion = next((v for v in versions if v.version == model.champion_version), None)
-            nbytes = champion.size_bytes if champion else 0
-            seconds = champion.metrics.get("latency_seconds") if champion else None
-            events: dict[str, int] = {}
-            for event in registry.events(model.name):
-                events[event.kind] = events.get(event.kind, 0) + 1
-            yield (
-                model.name,
-                model.champion_version,
-                model.champion_since,
-                nbytes,
-                len(versions),
-                events,
-                sum(v.status == "pending" for v in versions),
-                seconds,
-            )
 
 
 #: versions per model whose size and latency are exported (the newest; keeps cardinality bounded)
@@ -466,8 +449,8 @@ VERSIONS_EXPORTED = 10
 class VersionCollector(Collector):
     """Size and latency of each recent version, as recorded by validate and compress."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def collect(self) -> Iterator[Metric]:
         size = GaugeMetricFamily(
@@ -483,15 +466,15 @@ class VersionCollector(Collector):
             labels=["model", "version", "batch_size", "percentile"],
         )
         try:
-            for model in self._registry.models():
-                versions = self._registry.versions(model.name)
-                for v in sorted(versions, key=lambda v: v.version)[-VERSIONS_EXPORTED:]:
-                    labels = [model.name, str(v.version)]
+            recent = self._store.recent_versions(VERSIONS_EXPORTED)
+            for name, versions in recent.items():
+                for v in versions:
+                    labels = [name, str(v.version)]
                     size.add_metric(labels, v.size_bytes)
                     for batch, percentile, seconds in _version_latencies(v.metrics or {}):
                         latency.add_metric([*labels, batch, percentile], seconds)
         except Exception as exc:  # a scrape must never fail because the database hiccups
-            log.warning("metrics: cannot read versions from the registry: %s", exc)
+            log.warning("metrics: cannot read versions from the store: %s", exc)
         yield from (size, latency)
 
 

@@ -1,6 +1,6 @@
 """Webhooks: a signed JSON POST on every promotion and rollback, from a background worker.
 
-``WebhookNotifier`` is a registry listener (``Registry.listeners``), so every champion change
+``WebhookNotifier`` is a store listener (``Store.listeners``), so every champion change
 fires it whoever made it: the loop (auto, shadow, guard rollback), the API or the CLI. Delivery
 runs on a small thread pool, so a slow or dead receiver never blocks the loop; each attempt that
 fails (connection error or a non-2xx answer) is retried with exponential backoff, up to
@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from reoptd.registry import EventRow
+from reoptd.store import EventRecord
 
 log = logging.getLogger("reoptd.webhooks")
 
@@ -85,7 +85,7 @@ class WebhookNotifier:
         self._wall = wall  # delivery time is wall-clock by nature: receivers compare with theirs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reoptd-webhook")
 
-    def __call__(self, model: str, event: EventRow) -> list[Future[bool]]:
+    def __call__(self, model: str, event: EventRecord) -> list[Future[bool]]:
         payload = {
             "event": EVENTS.get(event.kind, event.kind),
             "model": model,

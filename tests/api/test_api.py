@@ -18,8 +18,8 @@ from reoptd.data._ingest import count_rows
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store.sql import SqlStore
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def _mutating_routes() -> list[tuple[str, str]]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        registry = Registry(f"sqlite:///{d}/r.db", f"{d}/a")
+        registry = SqlStore(f"sqlite:///{d}/r.db", f"{d}/a")
         app = create_app(registry, [api_policy()], SimulatedClock(_demo.START), token=TOKEN)
         registry.close()
     found = set()
@@ -353,7 +353,7 @@ def test_a_model_that_does_not_read_from_the_api_refuses_rows(
 def test_a_new_model_trains_its_first_version_on_posted_rows(tmp_path: Path) -> None:
     """Rows may arrive before the daemon's first cycle; that cycle then learns from them."""
     empty = tmp_path / "empty"
-    Registry(f"sqlite:///{empty / 'reoptd.db'}", empty / "artifacts").close()
+    SqlStore(f"sqlite:///{empty / 'reoptd.db'}", empty / "artifacts").close()
     with serve(empty, tmp_path / "home") as s:
         end = s.clock.now()
         rows = _demo_rows(end - timedelta(hours=2), end)

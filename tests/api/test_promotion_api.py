@@ -19,8 +19,8 @@ from reoptd.data import _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store.sql import SqlStore
 from reoptd.webhooks import WebhookNotifier, verify
 
 PROMOTE = "  min_improvement: 0.005\n"
@@ -49,7 +49,7 @@ def test_shadow_promotion_and_guard_rollback_through_the_api(tmp_path: Path) -> 
         text = text.replace(old, new)
     policy = parse_policy(text, "shadow.yaml")
     name = policy.model
-    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
+    registry = SqlStore(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
     clock = SimulatedClock(_demo.DRIFT_AT - timedelta(hours=1))  # v1 learns the pre-drift rows
     metrics = Metrics()
     metrics.watch_champions(registry, clock)

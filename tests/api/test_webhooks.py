@@ -16,8 +16,9 @@ from _served import MODEL, Served, api_policy, serve
 
 from reoptd import app as assemble
 from reoptd.metrics import Metrics
-from reoptd.registry import Registry
 from reoptd.settings import Settings
+from reoptd.store import Store
+from reoptd.store.sql import SqlStore
 from reoptd.webhooks import WebhookNotifier, sign, verify
 
 AT = datetime(2026, 1, 2, 3, 0, tzinfo=UTC)
@@ -30,9 +31,9 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def _registry(tmp_path: Path) -> Registry:
+def _registry(tmp_path: Path) -> Store:
     """A registry with two versions of the demo model (artifacts need not be real models)."""
-    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
+    registry = SqlStore(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
     registry.ensure_model(api_policy(), AT)
     for i in (1, 2):
         registry.add_version(MODEL, model_bytes=b"m%d" % i, reference_bytes=b"r", at=AT)

@@ -11,7 +11,8 @@ from reoptd.data import FileSource, _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
-from reoptd.registry import Registry
+from reoptd.store import Store
+from reoptd.store.sql import SqlStore
 
 
 def _run(loop: ModelLoop, clock: SimulatedClock, hours: float) -> None:
@@ -23,7 +24,7 @@ def _run(loop: ModelLoop, clock: SimulatedClock, hours: float) -> None:
 
 
 def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promoted(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     metrics.watch_champions(sqlite_registry, clock)
     loop = ModelLoop(demo_policy, sqlite_registry, metrics)
@@ -66,19 +67,14 @@ def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promo
 
 
 def test_cooldown_holds_a_run_the_triggers_ask_for(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
-    from sqlmodel import select
-
-    from reoptd.registry import DecisionRow
-
     policy = demo_policy.model_copy(deep=True)
     policy.guards.cooldown = timedelta(days=1)
     loop = ModelLoop(policy, sqlite_registry, metrics)
     _run(loop, clock, hours=6)
     assert [r.trigger for r in sqlite_registry.runs(policy.model)] == ["bootstrap"]
-    with sqlite_registry.session() as s:
-        held = [d for d in s.exec(select(DecisionRow)) if d.triggers and not d.fire]
+    held = [d for d in sqlite_registry.decisions(policy.model) if d.triggers and not d.fire]
     assert held, "the drift trigger should have fired and been held"
     assert "cooldown: last run" in held[0].reasons and "< 1d" in held[0].reasons
 
@@ -89,7 +85,7 @@ def _write(frame: pd.DataFrame, path) -> None:
 
 def test_bad_batches_are_named_per_column_and_the_daemon_goes_on(
     demo_policy: Policy,
-    sqlite_registry: Registry,
+    sqlite_registry: Store,
     clock: SimulatedClock,
     metrics: Metrics,
     tmp_path,
@@ -158,7 +154,7 @@ def test_bad_batches_are_named_per_column_and_the_daemon_goes_on(
 
 def test_an_empty_window_is_skipped_with_the_reason(
     demo_policy: Policy,
-    sqlite_registry: Registry,
+    sqlite_registry: Store,
     clock: SimulatedClock,
     metrics: Metrics,
     tmp_path,
@@ -181,7 +177,7 @@ def test_an_empty_window_is_skipped_with_the_reason(
 
 
 def test_a_corrupt_champion_artifact_fails_the_check_and_is_not_replaced_silently(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     loop = ModelLoop(demo_policy, sqlite_registry, metrics)
     loop.cycle(clock.now())
@@ -195,7 +191,7 @@ def test_a_corrupt_champion_artifact_fails_the_check_and_is_not_replaced_silentl
 
 
 def test_a_pipeline_without_validate_promotes_and_says_so(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     from reoptd.policy._schema import Step
 
@@ -208,10 +204,8 @@ def test_a_pipeline_without_validate_promotes_and_says_so(
 
 
 def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_runs_closed(
-    demo_policy: Policy, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
-    from reoptd.registry import RunRow
-
     metrics.watch_champions(sqlite_registry, clock)
     loop = ModelLoop(demo_policy, sqlite_registry, metrics)
     loop.cycle(clock.now())
@@ -220,15 +214,14 @@ def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_
     if sqlite_registry.model(name).champion_version == 1:
         sqlite_registry.promote(name, 2, at=clock.now())
     # Another process (the CLI) rolls back: the scrape sees it, no in-process counter needed.
-    other = Registry(sqlite_registry.url, sqlite_registry.artifacts)
+    other = SqlStore(sqlite_registry.url, sqlite_registry.artifacts)
     other.rollback(name, at=clock.now())
     get = metrics.registry.get_sample_value
     assert get("reoptd_promotions_total", {"model": name}) == 2
     assert get("reoptd_rollbacks_total", {"model": name}) == 1
     assert get("reoptd_champion_info", {"model": name, "version": "1"}) == 1
 
-    model_id = sqlite_registry.model(name).id
-    sqlite_registry.add(RunRow(model_id=model_id, started_at=clock.now(), trigger="drift_share"))
+    sqlite_registry.start_run(name, started_at=clock.now(), trigger="drift_share")
     ModelLoop(demo_policy, sqlite_registry, metrics)  # a restart after a kill mid-run
     last = sqlite_registry.runs(name)[-1]
     assert last.outcome == "failed" and last.reason.startswith("interrupted")

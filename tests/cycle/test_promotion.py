@@ -12,8 +12,8 @@ from reoptd.errors import ReoptdError
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 
 def _policy(**replace: str) -> Policy:
@@ -35,7 +35,7 @@ PROMOTE = "  min_improvement: 0.005\n"
 
 
 def test_manual_mode_waits_for_approval(
-    sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     policy = _policy(**{PROMOTE: PROMOTE + "  mode: manual\n"})
     metrics.watch_champions(sqlite_registry, clock)
@@ -57,7 +57,7 @@ def test_manual_mode_waits_for_approval(
 
 
 def test_shadow_mode_promotes_only_after_winning_live_checks(
-    sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     policy = _policy(**{PROMOTE: PROMOTE + "  mode: shadow\n  shadow_checks: 2\n"})
     loop = ModelLoop(policy, sqlite_registry, metrics)
@@ -83,7 +83,7 @@ def test_shadow_mode_promotes_only_after_winning_live_checks(
     [("  max_size: 1kB\n", "max_size 1kB"), ("  max_latency: 1us\n", "max_latency 0.001ms")],
 )
 def test_a_challenger_over_a_limit_is_rejected(
-    sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics, limit: str, message: str
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics, limit: str, message: str
 ) -> None:
     loop = ModelLoop(_policy(), sqlite_registry, metrics)
     loop.cycle(clock.now())  # v1 without limits
@@ -95,7 +95,7 @@ def test_a_challenger_over_a_limit_is_rejected(
 
 
 def test_a_step_over_its_budget_fails_the_run(
-    sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     policy = _policy(
         **{"pipeline: [retrain, validate]": "pipeline: [{retrain: {budget: 1us}}, validate]"}
@@ -106,7 +106,7 @@ def test_a_step_over_its_budget_fails_the_run(
 
 
 def test_the_guard_rolls_back_a_champion_that_does_worse_live(
-    sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     policy = _policy(
         **{

@@ -31,9 +31,10 @@ from reoptd.data import _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, load_policy
-from reoptd.registry import Registry
 from reoptd.service import Service
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
+from reoptd.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -170,7 +171,7 @@ def _promotions(text: str) -> float:
     return 0.0
 
 
-def _service(policy: Policy, registry: Registry, port: int = 0) -> Service:
+def _service(policy: Policy, registry: Store, port: int = 0) -> Service:
     """The demo on an accelerated clock (a 30 min check every 0.6 s), with the process metrics
     the CLI daemon exports."""
     clock = AcceleratedClock(_demo.START, speed=3000)
@@ -183,7 +184,7 @@ def _service(policy: Policy, registry: Registry, port: int = 0) -> Service:
 def demo_scrape() -> Iterator[str]:
     """/metrics of the daemon once it has bootstrapped, detected the drift and promoted."""
     workdir = Path(tempfile.mkdtemp(prefix="reoptd-obs-"))
-    registry = Registry(f"sqlite:///{workdir / 'reoptd.db'}", workdir / "artifacts")
+    registry = SqlStore(f"sqlite:///{workdir / 'reoptd.db'}", workdir / "artifacts")
     service = _service(load_policy(DEMO_POLICY), registry)
     service.start()
     try:
@@ -367,7 +368,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 @pytest.mark.external
 def test_prometheus_evaluates_every_dashboard_query_and_alert_on_the_demo(
-    prometheus: Prometheus, demo_policy: Policy, sqlite_registry: Registry
+    prometheus: Prometheus, demo_policy: Policy, sqlite_registry: Store
 ) -> None:
     started = time.time()
     service = _service(demo_policy, sqlite_registry, prometheus.target_port)

@@ -20,8 +20,8 @@ from reoptd.models import SklearnModel, build_model, load_model
 from reoptd.models._torch import TorchMLP
 from reoptd.optimize._spaces import search_space
 from reoptd.policy import Policy, parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 AFTER_DRIFT = _demo.START + timedelta(hours=6)
 TORCH_TRAIN = "train: {family: torch, params: {epochs: 20}, window: 2h, min_rows: 300}\n"
@@ -185,9 +185,7 @@ def test_the_torch_estimator_may_be_named_mlp() -> None:
     assert _torch_policy("train: {family: torch, estimator: mlp}\n").train.estimator == "mlp"
 
 
-def test_a_torch_policy_is_optimized_and_promoted(
-    sqlite_registry: Registry, metrics: Metrics
-) -> None:
+def test_a_torch_policy_is_optimized_and_promoted(sqlite_registry: Store, metrics: Metrics) -> None:
     policy = _torch_policy()
     loop = ModelLoop(policy, sqlite_registry, metrics)
     run = loop.optimize(AFTER_DRIFT, trigger="bootstrap")
@@ -203,7 +201,7 @@ def test_a_torch_policy_is_optimized_and_promoted(
     assert len(champion.model.predict(rows)) == len(rows)
 
 
-def test_a_torch_policy_is_tuned(sqlite_registry: Registry, metrics: Metrics) -> None:
+def test_a_torch_policy_is_tuned(sqlite_registry: Store, metrics: Metrics) -> None:
     policy = _torch_policy(pipeline="pipeline: [retrain, tune, validate]\ntune: {trials: 4}")
     run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="bootstrap")
     assert run.outcome == "promoted", run.reason

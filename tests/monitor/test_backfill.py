@@ -23,7 +23,7 @@ from reoptd.metrics import Metrics
 from reoptd.models import load_model
 from reoptd.monitor._backfill import due
 from reoptd.policy import parse_policy
-from reoptd.registry import CheckRow, Registry
+from reoptd.store import CheckRecord, Store
 
 T0 = START + timedelta(hours=6)  # the daemon starts here; rows before it are history
 
@@ -85,7 +85,7 @@ def test_label_files_name_the_file_with_a_missing_column(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_the_metric_of_an_old_window_appears_once_its_labels_land(
-    tmp_path: Path, sqlite_registry: Registry, metrics: Metrics
+    tmp_path: Path, sqlite_registry: Store, metrics: Metrics
 ) -> None:
     frame = stream("none", change_at=T0 + timedelta(days=1), hours=10, every=timedelta(seconds=10))
     (tmp_path / "pred").mkdir()
@@ -179,14 +179,14 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
 def test_due_windows_are_recent_unlabelled_and_taken_least_recently_tried_first() -> None:
     now = T0 + timedelta(days=2)
 
-    def row(id_: int, hours_ago: float, labelled: int, tried: float | None = None) -> CheckRow:
+    def row(id_: int, hours_ago: float, labelled: int, tried: float | None = None) -> CheckRecord:
         at = now - timedelta(hours=hours_ago)
         signals = (
             {}
             if tried is None
             else {"backfill": {"tried": (now - timedelta(hours=tried)).isoformat()}}
         )
-        return CheckRow(
+        return CheckRecord(
             id=id_,
             model_id=1,
             at=at,
@@ -207,7 +207,7 @@ def test_due_windows_are_recent_unlabelled_and_taken_least_recently_tried_first(
         row(5, 6, 0, tried=5),
         row(6, 4, 0),
         row(7, 2, 0),
-        CheckRow(
+        CheckRecord(
             id=8,
             model_id=1,
             at=now - timedelta(hours=1),

@@ -7,7 +7,6 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from label_streams import START, label_times, policy, stream
-from sqlmodel import select
 
 from reoptd.clock import SimulatedClock
 from reoptd.data import ReplaySource
@@ -16,7 +15,7 @@ from reoptd.metrics import Metrics
 from reoptd.models import build_model
 from reoptd.monitor import Champion, check
 from reoptd.monitor._estimate import Calibrator, PerformanceEstimator, expected_metrics
-from reoptd.registry import DecisionRow, Registry
+from reoptd.store import Store
 
 SHIFT = START + timedelta(hours=6)
 
@@ -87,7 +86,7 @@ def test_estimation_needs_reference_labels_and_a_classifier() -> None:
 
 @pytest.mark.slow
 def test_estimated_metric_trigger_fires_through_the_loop_after_the_shift(
-    sqlite_registry: Registry, metrics: Metrics
+    sqlite_registry: Store, metrics: Metrics
 ) -> None:
     """Labels stop arriving at the shift: only the estimate can tell the model got worse."""
     frame = stream("covariate", change_at=SHIFT, hours=10, seed=5)
@@ -104,8 +103,7 @@ def test_estimated_metric_trigger_fires_through_the_loop_after_the_shift(
     checks = sqlite_registry.checks(p.model, limit=100)
     estimates = {c.at: c.signals["estimated"]["accuracy"] for c in checks if c.status == "ok"}
     assert all(v > 0.75 for at, v in estimates.items() if at <= SHIFT), estimates
-    with sqlite_registry.session() as s:
-        decisions = list(s.exec(select(DecisionRow).order_by(DecisionRow.id)))
+    decisions = sqlite_registry.decisions(p.model)
     fired = [d for d in decisions if d.fire]
     assert fired and all(d.at > SHIFT for d in fired), [(d.at, d.reasons) for d in decisions]
     assert fired[0].triggers == ["estimated_metric"]

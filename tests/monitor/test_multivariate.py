@@ -15,7 +15,7 @@ from reoptd.metrics import Metrics
 from reoptd.monitor import feature_drift
 from reoptd.monitor._multivariate import domain_classifier_auc
 from reoptd.policy import CheckView, ModelState, decide, explain
-from reoptd.registry import Registry
+from reoptd.store import Store
 
 CHANGE = START + timedelta(hours=6)
 ON = {"multivariate": {"enabled": True, "sample_rows": 1500}}
@@ -87,7 +87,7 @@ def test_explain_describes_the_trigger_and_the_signal() -> None:
 
 @pytest.mark.slow
 def test_through_the_loop_the_trigger_fires_after_the_change_and_the_gauges_follow(
-    sqlite_registry: Registry, metrics: Metrics
+    sqlite_registry: Store, metrics: Metrics
 ) -> None:
     frame = stream("correlation", change_at=CHANGE, hours=10, every=timedelta(seconds=10), seed=23)
     source = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(minutes=30)))

@@ -28,8 +28,8 @@ from reoptd.metrics import Metrics
 from reoptd.models import TORCH_MAGIC, SklearnModel, build_model, load_model
 from reoptd.models._torch import TorchMLP
 from reoptd.policy import Policy, explain, parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 SOURCE = _demo.DemoSource(label_delay=timedelta(0))
 TRAIN = SOURCE.read(_demo.START - timedelta(hours=2), _demo.START + timedelta(hours=1))
@@ -397,9 +397,7 @@ def test_the_schema_takes_compress_and_checks_its_place() -> None:
     assert _policy(compress="{threads: 2, timer: wall}").compress.threads == 2
 
 
-def test_compressing_without_a_champion_says_so(
-    sqlite_registry: Registry, metrics: Metrics
-) -> None:
+def test_compressing_without_a_champion_says_so(sqlite_registry: Store, metrics: Metrics) -> None:
     policy = _policy(pipeline="pipeline: [compress, validate]")
     run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="manual")
     assert run.outcome == "failed"
@@ -408,7 +406,7 @@ def test_compressing_without_a_champion_says_so(
 
 @pytest.mark.slow
 def test_retrain_compress_validate_records_every_candidate(
-    sqlite_registry: Registry, metrics: Metrics, clock: SimulatedClock
+    sqlite_registry: Store, metrics: Metrics, clock: SimulatedClock
 ) -> None:
     policy = _policy(
         pipeline="pipeline: [retrain, compress, validate]",

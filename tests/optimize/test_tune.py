@@ -18,8 +18,8 @@ from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.optimize import _tune
 from reoptd.policy import Policy, parse_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 AFTER_DRIFT = _demo.START + timedelta(hours=6)
 
@@ -31,13 +31,13 @@ def _policy(tune: str) -> Policy:
     return parse_policy(text, "tune.yaml")
 
 
-def _trials(registry: Registry, study: str) -> list[optuna.trial.FrozenTrial]:
+def _trials(registry: Store, study: str) -> list[optuna.trial.FrozenTrial]:
     loaded = optuna.load_study(study_name=study, storage=registry.url)
     return [t for t in loaded.get_trials() if t.user_attrs.get(_tune.OWN)]
 
 
 def test_a_study_lives_in_the_database_and_warm_starts_from_the_champion(
-    sqlite_registry: Registry, metrics: Metrics
+    sqlite_registry: Store, metrics: Metrics
 ) -> None:
     policy = _policy("{trials: 8, sampler: tpe, seed_history: true}")
     loop = ModelLoop(policy, sqlite_registry, metrics)
@@ -61,7 +61,7 @@ def test_a_study_lives_in_the_database_and_warm_starts_from_the_champion(
 
 
 def test_an_interrupted_study_is_resumed_not_restarted(
-    sqlite_registry: Registry, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+    sqlite_registry: Store, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policy = _policy("{trials: 10, sampler: random, pruner: none}")
     loop = ModelLoop(policy, sqlite_registry, metrics)
@@ -96,7 +96,7 @@ def test_an_interrupted_study_is_resumed_not_restarted(
     assert [t.params for t in after[:4]] == before
 
 
-def test_budgets_hold(sqlite_registry: Registry, metrics: Metrics) -> None:
+def test_budgets_hold(sqlite_registry: Store, metrics: Metrics) -> None:
     policy = _policy("{trials: 200, timeout: 2s, sampler: random, pruner: none}")
     run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="bootstrap")
     tune = run.steps["tune"]
@@ -106,7 +106,7 @@ def test_budgets_hold(sqlite_registry: Registry, metrics: Metrics) -> None:
 
 
 def test_the_holdout_never_reaches_the_objective(
-    sqlite_registry: Registry, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+    sqlite_registry: Store, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[pd.Timestamp] = []
     original = _tune.evaluate
@@ -124,7 +124,7 @@ def test_the_holdout_never_reaches_the_objective(
 
 
 @pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "gp", "cmaes", "nsga2"])
-def test_every_sampler_runs(sqlite_registry: Registry, metrics: Metrics, sampler: str) -> None:
+def test_every_sampler_runs(sqlite_registry: Store, metrics: Metrics, sampler: str) -> None:
     space = (
         "space: {learning_rate: {float: [0.05, 0.2], step: 0.05},"
         " max_leaf_nodes: {int: [8, 32], step: 8}}"
@@ -140,14 +140,14 @@ def test_every_sampler_runs(sqlite_registry: Registry, metrics: Metrics, sampler
 
 
 def test_the_median_pruner_stops_weak_boosting_trials(
-    sqlite_registry: Registry, metrics: Metrics
+    sqlite_registry: Store, metrics: Metrics
 ) -> None:
     policy = _policy("{trials: 25, sampler: random, pruner: median}")
     run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="bootstrap")
     assert run.steps["tune"]["pruned"] >= 1
 
 
-def test_grid_needs_finite_values(sqlite_registry: Registry, metrics: Metrics) -> None:
+def test_grid_needs_finite_values(sqlite_registry: Store, metrics: Metrics) -> None:
     policy = _policy("{trials: 4, sampler: grid, space: {learning_rate: {float: [0.01, 0.3]}}}")
     run = ModelLoop(policy, sqlite_registry, metrics).optimize(AFTER_DRIFT, trigger="bootstrap")
     assert run.outcome == "failed" and "grid sampler needs finite values" in run.reason

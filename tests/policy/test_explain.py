@@ -15,8 +15,8 @@ from reoptd.data import _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import explain, load_policy
-from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY
+from reoptd.store.sql import SqlStore
 
 REOPTD = str(Path(sys.executable).parent / "reoptd")
 POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
@@ -48,7 +48,7 @@ def test_explain_history_replays_recorded_checks_through_an_edited_policy(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
-    registry = Registry(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
+    registry = SqlStore(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
     clock = SimulatedClock(_demo.START)
     loop = ModelLoop(load_policy(DEMO_POLICY), registry, Metrics())
     for _ in range(10):  # through the drift point at +3h

@@ -12,9 +12,9 @@ from reoptd.data import _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import load_policy
-from reoptd.registry import Registry
 from reoptd.service import Service
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -25,7 +25,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def test_valid_edit_applies_and_invalid_edit_keeps_the_last_policy(
-    tmp_path: Path, sqlite_registry: Registry, clock: SimulatedClock, metrics: Metrics
+    tmp_path: Path, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
 ) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(DEMO_POLICY.read_text())
@@ -56,7 +56,7 @@ def test_valid_edit_applies_and_invalid_edit_keeps_the_last_policy(
 
 
 def test_the_service_picks_up_an_edit_at_the_next_check(
-    tmp_path: Path, sqlite_registry: Registry
+    tmp_path: Path, sqlite_registry: Store
 ) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(DEMO_POLICY.read_text())

@@ -21,9 +21,9 @@ from reoptd.data import _demo
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
-from reoptd.registry import Registry
 from reoptd.service import Service
 from reoptd.settings import DEMO_POLICY
+from reoptd.store import Store
 
 REOPTD = str(Path(sys.executable).parent / "reoptd")
 
@@ -44,7 +44,7 @@ def _value(samples, name: str, **labels: str) -> float | None:
 
 
 def test_service_detects_drift_promotes_and_exports_it_on_metrics(
-    demo_policy: Policy, sqlite_registry: Registry
+    demo_policy: Policy, sqlite_registry: Store
 ) -> None:
     clock = AcceleratedClock(_demo.START, speed=3000)  # a 30 min check every 0.6 s
     metrics = Metrics()

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 
 from reoptd.errors import ReoptdError
-from reoptd.registry import Registry, make_engine
-from reoptd.registry._migrate import VERSION_TABLE
+from reoptd.store.sql import VERSION_TABLE, SqlStore, make_engine
 
 
 def _revision(url: str) -> str | None:
@@ -24,7 +23,7 @@ def _revision(url: str) -> str | None:
 
 
 def test_a_new_database_is_created_at_the_newest_revision(db_url: str, tmp_path: Path) -> None:
-    Registry(db_url, tmp_path / "a").close()
+    SqlStore(db_url, tmp_path / "a").close()
     assert _revision(db_url) == "0003"
     engine = make_engine(db_url)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("checks")}
@@ -65,7 +64,7 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(
             " '2026-01-02 00:00:00', 'ok', '', 1, 720, 500, 0.2, 0, '{}', '{}', 0.1)"
         )
     engine.dispose()
-    registry = Registry(url, tmp_path / "artifacts")
+    registry = SqlStore(url, tmp_path / "artifacts")
     (old,) = registry.checks("demo_churn")
     assert old.signals == {} and old.drift_share == 0.2  # kept, with the new column filled
     assert old.at == datetime(2026, 1, 2, tzinfo=UTC)
@@ -75,10 +74,10 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'future.db'}"
-    Registry(url, tmp_path / "a").close()
+    SqlStore(url, tmp_path / "a").close()
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
     engine.dispose()
     with pytest.raises(ReoptdError, match="newer than this reoptd knows"):
-        Registry(url, tmp_path / "a")
+        SqlStore(url, tmp_path / "a")

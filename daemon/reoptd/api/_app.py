@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from reoptd import __version__
@@ -30,7 +29,7 @@ from reoptd.data._ingest import (
 )
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError, VersionNotFound
 from reoptd.policy import Policy
-from reoptd.registry import EventRow, Registry, VersionRow
+from reoptd.store import EventRecord, Store, VersionRecord
 
 #: what a model name may look like (the policy's own pattern); anything else is a 404 at once
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -57,7 +56,7 @@ _INGEST_BODY = {
 }
 
 
-def _event(model: str, row: EventRow) -> api.Event:
+def _event(model: str, row: EventRecord) -> api.Event:
     return api.Event(
         model=model,
         kind=row.kind,  # type: ignore[arg-type]
@@ -68,12 +67,12 @@ def _event(model: str, row: EventRow) -> api.Event:
     )
 
 
-def _version(row: VersionRow) -> api.Version:
+def _version(row: VersionRecord) -> api.Version:
     return api.Version.model_validate(row, from_attributes=True)
 
 
 def create_app(
-    registry: Registry,
+    registry: Store,
     policies: list[Policy],
     clock: Clock,
     *,
@@ -169,8 +168,7 @@ def create_app(
         """Ready: the database answers and (under the daemon) the scheduler runs."""
         detail = []
         try:
-            with registry.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            registry.ping()
             database = True
         except Exception as exc:  # any driver error means "not ready", never a 500
             database = False
@@ -227,7 +225,7 @@ def create_app(
             for c in registry.checks(name, limit=limit)
         ]
 
-    def champion_row(name: str) -> VersionRow:
+    def champion_row(name: str) -> VersionRecord:
         model_row(name)
         row = registry.champion(name)
         if row is None:

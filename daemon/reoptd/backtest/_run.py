@@ -36,7 +36,7 @@ from reoptd.metrics import Metrics
 from reoptd.models import Model, build_model
 from reoptd.monitor import score
 from reoptd.policy import Policy
-from reoptd.registry import Registry
+from reoptd.store import Store, open_store
 
 log = logging.getLogger("reoptd.backtest")
 
@@ -94,7 +94,7 @@ def run_backtest(
     )
     with tempfile.TemporaryDirectory(prefix="reoptd-backtest-") as tmp:
         root = home if home is not None else Path(tmp)
-        registry = Registry(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
+        registry = open_store(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
         try:
             report = _replay(history.policy, history.frame, steps, source, registry, progress)
         finally:
@@ -123,7 +123,7 @@ def _replay(
     frame: pd.DataFrame,
     steps: Steps,
     source: ReplaySource,
-    registry: Registry,
+    registry: Store,
     progress: bool,
 ) -> dict[str, Any]:
     metric, target = policy.metric, policy.target

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from reoptd.cli._common import app
 from reoptd.errors import ReoptdError
@@ -24,11 +23,8 @@ for _group in ("run", "optimize", "backtest", "status", "models", "policy", "dem
 def main(argv: list[str] | None = None) -> Any:
     try:
         return app(args=argv)
-    except ReoptdError as exc:
+    except ReoptdError as exc:  # StoreUnavailable too: the database failed, named, no traceback
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except SQLAlchemyError as exc:  # the database failed under us: say so, without a traceback
-        typer.echo(f"error: database: {exc.__class__.__name__}: {exc.orig or exc}", err=True)
         sys.exit(1)
 
 

@@ -75,7 +75,7 @@ def run(
         "reoptd starting: %d model(s) [%s], database %s, clock %s at %s",
         len(loops),
         ", ".join(p.model for p in loaded),
-        registry.engine.url.render_as_string(hide_password=True),
+        registry.display_url,
         type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
         the_clock.now().isoformat(timespec="seconds"),
     )

@@ -17,7 +17,7 @@ from reoptd.errors import DataError
 from reoptd.policy import Policy
 
 if TYPE_CHECKING:
-    from reoptd.registry import Registry
+    from reoptd.store import Store
 
 
 class Source(Protocol):
@@ -28,7 +28,7 @@ class Source(Protocol):
         ...
 
 
-def open_source(policy: Policy, registry: Registry | None = None) -> Source:
+def open_source(policy: Policy, registry: Store | None = None) -> Source:
     """The production source a policy names (kind ``api`` reads what ``registry`` stored),
     joined with its late labels when the policy names a label source."""
     source = _production(policy, registry)
@@ -39,7 +39,7 @@ def open_source(policy: Policy, registry: Registry | None = None) -> Source:
     return source
 
 
-def _production(policy: Policy, registry: Registry | None) -> Source:
+def _production(policy: Policy, registry: Store | None) -> Source:
     spec = policy.data.production
     if spec.kind == "demo":
         return DemoSource(seed=spec.seed)

@@ -15,16 +15,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import and_, col, func, select
 
 from reoptd.clock import utc
-from reoptd.errors import ModelNotFound, ReoptdError
+from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError
 from reoptd.policy import Policy
-from reoptd.registry._tables import LabelRow, PredictionRow
+from reoptd.store import IngestedLabel, IngestedPrediction
 
 if TYPE_CHECKING:
-    from reoptd.registry import Registry
+    from reoptd.store import Store
 
 
 @dataclass(frozen=True)
@@ -48,17 +46,10 @@ class BatchRejected(ReoptdError):
         super().__init__(f"{model}: batch rejected, nothing stored: {shown}{more}")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    row_id: str
-    ts: datetime
-    features: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Label:
-    row_id: str
-    label: Any
+#: a validated production row, as the store takes it
+Prediction = IngestedPrediction
+#: a validated label, as the store takes it
+Label = IngestedLabel
 
 
 def _number(value: Any, text: bool) -> float:
@@ -227,105 +218,60 @@ def check_labels(policy: Policy, rows: Sequence[Any], *, text: bool = False) -> 
     return out
 
 
-def _model_id(registry: Registry, policy: Policy, at: datetime) -> int:
+def _ensure(store: Store, policy: Policy, at: datetime) -> None:
     try:
-        row = registry.model(policy.model)
+        store.model(policy.model)
     except ModelNotFound:  # rows may arrive before the daemon's first cycle
-        row = registry.ensure_model(policy, at)
-    assert row.id is not None
-    return row.id
+        store.ensure_model(policy, at)
 
 
-def _store(
-    registry: Registry, policy: Policy, table: type, rows: list[Any], make: Any, at: datetime
-) -> int:
-    model_id = _model_id(registry, policy, at)
-    ids = [r.row_id for r in rows]
-    with registry.session() as s:
-        known: set[str] = set()
-        for start in range(0, len(ids), 500):  # bounded IN lists
-            chunk = ids[start : start + 500]
-            known |= set(
-                s.exec(
-                    select(table.row_id).where(
-                        and_(table.model_id == model_id, col(table.row_id).in_(chunk))
-                    )
-                )
-            )
-        if known:
-            raise BatchRejected(
-                policy.model,
-                [
-                    Problem(i, policy.id, f"id {r.row_id!r} was ingested before")
-                    for i, r in enumerate(rows)
-                    if r.row_id in known
-                ],
-                conflict=True,
-            )
-        s.add_all(make(model_id, r) for r in rows)
-        try:
-            s.commit()
-        except IntegrityError:  # a concurrent batch stored one of these ids first
-            s.rollback()
-            raise BatchRejected(
-                policy.model,
-                [Problem(0, policy.id, "an id of this batch was ingested meanwhile")],
-                conflict=True,
-            ) from None
-    return len(rows)
+def _refused(
+    policy: Policy, rows: Sequence[Prediction | Label], exc: DuplicateIds
+) -> BatchRejected:
+    """The store's refusal as the API's: one problem per row whose id was stored before."""
+    if exc.concurrent:
+        problems = [Problem(0, policy.id, "an id of this batch was ingested meanwhile")]
+    else:
+        known = set(exc.ids)
+        problems = [
+            Problem(i, policy.id, f"id {r.row_id!r} was ingested before")
+            for i, r in enumerate(rows)
+            if r.row_id in known
+        ]
+    return BatchRejected(policy.model, problems, conflict=True)
 
 
-def store_predictions(
-    registry: Registry, policy: Policy, rows: list[Prediction], at: datetime
-) -> int:
+def store_predictions(store: Store, policy: Policy, rows: list[Prediction], at: datetime) -> int:
     """Store a validated batch in one transaction; ids seen before reject it whole."""
-    return _store(
-        registry,
-        policy,
-        PredictionRow,
-        rows,
-        lambda mid, r: PredictionRow(
-            model_id=mid, row_id=r.row_id, ts=r.ts, features=r.features, received_at=at
-        ),
-        at,
-    )
+    _ensure(store, policy, at)
+    try:
+        return store.add_predictions(policy.model, rows, at=at)
+    except DuplicateIds as exc:
+        raise _refused(policy, rows, exc) from None
 
 
-def store_labels(registry: Registry, policy: Policy, rows: list[Label], at: datetime) -> int:
-    return _store(
-        registry,
-        policy,
-        LabelRow,
-        rows,
-        lambda mid, r: LabelRow(model_id=mid, row_id=r.row_id, label=r.label, received_at=at),
-        at,
-    )
+def store_labels(store: Store, policy: Policy, rows: list[Label], at: datetime) -> int:
+    _ensure(store, policy, at)
+    try:
+        return store.add_labels(policy.model, rows, at=at)
+    except DuplicateIds as exc:
+        raise _refused(policy, rows, exc) from None
 
 
-def count_rows(registry: Registry, model: str) -> tuple[int, int]:
+def count_rows(store: Store, model: str) -> tuple[int, int]:
     """How many predictions and labels are stored for ``model`` (0, 0 if it is unknown)."""
     try:
-        model_id = registry.model(model).id
+        return store.count_ingested(model)
     except ModelNotFound:
         return 0, 0
-    with registry.session() as s:
-        predictions = s.exec(
-            select(func.count())
-            .select_from(PredictionRow)
-            .where(PredictionRow.model_id == model_id)
-        ).one()
-        labels = s.exec(
-            select(func.count()).select_from(LabelRow).where(LabelRow.model_id == model_id)
-        ).one()
-    return predictions, labels
 
 
 class IngestSource:
     """The window's ingested predictions, each with its label joined on the policy's ``id``
     (NaN where none has arrived yet)."""
 
-    def __init__(self, registry: Registry, policy: Policy) -> None:
-        self.registry = registry
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self.store = store
         self.policy = policy
         self.name = f"api ingest {policy.model}"
 
@@ -334,38 +280,18 @@ class IngestSource:
         id_column = _id_column(policy)
         columns = [id_column, policy.timestamp, *policy.features.all, policy.target]
         try:
-            model_id = self.registry.model(policy.model).id
+            found = self.store.ingested(policy.model, start, end)
         except ModelNotFound:
-            model_id = None
-        records: list[dict[str, Any]] = []
-        if model_id is not None:
-            with self.registry.session() as s:
-                query = (
-                    select(PredictionRow, LabelRow.label)
-                    .join(
-                        LabelRow,
-                        and_(
-                            LabelRow.model_id == PredictionRow.model_id,
-                            LabelRow.row_id == PredictionRow.row_id,
-                        ),
-                        isouter=True,
-                    )
-                    .where(
-                        PredictionRow.model_id == model_id,
-                        PredictionRow.ts >= utc(start),
-                        PredictionRow.ts < utc(end),
-                    )
-                    .order_by(PredictionRow.ts, PredictionRow.id)
-                )
-                for prediction, label in s.exec(query):
-                    records.append(
-                        {
-                            id_column: prediction.row_id,
-                            policy.timestamp: prediction.ts,
-                            **prediction.features,
-                            policy.target: label,
-                        }
-                    )
+            found = []
+        records: list[dict[str, Any]] = [
+            {
+                id_column: row.row_id,
+                policy.timestamp: row.ts,
+                **row.features,
+                policy.target: row.label,
+            }
+            for row in found
+        ]
         frame = pd.DataFrame.from_records(records, columns=columns)
         frame[policy.timestamp] = pd.to_datetime(frame[policy.timestamp], utc=True)
         for column in policy.features.numerical:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlmodel import col, select
 
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import ArtifactError, DataError
@@ -27,7 +26,7 @@ from reoptd.models import Model
 from reoptd.monitor._check import metric_names
 from reoptd.monitor._performance import evaluate
 from reoptd.policy import Policy
-from reoptd.registry import CheckRow, Registry
+from reoptd.store import CheckRecord, Store
 
 log = logging.getLogger("reoptd.backfill")
 
@@ -55,7 +54,7 @@ class Backfill:
 def backfill(
     policy: Policy,
     source: Source,
-    registry: Registry,
+    registry: Store,
     model_of: Callable[[int], Model],
     now: datetime,
     *,
@@ -70,10 +69,11 @@ def backfill(
     spec = policy.monitor.backfill
     if spec.within is None:
         return []
-    done = []
+    done: list[Backfill] = []
     for old in due(policy, waiting(registry, policy.model, now - spec.within, now), now):
         if old.id == skip:
             continue
+        assert old.id is not None  # due() takes stored checks only
         previous = dict((old.signals or {}).get("backfill") or {})
         try:
             assert old.champion_version is not None
@@ -84,6 +84,7 @@ def backfill(
             )
             result = None
         record = {**previous, "tried": now.isoformat()}
+        changes: dict[str, object] = {}
         if result is not None:
             record.update(
                 at=now.isoformat(),
@@ -92,8 +93,8 @@ def backfill(
             )
             record.setdefault("labelled_rows_before", old.labelled_rows)
             record.setdefault("metrics_before", dict(old.metrics))
-            old.metrics = result.metrics
-            old.labelled_rows = result.labelled_rows
+            changes["metrics"] = result.metrics
+            changes["labelled_rows"] = result.labelled_rows
             done.append(result)
             log.info(
                 "%s: backfilled the window ending %s: %d labelled rows (was %d)%s",
@@ -103,12 +104,12 @@ def backfill(
                 result.labelled_rows_before,
                 "".join(f" {k} {v:.3f}" for k, v in result.metrics.items()),
             )
-        old.signals = {**(old.signals or {}), "backfill": record}
-        registry.add(old)
+        changes["signals"] = {**(old.signals or {}), "backfill": record}
+        registry.update_check(old.id, **changes)
     return done
 
 
-def due(policy: Policy, checks: Sequence[CheckRow], now: datetime) -> list[CheckRow]:
+def due(policy: Policy, checks: Sequence[CheckRecord], now: datetime) -> list[CheckRecord]:
     """Past checks whose windows may have gained labels, at most ``max_windows`` of them.
 
     A check qualifies while it lies within ``backfill.within`` of ``now`` and some of its rows
@@ -132,31 +133,20 @@ def due(policy: Policy, checks: Sequence[CheckRow], now: datetime) -> list[Check
     return candidates[: spec.max_windows]
 
 
-def _tried(check: CheckRow) -> datetime | None:
+def _tried(check: CheckRecord) -> datetime | None:
     record = (check.signals or {}).get("backfill") or {}
     tried = record.get("tried")
     return None if tried is None else datetime.fromisoformat(tried)
 
 
-def waiting(registry: Registry, model: str, since: datetime, now: datetime) -> list[CheckRow]:
+def waiting(registry: Store, model: str, since: datetime, now: datetime) -> list[CheckRecord]:
     """Checks of ``model`` in ``[since, now)`` that still had unlabelled rows, straight from the
     database: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
-    model_id = registry.model(model).id
-    with registry.session() as s:
-        rows = s.exec(
-            select(CheckRow).where(
-                CheckRow.model_id == model_id,
-                CheckRow.status == "ok",
-                col(CheckRow.at) >= since,
-                col(CheckRow.at) < now,
-                col(CheckRow.labelled_rows) < col(CheckRow.rows),
-            )
-        )
-        return list(rows)
+    return registry.waiting_checks(model, since, now)
 
 
 def rescore(
-    policy: Policy, source: Source, check: CheckRow, model: Model, now: datetime
+    policy: Policy, source: Source, check: CheckRecord, model: Model, now: datetime
 ) -> Backfill | None:
     """The check's window re-read with the labels known at ``now``; None if none came since.
 

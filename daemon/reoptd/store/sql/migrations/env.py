@@ -1,4 +1,4 @@
-"""Alembic environment for reoptd's tables. Run by ``reoptd.registry._migrate.upgrade``;
+"""Alembic environment for reoptd's tables. Run by ``reoptd.store.sql._migrate.upgrade``;
 the connection comes in through ``config.attributes["connection"]``."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import reoptd.registry._tables  # noqa: F401 - registers the tables on SQLModel.metadata
-from reoptd.registry._migrate import VERSION_TABLE
+import reoptd.store.sql._tables  # noqa: F401 - registers the tables on SQLModel.metadata
+from reoptd.store.sql._migrate import VERSION_TABLE
 
 config = context.config
 connection = config.attributes["connection"]

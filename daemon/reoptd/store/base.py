@@ -1,0 +1,512 @@
+"""The ``Store``: the one place the daemon's state is read and written.
+
+Who calls it: the cycle (record checks, decisions and runs; add and promote versions; backfill
+old checks), the API (models, champions, ingestion, readiness), the CLI, the metrics collectors
+and the tests. Implementations: ``SqlStore`` (SQLite, PostgreSQL) and ``MemoryStore`` (the unit
+tests' default). Every one passes ``reoptd.testing.store_contract``.
+
+A backend implements the abstract primitives; the higher-level methods here (``add_version``,
+``promote``/``rollback`` with their listeners, ``champion``, ``state``, ``replay_states``,
+``history``, ``pending``, ``approve``) are built on them once, so every backend means the same
+thing by them. Records go in and come out frozen (``reoptd.store.records``), never database rows.
+
+Guarantees every backend gives:
+- a version is visible only after both its artifacts are durably stored (``add_version`` writes
+  them first); a failed artifact write leaves no version;
+- the champion changes only inside ``_swap``, atomically with its event, under a lock that
+  serialises promotions and rollbacks of one model (each event's ``from_version`` is the
+  champion before it); the target's artifacts are verified first;
+- a batch of ingested rows is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from reoptd.errors import ReoptdError
+from reoptd.policy import CheckView, ModelState, Policy
+from reoptd.store.artifacts import ArtifactStore
+from reoptd.store.records import (
+    ChampionSummary,
+    CheckRecord,
+    DecisionRecord,
+    EventRecord,
+    IngestedLabel,
+    IngestedPrediction,
+    IngestedRow,
+    ModelRecord,
+    RunRecord,
+    RunStats,
+    VersionRecord,
+)
+
+log = logging.getLogger("reoptd.store")
+
+#: called after every committed champion change with (model name, event); see ``listeners``
+Listener = Callable[[str, EventRecord], object]
+
+#: what a run left ``running`` by a process that died is closed with
+INTERRUPTED = "interrupted: the daemon stopped before the run finished"
+
+#: check fields ``update_check`` may change (the rest are fixed when the check is recorded)
+CHECK_CHANGES = frozenset(
+    {
+        "status",
+        "reason",
+        "rows",
+        "labelled_rows",
+        "drift_share",
+        "dataset_drift",
+        "features",
+        "metrics",
+        "signals",
+        "seconds",
+    }
+)
+
+
+def check_changes(check_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` if ``update_check`` may apply them all, else ``ReoptdError`` naming the rest."""
+    unknown = sorted(set(changes) - CHECK_CHANGES)
+    if unknown:
+        raise ReoptdError(
+            f"check {check_id}: cannot change {', '.join(unknown)}"
+            f" (changeable: {', '.join(sorted(CHECK_CHANGES))})"
+        )
+    return changes
+
+
+def repeated(ids: Sequence[str]) -> list[str]:
+    """The ids that occur more than once in one batch."""
+    seen: set[str] = set()
+    again = []
+    for row_id in ids:
+        if row_id in seen:
+            again.append(row_id)
+        seen.add(row_id)
+    return again
+
+
+class Store(ABC):
+    """The daemon's state: models, versions, checks, decisions, runs, champion events, ingested
+    rows; artifacts through ``artifacts``."""
+
+    #: where the state lives (an SQLAlchemy URL, or ``memory://``)
+    url: str
+    #: model and reference bytes, verified on load
+    artifacts: ArtifactStore
+    #: told of every promotion and rollback once committed, whatever made it (the loop, the API,
+    #: the CLI): the webhooks hang here. A failing listener is logged, never raised.
+    listeners: list[Listener]
+
+    # -- the store itself ---------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def display_url(self) -> str:
+        """``url`` with any password hidden, for logs and error messages."""
+
+    @property
+    @abstractmethod
+    def optuna_storage(self) -> str | None:
+        """Where Optuna keeps its studies (the same database), or None for Optuna's memory."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers (the API's readiness probe)."""
+
+    def close(self) -> None:  # noqa: B027 - optional: a store without connections has none to close
+        """Release connections; the store is not used afterwards."""
+
+    # -- models -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def ensure_model(self, policy: Policy, at: datetime) -> ModelRecord:
+        """The model of ``policy``, created on first sight; its policy snapshot refreshed."""
+
+    @abstractmethod
+    def model(self, name: str) -> ModelRecord:
+        """The model ``name``; ``ModelNotFound`` if unknown."""
+
+    @abstractmethod
+    def models(self) -> list[ModelRecord]:
+        """Every model, by name."""
+
+    # -- versions -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, oldest first."""
+
+    @abstractmethod
+    def version(self, name: str, version: int) -> VersionRecord:
+        """One version; ``VersionNotFound`` if there is none."""
+
+    @abstractmethod
+    def _insert_version(self, name: str, *, at: datetime, **fields: Any) -> VersionRecord:
+        """Insert the next version number of ``name`` with ``fields`` (status ``candidate``);
+        called by ``add_version`` once the artifacts are stored."""
+
+    @abstractmethod
+    def set_status(self, name: str, version: int, status: str, **metrics: Any) -> VersionRecord:
+        """Set a version's status (rejected, pending, shadow …), merging ``metrics`` into its
+        metrics."""
+
+    def add_version(
+        self,
+        name: str,
+        *,
+        model_bytes: bytes,
+        reference_bytes: bytes,
+        at: datetime,
+        **fields: Any,
+    ) -> VersionRecord:
+        """Write both artifacts durably, then insert the version (status ``candidate``)."""
+        self.model(name)  # an unknown model fails before anything is written
+        sha = self.artifacts.put(model_bytes)
+        ref_sha = self.artifacts.put(reference_bytes)
+        return self._insert_version(
+            name,
+            at=at,
+            artifact_path=self.artifacts.uri(sha),
+            sha256=sha,
+            size_bytes=len(model_bytes),
+            reference_sha256=ref_sha,
+            **fields,
+        )
+
+    def champion(self, name: str) -> VersionRecord | None:
+        model = self.model(name)
+        if model.champion_version is None:
+            return None
+        return self.version(name, model.champion_version)
+
+    def load_artifact(self, version: VersionRecord) -> bytes:
+        """The version's model bytes, sha256-verified (``ArtifactError`` otherwise)."""
+        return self.artifacts.get(version.sha256)
+
+    def load_reference(self, version: VersionRecord) -> bytes:
+        """The version's drift reference (Parquet bytes), sha256-verified."""
+        return self.artifacts.get(version.reference_sha256)
+
+    def pending(self, name: str) -> list[VersionRecord]:
+        """Versions that won validation and wait for approval (promote.mode: manual)."""
+        return [v for v in self.versions(name) if v.status == "pending"]
+
+    # -- champion changes ---------------------------------------------------------------------
+
+    @abstractmethod
+    def _swap(
+        self, name: str, version: int | None, *, at: datetime, reason: str, kind: str
+    ) -> EventRecord:
+        """Make ``version`` the champion (None: the champion before the current one, read under
+        the same lock) in one atomic step with its event; the previous champion is retired.
+
+        Under a lock that serialises the swaps of one model: read the champion, refuse a swap to
+        it (``ReoptdError``), refuse a rollback without history (``ReoptdError``), verify the
+        target with ``_verify`` (``ArtifactError`` leaves everything as it was), then write.
+        """
+
+    def _verify(self, version: VersionRecord) -> None:
+        """Both artifacts of ``version`` readable and intact, or ``ArtifactError``."""
+        self.artifacts.get(version.sha256)
+        self.artifacts.get(version.reference_sha256)
+
+    def _rollback_target(self, name: str, champion: int | None, events: Sequence[Any]) -> int:
+        """The version that preceded ``champion``: the ``from_version`` of the newest event that
+        made it champion (``events`` oldest first)."""
+        last = next((e for e in reversed(events) if e.to_version == champion), None)
+        if last is None or last.from_version is None:
+            raise ReoptdError(f"model {name!r} has no earlier champion to roll back to")
+        return int(last.from_version)
+
+    def promote(self, name: str, version: int, *, at: datetime, reason: str = "") -> EventRecord:
+        """Make ``version`` the champion in one transaction. Its artifacts are verified first: a
+        corrupt or missing artifact raises ``ArtifactError`` and the champion stays as it was."""
+        return self._notify(name, self._swap(name, version, at=at, reason=reason, kind="promote"))
+
+    def rollback(self, name: str, *, at: datetime, reason: str = "") -> EventRecord:
+        """Return to the champion that preceded the current one."""
+        return self._notify(name, self._swap(name, None, at=at, reason=reason, kind="rollback"))
+
+    def approve(self, name: str, version: int | None, *, at: datetime, reason: str) -> EventRecord:
+        """Promote a pending version (the newest if ``version`` is None)."""
+        waiting = self.pending(name)
+        if version is None:
+            if not waiting:
+                raise ReoptdError(f"model {name!r} has no version waiting for approval")
+            version = waiting[-1].version
+        elif version not in {v.version for v in waiting}:
+            raise ReoptdError(f"version {version} of {name!r} is not waiting for approval")
+        return self.promote(name, version, at=at, reason=reason)
+
+    def _notify(self, name: str, event: EventRecord) -> EventRecord:
+        for listener in self.listeners:
+            try:
+                listener(name, event)
+            except Exception:  # a notification must never undo or block a committed swap
+                log.exception("%s: champion-change listener %r failed", name, listener)
+        return event
+
+    @abstractmethod
+    def events(self, name: str) -> list[EventRecord]:
+        """Every champion change of ``name``, oldest first."""
+
+    # -- checks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_check(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        window_start: datetime,
+        window_end: datetime,
+        status: str,
+        reason: str = "",
+        champion_version: int | None = None,
+        rows: int = 0,
+        labelled_rows: int = 0,
+        drift_share: float | None = None,
+        dataset_drift: bool | None = None,
+        features: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        signals: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> CheckRecord:
+        """Record one check of ``name``."""
+
+    @abstractmethod
+    def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
+        """Change fields of a recorded check (``CHECK_CHANGES``: metrics, signals,
+        labelled_rows …); returns the check as stored now."""
+
+    @abstractmethod
+    def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
+        """The ``limit`` most recent checks of ``name``, oldest first."""
+
+    @abstractmethod
+    def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
+        """Checks of ``name`` at ``since <= at < until`` that were ``ok`` and still had unlabelled
+        rows (``labelled_rows < rows``): the candidates of backfill."""
+
+    def history(self, name: str, limit: int = 50) -> list[CheckView]:
+        return [check_view(c) for c in self.checks(name, limit)]
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_decision(
+        self,
+        name: str,
+        *,
+        check_id: int | None,
+        at: datetime,
+        fire: bool,
+        triggers: list[str],
+        reasons: str,
+    ) -> DecisionRecord:
+        """Record what the policy decided after check ``check_id``."""
+
+    @abstractmethod
+    def decisions(self, name: str, limit: int | None = None) -> list[DecisionRecord]:
+        """The ``limit`` most recent decisions of ``name`` (all if None), oldest first."""
+
+    def last_decision(self, name: str) -> DecisionRecord | None:
+        found = self.decisions(name, limit=1)
+        return found[-1] if found else None
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def start_run(
+        self,
+        name: str,
+        *,
+        started_at: datetime,
+        trigger: str,
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        """Record a re-optimization run as ``running``."""
+
+    @abstractmethod
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished_at: datetime,
+        outcome: str,
+        reason: str = "",
+        challenger_version: int | None = None,
+        steps: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> RunRecord:
+        """Record how a run ended."""
+
+    @abstractmethod
+    def runs(self, name: str) -> list[RunRecord]:
+        """Every run of ``name``, oldest first."""
+
+    @abstractmethod
+    def close_interrupted_runs(self, name: str) -> int:
+        """Mark runs left ``running`` by a process that died as failed (``INTERRUPTED``); return
+        how many. An unknown model has none."""
+
+    def run_stats(self, name: str, since: datetime) -> RunStats:
+        """The last run's start (any run), and the runs other than the bootstrap that started
+        after ``since`` with the seconds they took."""
+        runs = self.runs(name)
+        recent = [r for r in runs if r.started_at > since and r.trigger != "bootstrap"]
+        return RunStats(
+            last_started_at=max((r.started_at for r in runs), default=None),
+            count=len(recent),
+            seconds=float(sum(r.seconds for r in recent)),
+        )
+
+    # -- what decide sees ---------------------------------------------------------------------
+
+    def state(self, name: str, now: datetime) -> ModelState:
+        """The model's state at ``now``, as the cycle gives it to ``decide`` (before recording
+        the decision it is about to make)."""
+        model = self.model(name)
+        stats = self.run_stats(name, now - timedelta(days=1))
+        champion = self.champion(name)
+        validation = dict(champion.metrics.get("holdout", {})) if champion else {}
+        decision = self.last_decision(name)
+        return ModelState(
+            champion_version=model.champion_version,
+            champion_since=model.champion_since,
+            last_run_at=stats.last_started_at,
+            runs_last_day=stats.count,
+            compute_last_day=stats.seconds,
+            champion_metrics={k: float(v) for k, v in validation.items()},
+            last_decision_at=None if decision is None else decision.at,
+        )
+
+    def replay_states(self, name: str, limit: int = 50) -> list[tuple[CheckView, ModelState]]:
+        """The last ``limit`` checks, each with the model's state as ``state`` gave it at that
+        check: what ``policy explain --history`` feeds to ``decide``."""
+        checks = self.checks(name, limit)
+        runs = self.runs(name)
+        events = self.events(name)
+        # a check's decisions come after it: the last ``limit`` checks made at most ``limit``
+        decisions = self.decisions(name, limit=limit + 1)
+        versions = {v.version: v for v in self.versions(name)}
+        out = []
+        for check in checks:
+            at = check.at
+            before = [r for r in runs if r.started_at < at and r.trigger != "bootstrap"]
+            day = [r for r in before if r.started_at > at - timedelta(days=1)]
+            since = max(
+                (e.at for e in events if e.to_version == check.champion_version and e.at <= at),
+                default=None,
+            )
+            version = versions.get(check.champion_version) if check.champion_version else None
+            holdout = version.metrics.get("holdout", {}) if version else {}
+            earlier = [d for d in decisions if _decided_before(d, check)]
+            state = ModelState(
+                champion_version=check.champion_version,
+                champion_since=since,
+                last_run_at=max((r.started_at for r in runs if r.started_at < at), default=None),
+                runs_last_day=len(day),
+                compute_last_day=float(sum(r.seconds for r in day)),
+                champion_metrics={k: float(v) for k, v in holdout.items()},
+                last_decision_at=max(earlier, key=_decision_order).at if earlier else None,
+            )
+            out.append((check_view(check), state))
+        return out
+
+    # -- ingested rows (policy source kind ``api``) ---------------------------------------------
+
+    @abstractmethod
+    def add_predictions(
+        self, name: str, rows: Sequence[IngestedPrediction], *, at: datetime
+    ) -> int:
+        """Store a batch whole, or nothing: an id stored before raises ``DuplicateIds``."""
+
+    @abstractmethod
+    def add_labels(self, name: str, rows: Sequence[IngestedLabel], *, at: datetime) -> int:
+        """Store a batch of labels whole, or nothing (``DuplicateIds``)."""
+
+    @abstractmethod
+    def count_ingested(self, name: str) -> tuple[int, int]:
+        """How many predictions and labels are stored for ``name``."""
+
+    @abstractmethod
+    def ingested(self, name: str, start: datetime, end: datetime) -> list[IngestedRow]:
+        """Predictions with ``start <= ts < end``, oldest first, each with its label (or None)."""
+
+    # -- scrape-time summaries (one read per scrape, whatever the number of models) ------------
+
+    def champion_summaries(self) -> list[ChampionSummary]:
+        """Per model: champion, its size and latency, version and pending counts, promotions
+        and rollbacks. Backends override this with one aggregate read."""
+        out = []
+        for model in self.models():
+            versions = self.versions(model.name)
+            champion = next((v for v in versions if v.version == model.champion_version), None)
+            kinds = [e.kind for e in self.events(model.name)]
+            out.append(_summary(model, champion, versions, kinds))
+        return out
+
+    def recent_versions(self, per_model: int) -> dict[str, list[VersionRecord]]:
+        """The ``per_model`` newest versions of every model, oldest first. Backends override
+        this with one read."""
+        return {m.name: self.versions(m.name)[-per_model:] for m in self.models()}
+
+
+def _summary(
+    model: ModelRecord,
+    champion: VersionRecord | None,
+    versions: Sequence[VersionRecord],
+    kinds: Sequence[str],
+) -> ChampionSummary:
+    latency = champion.metrics.get("latency_seconds") if champion else None
+    return ChampionSummary(
+        name=model.name,
+        champion_version=model.champion_version,
+        champion_since=model.champion_since,
+        champion_size_bytes=champion.size_bytes if champion else 0,
+        champion_latency_seconds=None if latency is None else float(latency),
+        versions=len(versions),
+        pending=sum(v.status == "pending" for v in versions),
+        promotions=sum(k == "promote" for k in kinds),
+        rollbacks=sum(k == "rollback" for k in kinds),
+    )
+
+
+def _decided_before(decision: DecisionRecord, check: CheckRecord) -> bool:
+    """Whether ``decision`` was stored before ``check``'s own decision was made: the cycle reads
+    the state after recording the check and before deciding on it."""
+    if decision.check_id is not None and check.id is not None:
+        return decision.check_id < check.id
+    return decision.at < check.at
+
+
+def _decision_order(decision: DecisionRecord) -> tuple[int, datetime]:
+    """The order ``last_decision`` uses: the newest stored."""
+    return decision.id or 0, decision.at
+
+
+def check_view(check: CheckRecord) -> CheckView:
+    """The stored check as ``decide`` sees it."""
+    signals = check.signals or {}
+    prediction = signals.get("prediction_drift") or {}
+    return CheckView(
+        at=check.at,
+        status=check.status,
+        champion_version=check.champion_version,
+        drift_share=check.drift_share,
+        metrics=dict(check.metrics),
+        labelled_rows=check.labelled_rows,
+        drifted=tuple(f for f, d in (check.features or {}).items() if d.get("drifted")),
+        prediction_drift=prediction.get("drifted"),
+        estimated=dict(signals.get("estimated") or {}),
+        new_rows=signals.get("new_rows"),
+        multivariate_auc=(signals.get("multivariate") or {}).get("auc"),
+    )

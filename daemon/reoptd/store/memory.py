@@ -1,0 +1,404 @@
+"""``MemoryStore``: the whole state in one process's memory, behind one lock.
+
+The default store of the loop's unit tests: same semantics as ``SqlStore`` (the contract suite
+runs on both), no database. Records are copied in and out, so a caller can never change stored
+state by mutating a dict it was given. Artifacts still go through an ``ArtifactStore``.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reoptd.clock import utc
+from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError, VersionNotFound
+from reoptd.policy import Policy
+from reoptd.store.artifacts import ArtifactStore, open_artifacts
+from reoptd.store.base import INTERRUPTED, Listener, Store, check_changes, repeated
+from reoptd.store.records import (
+    CheckRecord,
+    DecisionRecord,
+    EventRecord,
+    IngestedLabel,
+    IngestedPrediction,
+    IngestedRow,
+    ModelRecord,
+    RunRecord,
+    VersionRecord,
+)
+
+R = TypeVar("R")
+
+
+def _copy(record: R) -> R:
+    return copy.deepcopy(record)
+
+
+@dataclass
+class _Model:
+    record: ModelRecord
+    versions: list[VersionRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    checks: list[CheckRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    #: row id -> (insertion order, prediction)
+    predictions: dict[str, tuple[int, IngestedPrediction]] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+class MemoryStore(Store):
+    """A ``Store`` in memory; thread-safe. ``artifacts`` is a directory or an ``ArtifactStore``."""
+
+    def __init__(self, artifacts: str | Path | ArtifactStore) -> None:
+        self.url = "memory://"  # reoptd.store.MEMORY_URL
+        self.artifacts = open_artifacts(artifacts)
+        self.listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._models: dict[str, _Model] = {}
+        self._ids = 0
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _get(self, name: str) -> _Model:
+        found = self._models.get(name)
+        if found is None:
+            raise ModelNotFound(name)
+        return found
+
+    @property
+    def display_url(self) -> str:
+        return self.url
+
+    @property
+    def optuna_storage(self) -> str | None:
+        return None
+
+    def ping(self) -> None:
+        return None
+
+    # -- models -------------------------------------------------------------------------------
+
+    def ensure_model(self, policy: Policy, at: datetime) -> ModelRecord:
+        snapshot = policy.model_dump(mode="json", by_alias=True)
+        with self._lock:
+            found = self._models.get(policy.model)
+            if found is None:
+                record = ModelRecord(
+                    id=self._next_id(),
+                    name=policy.model,
+                    task=policy.task,
+                    created_at=utc(at),
+                    policy=snapshot,
+                )
+                self._models[policy.model] = _Model(record)
+            else:
+                found.record = replace(found.record, task=policy.task, policy=snapshot)
+                record = found.record
+            return _copy(record)
+
+    def model(self, name: str) -> ModelRecord:
+        with self._lock:
+            return _copy(self._get(name).record)
+
+    def models(self) -> list[ModelRecord]:
+        with self._lock:
+            return [_copy(self._models[n].record) for n in sorted(self._models)]
+
+    # -- versions -----------------------------------------------------------------------------
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        with self._lock:
+            return [_copy(v) for v in self._get(name).versions]
+
+    def version(self, name: str, version: int) -> VersionRecord:
+        with self._lock:
+            return _copy(self._version(name, version))
+
+    def _version(self, name: str, version: int) -> VersionRecord:
+        for v in self._get(name).versions:
+            if v.version == version:
+                return v
+        raise VersionNotFound(name, version)
+
+    def _insert_version(self, name: str, *, at: datetime, **fields: Any) -> VersionRecord:
+        with self._lock:
+            model = self._get(name)
+            assert model.record.id is not None
+            latest = max((v.version for v in model.versions), default=0)
+            for key in ("train_start", "train_end"):
+                if fields.get(key) is not None:
+                    fields[key] = utc(fields[key])
+            record = VersionRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                version=latest + 1,
+                created_at=utc(at),
+                **_copy(fields),
+            )
+            model.versions.append(record)
+            return _copy(record)
+
+    def set_status(self, name: str, version: int, status: str, **metrics: Any) -> VersionRecord:
+        with self._lock:
+            model = self._get(name)
+            old = self._version(name, version)
+            new = replace(old, status=status, metrics={**old.metrics, **_copy(metrics)})
+            model.versions[model.versions.index(old)] = new
+            return _copy(new)
+
+    # -- champion changes ---------------------------------------------------------------------
+
+    def _swap(
+        self, name: str, version: int | None, *, at: datetime, reason: str, kind: str
+    ) -> EventRecord:
+        with self._lock:
+            model = self._get(name)
+            previous = model.record.champion_version
+            if version is None:
+                version = self._rollback_target(name, previous, model.events)
+            target = self._version(name, version)
+            self._verify(target)
+            if previous == version:
+                raise ReoptdError(f"version {version} of {name!r} is already the champion")
+            for i, v in enumerate(model.versions):
+                if v.version == version:
+                    model.versions[i] = replace(v, status="champion")
+                elif v.version == previous:
+                    model.versions[i] = replace(v, status="retired")
+            model.record = replace(model.record, champion_version=version, champion_since=utc(at))
+            event = EventRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                at=utc(at),
+                kind=kind,
+                from_version=previous,
+                to_version=version,
+                reason=reason,
+            )
+            model.events.append(event)
+            return _copy(event)
+
+    def events(self, name: str) -> list[EventRecord]:
+        with self._lock:
+            return [_copy(e) for e in self._get(name).events]
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def add_check(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        window_start: datetime,
+        window_end: datetime,
+        status: str,
+        reason: str = "",
+        champion_version: int | None = None,
+        rows: int = 0,
+        labelled_rows: int = 0,
+        drift_share: float | None = None,
+        dataset_drift: bool | None = None,
+        features: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        signals: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> CheckRecord:
+        with self._lock:
+            model = self._get(name)
+            record = CheckRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                at=utc(at),
+                window_start=utc(window_start),
+                window_end=utc(window_end),
+                status=status,
+                reason=reason,
+                champion_version=champion_version,
+                rows=rows,
+                labelled_rows=labelled_rows,
+                drift_share=drift_share,
+                dataset_drift=dataset_drift,
+                features=_copy(features or {}),
+                metrics=_copy(metrics or {}),
+                signals=_copy(signals or {}),
+                seconds=seconds,
+            )
+            model.checks.append(record)
+            return _copy(record)
+
+    def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
+        check_changes(check_id, changes)
+        with self._lock:
+            for model in self._models.values():
+                for i, check in enumerate(model.checks):
+                    if check.id == check_id:
+                        model.checks[i] = replace(check, **_copy(changes))
+                        return _copy(model.checks[i])
+        raise ReoptdError(f"no check with id {check_id}")
+
+    def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
+        with self._lock:
+            ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
+            return [_copy(c) for c in ordered[-limit:]] if limit > 0 else []
+
+    def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
+        with self._lock:
+            return [
+                _copy(c)
+                for c in self._get(name).checks
+                if c.status == "ok" and since <= c.at < until and c.labelled_rows < c.rows
+            ]
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def add_decision(
+        self,
+        name: str,
+        *,
+        check_id: int | None,
+        at: datetime,
+        fire: bool,
+        triggers: list[str],
+        reasons: str,
+    ) -> DecisionRecord:
+        with self._lock:
+            model = self._get(name)
+            record = DecisionRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                check_id=check_id,
+                at=utc(at),
+                fire=fire,
+                triggers=list(triggers),
+                reasons=reasons,
+            )
+            model.decisions.append(record)
+            return _copy(record)
+
+    def decisions(self, name: str, limit: int | None = None) -> list[DecisionRecord]:
+        with self._lock:
+            found = self._get(name).decisions
+            if limit is not None:
+                found = found[-limit:] if limit > 0 else []
+            return [_copy(d) for d in found]
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        started_at: datetime,
+        trigger: str,
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        with self._lock:
+            model = self._get(name)
+            record = RunRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                decision_id=decision_id,
+                started_at=utc(started_at),
+                trigger=trigger,
+                champion_version=champion_version,
+            )
+            model.runs.append(record)
+            return _copy(record)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished_at: datetime,
+        outcome: str,
+        reason: str = "",
+        challenger_version: int | None = None,
+        steps: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> RunRecord:
+        with self._lock:
+            for model in self._models.values():
+                for i, run in enumerate(model.runs):
+                    if run.id == run_id:
+                        model.runs[i] = replace(
+                            run,
+                            finished_at=utc(finished_at),
+                            outcome=outcome,
+                            reason=reason,
+                            challenger_version=challenger_version,
+                            steps=_copy(steps or {}),
+                            seconds=seconds,
+                        )
+                        return _copy(model.runs[i])
+        raise ReoptdError(f"no run with id {run_id}")
+
+    def runs(self, name: str) -> list[RunRecord]:
+        with self._lock:
+            return [_copy(r) for r in self._get(name).runs]
+
+    def close_interrupted_runs(self, name: str) -> int:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                return 0
+            closed = 0
+            for i, run in enumerate(model.runs):
+                if run.outcome == "running":
+                    model.runs[i] = replace(run, outcome="failed", reason=INTERRUPTED)
+                    closed += 1
+            return closed
+
+    # -- ingested rows ------------------------------------------------------------------------
+
+    def add_predictions(
+        self, name: str, rows: Sequence[IngestedPrediction], *, at: datetime
+    ) -> int:
+        with self._lock:
+            model = self._get(name)
+            _refuse_known(name, [r.row_id for r in rows], model.predictions)
+            for row in rows:
+                model.predictions[row.row_id] = (
+                    self._next_id(),
+                    IngestedPrediction(row.row_id, utc(row.ts), _copy(row.features)),
+                )
+            return len(rows)
+
+    def add_labels(self, name: str, rows: Sequence[IngestedLabel], *, at: datetime) -> int:
+        with self._lock:
+            model = self._get(name)
+            _refuse_known(name, [r.row_id for r in rows], model.labels)
+            for row in rows:
+                model.labels[row.row_id] = _copy(row.label)
+            return len(rows)
+
+    def count_ingested(self, name: str) -> tuple[int, int]:
+        with self._lock:
+            model = self._get(name)
+            return len(model.predictions), len(model.labels)
+
+    def ingested(self, name: str, start: datetime, end: datetime) -> list[IngestedRow]:
+        start, end = utc(start), utc(end)
+        with self._lock:
+            model = self._get(name)
+            found = sorted(
+                (p.ts, seq, p) for seq, p in model.predictions.values() if start <= p.ts < end
+            )
+            return [
+                IngestedRow(p.row_id, p.ts, _copy(p.features), _copy(model.labels.get(p.row_id)))
+                for _ts, _seq, p in found
+            ]
+
+
+def _refuse_known(name: str, ids: list[str], stored: dict[str, Any]) -> None:
+    known = [i for i in ids if i in stored] or repeated(ids)
+    if known:
+        raise DuplicateIds(name, list(dict.fromkeys(known)))

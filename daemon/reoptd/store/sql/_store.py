@@ -1,0 +1,644 @@
+"""``SqlStore``: the ``Store`` on SQLAlchemy (SQLModel tables, Alembic migrations); SQLite by
+default, PostgreSQL in production. The only module of reoptd that speaks SQL.
+
+Every read returns frozen records built from the rows inside the session; no row leaves it. A
+driver error becomes ``StoreUnavailable`` naming the database (password hidden). A swap of
+champions is one transaction that first locks the model's row (``SELECT … FOR UPDATE`` on
+PostgreSQL; on SQLite a no-op ``UPDATE`` that takes the database's write lock, waiting up to the
+busy timeout), so concurrent promotions and rollbacks of one model are serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import case, event, func, text, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, SQLModel, and_, col, create_engine, select
+
+from reoptd.clock import utc
+from reoptd.errors import (
+    DuplicateIds,
+    ModelNotFound,
+    ReoptdError,
+    StoreUnavailable,
+    VersionNotFound,
+)
+from reoptd.policy import Policy
+from reoptd.store.artifacts import ArtifactStore, open_artifacts
+from reoptd.store.base import INTERRUPTED, Listener, Store, check_changes, repeated
+from reoptd.store.records import (
+    ChampionSummary,
+    CheckRecord,
+    DecisionRecord,
+    EventRecord,
+    IngestedLabel,
+    IngestedPrediction,
+    IngestedRow,
+    ModelRecord,
+    RunRecord,
+    RunStats,
+    VersionRecord,
+)
+from reoptd.store.sql._migrate import upgrade
+from reoptd.store.sql._tables import (
+    CheckRow,
+    DecisionRow,
+    EventRow,
+    LabelRow,
+    ModelRow,
+    PredictionRow,
+    RunRow,
+    VersionRow,
+)
+
+log = logging.getLogger("reoptd.store.sql")
+
+R = TypeVar("R")
+
+#: ids per ``IN (…)`` list when looking up ingested ids
+CHUNK = 500
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so the CLI can read while the
+    daemon writes."""
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _record(cls: type[R], row: SQLModel) -> R:
+    """The frozen record of ``row`` (same field names)."""
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})  # type: ignore[arg-type]  # cls is one of the record dataclasses
+
+
+class SqlStore(Store):
+    """A ``Store`` in the database at ``url`` (any SQLAlchemy URL), artifacts in ``artifacts``
+    (a directory or an ``ArtifactStore``). The schema is migrated to the newest on open."""
+
+    def __init__(self, url: str, artifacts: str | Path | ArtifactStore) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.artifacts = open_artifacts(artifacts)
+        self.listeners: list[Listener] = []
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        try:
+            upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            orig = getattr(exc, "orig", None) or exc
+            raise StoreUnavailable(
+                f"cannot reach the database {self.display_url}: {orig}"
+            ) from None
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def optuna_storage(self) -> str | None:
+        return self.url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self._session() as s:
+            s.connection().execute(text("SELECT 1"))
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except SQLAlchemyError as exc:
+            orig = getattr(exc, "orig", None) or exc
+            raise StoreUnavailable(
+                f"database {self.display_url}: {type(exc).__name__}: {orig}"
+            ) from exc
+
+    @staticmethod
+    def _model_row(s: Session, name: str) -> ModelRow:
+        row = s.exec(select(ModelRow).where(ModelRow.name == name)).first()
+        if row is None:
+            raise ModelNotFound(name)
+        return row
+
+    def _model_id(self, s: Session, name: str) -> int:
+        model_id = s.exec(select(ModelRow.id).where(ModelRow.name == name)).first()
+        if model_id is None:
+            raise ModelNotFound(name)
+        return model_id
+
+    # -- models -------------------------------------------------------------------------------
+
+    def ensure_model(self, policy: Policy, at: datetime) -> ModelRecord:
+        snapshot = policy.model_dump(mode="json", by_alias=True)
+        with self._session() as s:
+            row = s.exec(select(ModelRow).where(ModelRow.name == policy.model)).first()
+            if row is None:
+                row = ModelRow(name=policy.model, task=policy.task, created_at=at, policy=snapshot)
+            else:
+                row.policy = snapshot
+                row.task = policy.task
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return _record(ModelRecord, row)
+
+    def model(self, name: str) -> ModelRecord:
+        with self._session() as s:
+            return _record(ModelRecord, self._model_row(s, name))
+
+    def models(self) -> list[ModelRecord]:
+        with self._session() as s:
+            return [
+                _record(ModelRecord, r) for r in s.exec(select(ModelRow).order_by(ModelRow.name))
+            ]
+
+    # -- versions -----------------------------------------------------------------------------
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            query = select(VersionRow).where(VersionRow.model_id == model_id)
+            return [
+                _record(VersionRecord, r) for r in s.exec(query.order_by(col(VersionRow.version)))
+            ]
+
+    def version(self, name: str, version: int) -> VersionRecord:
+        with self._session() as s:
+            return _record(VersionRecord, self._version_row(s, name, version))
+
+    def _version_row(self, s: Session, name: str, version: int) -> VersionRow:
+        model_id = self._model_id(s, name)
+        row = s.exec(
+            select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.version == version)
+        ).first()
+        if row is None:
+            raise VersionNotFound(name, version)
+        return row
+
+    def _insert_version(self, name: str, *, at: datetime, **fields: Any) -> VersionRecord:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            latest = s.exec(
+                select(func.max(VersionRow.version)).where(VersionRow.model_id == model_id)
+            ).one()
+            row = VersionRow(model_id=model_id, version=(latest or 0) + 1, created_at=at, **fields)
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return _record(VersionRecord, row)
+
+    def set_status(self, name: str, version: int, status: str, **metrics: Any) -> VersionRecord:
+        with self._session() as s:
+            row = self._version_row(s, name, version)
+            row.status = status
+            if metrics:
+                row.metrics = {**row.metrics, **metrics}
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return _record(VersionRecord, row)
+
+    # -- champion changes ---------------------------------------------------------------------
+
+    def _swap(
+        self, name: str, version: int | None, *, at: datetime, reason: str, kind: str
+    ) -> EventRecord:
+        with self._session() as s:
+            if self._sqlite:  # take SQLite's write lock first: it stands in for the row lock
+                s.connection().execute(
+                    update(ModelRow)
+                    .where(col(ModelRow.name) == name)
+                    .values(champion_version=ModelRow.champion_version)
+                )
+            model = s.exec(select(ModelRow).where(ModelRow.name == name).with_for_update()).first()
+            if model is None:
+                raise ModelNotFound(name)
+            previous = model.champion_version
+            if version is None:
+                history = s.exec(
+                    select(EventRow).where(EventRow.model_id == model.id).order_by(col(EventRow.id))
+                ).all()
+                version = self._rollback_target(name, previous, history)
+            target = self._version_row(s, name, version)
+            self._verify(_record(VersionRecord, target))  # ArtifactError: nothing was changed
+            if previous == version:
+                raise ReoptdError(f"version {version} of {name!r} is already the champion")
+            for row in s.exec(select(VersionRow).where(VersionRow.model_id == model.id)):
+                if row.version == version:
+                    row.status = "champion"
+                elif row.version == previous:
+                    row.status = "retired"
+                else:
+                    continue
+                s.add(row)
+            model.champion_version = version
+            model.champion_since = at
+            s.add(model)
+            assert model.id is not None
+            event_row = EventRow(
+                model_id=model.id,
+                at=at,
+                kind=kind,
+                from_version=previous,
+                to_version=version,
+                reason=reason,
+            )
+            s.add(event_row)
+            s.commit()
+            s.refresh(event_row)
+            return _record(EventRecord, event_row)
+
+    def events(self, name: str) -> list[EventRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            query = select(EventRow).where(EventRow.model_id == model_id).order_by(col(EventRow.id))
+            return [_record(EventRecord, r) for r in s.exec(query)]
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def add_check(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        window_start: datetime,
+        window_end: datetime,
+        status: str,
+        reason: str = "",
+        champion_version: int | None = None,
+        rows: int = 0,
+        labelled_rows: int = 0,
+        drift_share: float | None = None,
+        dataset_drift: bool | None = None,
+        features: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        signals: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> CheckRecord:
+        with self._session() as s:
+            row = CheckRow(
+                model_id=self._model_id(s, name),
+                at=at,
+                window_start=window_start,
+                window_end=window_end,
+                status=status,
+                reason=reason,
+                champion_version=champion_version,
+                rows=rows,
+                labelled_rows=labelled_rows,
+                drift_share=drift_share,
+                dataset_drift=dataset_drift,
+                features=features or {},
+                metrics=metrics or {},
+                signals=signals or {},
+                seconds=seconds,
+            )
+            return self._commit(s, row, CheckRecord)
+
+    def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
+        check_changes(check_id, changes)
+        with self._session() as s:
+            row = s.get(CheckRow, check_id)
+            if row is None:
+                raise ReoptdError(f"no check with id {check_id}")
+            for key, value in changes.items():
+                setattr(row, key, value)
+            return self._commit(s, row, CheckRecord)
+
+    def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            rows = s.exec(
+                select(CheckRow)
+                .where(CheckRow.model_id == model_id)
+                .order_by(col(CheckRow.at).desc(), col(CheckRow.id).desc())
+                .limit(limit)
+            )
+            return [_record(CheckRecord, r) for r in reversed(list(rows))]
+
+    def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            rows = s.exec(
+                select(CheckRow).where(
+                    CheckRow.model_id == model_id,
+                    CheckRow.status == "ok",
+                    col(CheckRow.at) >= since,
+                    col(CheckRow.at) < until,
+                    col(CheckRow.labelled_rows) < col(CheckRow.rows),
+                )
+            )
+            return [_record(CheckRecord, r) for r in rows]
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def add_decision(
+        self,
+        name: str,
+        *,
+        check_id: int | None,
+        at: datetime,
+        fire: bool,
+        triggers: list[str],
+        reasons: str,
+    ) -> DecisionRecord:
+        with self._session() as s:
+            row = DecisionRow(
+                model_id=self._model_id(s, name),
+                check_id=check_id,
+                at=at,
+                fire=fire,
+                triggers=list(triggers),
+                reasons=reasons,
+            )
+            return self._commit(s, row, DecisionRecord)
+
+    def decisions(self, name: str, limit: int | None = None) -> list[DecisionRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            query = (
+                select(DecisionRow)
+                .where(DecisionRow.model_id == model_id)
+                .order_by(col(DecisionRow.id).desc())
+            )
+            if limit is not None:
+                query = query.limit(limit)
+            return [_record(DecisionRecord, r) for r in reversed(list(s.exec(query)))]
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        started_at: datetime,
+        trigger: str,
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        with self._session() as s:
+            row = RunRow(
+                model_id=self._model_id(s, name),
+                decision_id=decision_id,
+                started_at=started_at,
+                trigger=trigger,
+                champion_version=champion_version,
+            )
+            return self._commit(s, row, RunRecord)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished_at: datetime,
+        outcome: str,
+        reason: str = "",
+        challenger_version: int | None = None,
+        steps: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> RunRecord:
+        with self._session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise ReoptdError(f"no run with id {run_id}")
+            row.finished_at = finished_at
+            row.outcome = outcome
+            row.reason = reason
+            row.challenger_version = challenger_version
+            row.steps = steps or {}
+            row.seconds = seconds
+            return self._commit(s, row, RunRecord)
+
+    def runs(self, name: str) -> list[RunRecord]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            query = select(RunRow).where(RunRow.model_id == model_id).order_by(col(RunRow.id))
+            return [_record(RunRecord, r) for r in s.exec(query)]
+
+    def close_interrupted_runs(self, name: str) -> int:
+        with self._session() as s:
+            model_id = s.exec(select(ModelRow.id).where(ModelRow.name == name)).first()
+            if model_id is None:
+                return 0
+            stale = list(
+                s.exec(
+                    select(RunRow).where(RunRow.model_id == model_id, RunRow.outcome == "running")
+                )
+            )
+            for run in stale:
+                run.outcome = "failed"
+                run.reason = INTERRUPTED
+                s.add(run)
+            s.commit()
+        return len(stale)
+
+    def run_stats(self, name: str, since: datetime) -> RunStats:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            last = s.exec(
+                select(func.max(RunRow.started_at)).where(RunRow.model_id == model_id)
+            ).one()
+            count, seconds = s.exec(
+                select(func.count(), func.coalesce(func.sum(RunRow.seconds), 0.0))
+                .select_from(RunRow)
+                .where(
+                    RunRow.model_id == model_id,
+                    col(RunRow.started_at) > since,
+                    RunRow.trigger != "bootstrap",
+                )
+            ).one()
+        return RunStats(
+            last_started_at=None if last is None else utc(last),
+            count=int(count),
+            seconds=float(seconds),
+        )
+
+    # -- ingested rows ------------------------------------------------------------------------
+
+    def add_predictions(
+        self, name: str, rows: Sequence[IngestedPrediction], *, at: datetime
+    ) -> int:
+        def make(model_id: int, r: IngestedPrediction) -> PredictionRow:
+            return PredictionRow(
+                model_id=model_id, row_id=r.row_id, ts=r.ts, features=r.features, received_at=at
+            )
+
+        return self._ingest(name, PredictionRow, rows, make)
+
+    def add_labels(self, name: str, rows: Sequence[IngestedLabel], *, at: datetime) -> int:
+        def make(model_id: int, r: IngestedLabel) -> LabelRow:
+            return LabelRow(model_id=model_id, row_id=r.row_id, label=r.label, received_at=at)
+
+        return self._ingest(name, LabelRow, rows, make)
+
+    def _ingest(self, name: str, table: Any, rows: Sequence[Any], make: Any) -> int:
+        ids = [r.row_id for r in rows]
+        again = repeated(ids)
+        if again:
+            raise DuplicateIds(name, list(dict.fromkeys(again)))
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            known: set[str] = set()
+            for start in range(0, len(ids), CHUNK):  # bounded IN lists
+                chunk = ids[start : start + CHUNK]
+                known |= set(
+                    s.exec(
+                        select(table.row_id).where(
+                            and_(table.model_id == model_id, col(table.row_id).in_(chunk))
+                        )
+                    )
+                )
+            if known:
+                raise DuplicateIds(name, [i for i in ids if i in known])
+            s.add_all(make(model_id, r) for r in rows)
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent batch stored one of these ids first
+                s.rollback()
+                raise DuplicateIds(name, [], concurrent=True) from None
+        return len(rows)
+
+    def count_ingested(self, name: str) -> tuple[int, int]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            predictions = s.exec(
+                select(func.count())
+                .select_from(PredictionRow)
+                .where(PredictionRow.model_id == model_id)
+            ).one()
+            labels = s.exec(
+                select(func.count()).select_from(LabelRow).where(LabelRow.model_id == model_id)
+            ).one()
+        return int(predictions), int(labels)
+
+    def ingested(self, name: str, start: datetime, end: datetime) -> list[IngestedRow]:
+        with self._session() as s:
+            model_id = self._model_id(s, name)
+            query = (
+                select(PredictionRow, LabelRow.label)
+                .join(
+                    LabelRow,
+                    and_(
+                        LabelRow.model_id == PredictionRow.model_id,
+                        LabelRow.row_id == PredictionRow.row_id,
+                    ),
+                    isouter=True,
+                )
+                .where(
+                    PredictionRow.model_id == model_id,
+                    col(PredictionRow.ts) >= utc(start),
+                    col(PredictionRow.ts) < utc(end),
+                )
+                .order_by(col(PredictionRow.ts), col(PredictionRow.id))
+            )
+            return [IngestedRow(p.row_id, p.ts, p.features, label) for p, label in s.exec(query)]
+
+    # -- scrape-time summaries ----------------------------------------------------------------
+
+    def champion_summaries(self) -> list[ChampionSummary]:
+        """Three aggregate reads, whatever the number of models."""
+        with self._session() as s:
+            champions = s.exec(
+                select(ModelRow, VersionRow)
+                .join(
+                    VersionRow,
+                    and_(
+                        VersionRow.model_id == ModelRow.id,
+                        VersionRow.version == ModelRow.champion_version,
+                    ),
+                    isouter=True,
+                )
+                .order_by(ModelRow.name)
+            ).all()
+            counts = {
+                model_id: (int(total), int(waiting or 0))
+                for model_id, total, waiting in s.exec(
+                    select(
+                        VersionRow.model_id,
+                        func.count(),
+                        func.sum(case((col(VersionRow.status) == "pending", 1), else_=0)),
+                    ).group_by(col(VersionRow.model_id))
+                )
+            }
+            kinds: dict[tuple[int, str], int] = {
+                (model_id, kind): int(n)
+                for model_id, kind, n in s.exec(
+                    select(EventRow.model_id, EventRow.kind, func.count()).group_by(
+                        col(EventRow.model_id), col(EventRow.kind)
+                    )
+                )
+            }
+        out = []
+        for model, champion in champions:
+            assert model.id is not None
+            total, waiting = counts.get(model.id, (0, 0))
+            latency = champion.metrics.get("latency_seconds") if champion else None
+            out.append(
+                ChampionSummary(
+                    name=model.name,
+                    champion_version=model.champion_version,
+                    champion_since=model.champion_since,
+                    champion_size_bytes=champion.size_bytes if champion else 0,
+                    champion_latency_seconds=None if latency is None else float(latency),
+                    versions=total,
+                    pending=waiting,
+                    promotions=kinds.get((model.id, "promote"), 0),
+                    rollbacks=kinds.get((model.id, "rollback"), 0),
+                )
+            )
+        return out
+
+    def recent_versions(self, per_model: int) -> dict[str, list[VersionRecord]]:
+        """One read: the versions ranked newest first per model, cut at ``per_model``."""
+        rank = (
+            func.row_number()
+            .over(partition_by=col(VersionRow.model_id), order_by=col(VersionRow.version).desc())
+            .label("rank")
+        )
+        ranked = select(VersionRow, rank).subquery()
+        version = aliased(VersionRow, ranked)
+        query = (
+            select(ModelRow.name, version)
+            .join(version, col(version.model_id) == ModelRow.id)
+            .where(ranked.c.rank <= per_model)
+            .order_by(ModelRow.name, col(version.version))
+        )
+        out: dict[str, list[VersionRecord]] = {}
+        with self._session() as s:
+            for name, row in s.exec(query):
+                out.setdefault(name, []).append(_record(VersionRecord, row))
+        return out
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _commit(s: Session, row: SQLModel, cls: type[R]) -> R:
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        return _record(cls, row)
