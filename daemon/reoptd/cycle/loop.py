@@ -1,31 +1,39 @@
 """The one code path: check -> decide -> optimize -> promote, for one model at one instant.
 
 The live service calls ``ModelLoop.cycle`` from APScheduler, the tests call it with a simulated
-clock's time, and so will the backtester. Nothing here reads the wall clock for "now": it is
+clock's time, and so does the backtester. Nothing here reads the wall clock for "now": it is
 always an argument. Durations of work are measured with ``time.perf_counter``.
+
+A cycle: check the window, re-score past windows whose labels came (``backfill``), judge a
+shadow challenger and the post-promotion guard (``promotion``), record the check once, act on
+the verdicts, decide, and re-optimize if the decision fires. ``start`` is the one step that
+touches the store and the metrics before the first cycle; building a loop does no I/O.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
+from reoptd.cycle.backfill import backfill, label_health
+from reoptd.cycle.promotion import Judgement, Promotion
+from reoptd.cycle.reference import pack, unpack
+from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
-from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError, PolicyError
+from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.models import Model, load_model
-from reoptd.monitor import Champion, CheckResult, check, evaluate
-from reoptd.monitor._backfill import backfill
+from reoptd.monitor import Champion, CheckResult, check
 from reoptd.optimize import RunResult, run_pipeline
-from reoptd.policy import Decision, Policy, checks_needed, decide, load_policy
-from reoptd.registry import CheckRow, DecisionRow, ModelRow, Registry, RunRow, VersionRow
+from reoptd.policy import Decision, Policy, checks_needed, decide
+from reoptd.registry import CheckRow, ModelRow, Registry, RunRow, VersionRow
+from reoptd.signals import Signals
 
 log = logging.getLogger("reoptd.loop")
 
@@ -48,91 +56,50 @@ class ModelLoop:
         registry: Registry,
         metrics: Metrics,
         source: Source | None = None,
+        *,
+        watcher: PolicyWatcher | None = None,
     ) -> None:
         self.policy = policy
         self.registry = registry
         self.metrics = metrics
         self.source = source if source is not None else open_source(policy, registry)
-        self._champion: Champion | None = None
-        self._stamp: tuple[int, int] | None = None
-        self._snapshot: Policy | None = None  # the policy last written to the model's row
-        self._model_id: int | None = None
-        self._others: dict[int, object] = {}  # a shadow or previous champion, loaded once
+        self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
+        self.promotion = Promotion(registry, self._load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
-        if policy.source is not None:
-            with contextlib.suppress(OSError):
-                self._stamp = _stamp(policy.source)
-        metrics.declare(policy)
-        # A run still "running" in the database was cut off by a crash or a kill: say so.
-        registry.close_interrupted_runs(policy.model)
+        self._champion: Champion | None = None
+        self._snapshot: Policy | None = None  # the policy last written to the model's row
+        self._others: dict[int, Model] = {}  # a shadow or previous champion, loaded once
 
     @property
     def name(self) -> str:
         return self.policy.model
 
+    def start(self) -> None:
+        """Before the first cycle: declare the model's series, note the policy file's stamp,
+        and close the runs a crash or a kill left "running"."""
+        self.metrics.declare(self.policy)
+        self.watcher.start(self.name)
+        self.registry.close_interrupted_runs(self.name)
+
     def update_policy(self, policy: Policy) -> None:
+        self.watcher.put(policy)
+        self._use(policy)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the policy file if it changed; True if a new policy is in force (see
+        ``PolicyWatcher``: an invalid edit keeps the last valid policy)."""
+        policy = self.watcher.refresh(self.name)
+        if policy is self.policy:
+            return False
+        self._use(policy)
+        return True
+
+    def _use(self, policy: Policy) -> None:
         self.policy = policy
         self.source = open_source(policy, self.registry)
         self._champion = None  # drift settings may have changed: rebuild the detector
 
-    def reload_if_changed(self) -> bool:
-        """Re-read the policy file if it changed since it was loaded; True if a new policy is in
-        force. An invalid edit keeps the last valid policy running, logs why, and sets
-        ``reoptd_policy_valid{model}`` to 0 until the file is fixed."""
-        path = self.policy.source
-        if path is None:
-            return False
-        try:
-            stamp = _stamp(path)
-        except OSError:
-            if self._stamp is not None:
-                log.warning(
-                    "%s: policy file %s is gone; the last policy keeps running", self.name, path
-                )
-                self._stamp = None
-            return False
-        if self._stamp is None:
-            self._stamp = stamp
-            return False
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            policy = load_policy(path)
-            if policy.model != self.name:
-                raise PolicyError(
-                    str(path),
-                    [
-                        f"{path}: model renamed from {self.name!r} to {policy.model!r};"
-                        " a new name is a new model: restart the daemon to pick it up"
-                    ],
-                )
-        except PolicyError as exc:
-            self.metrics.policy_valid.labels(self.name).set(0)
-            log.error(
-                "%s: policy edit rejected, the last valid policy keeps running:\n  %s",
-                self.name,
-                "\n  ".join(exc.problems),
-            )
-            return False
-        self.update_policy(policy)
-        self.metrics.declare(policy)
-        self.metrics.policy_valid.labels(self.name).set(1)
-        log.info("%s: policy reloaded from %s", self.name, path)
-        return True
-
     # -- the cycle ------------------------------------------------------------------------------
-
-    def _model(self, now: datetime) -> ModelRow:
-        """The model's row, read fresh (a CLI promotion may have changed the champion). The
-        policy snapshot is written only when this loop's policy is new, not on every check."""
-        if self._snapshot is not self.policy:
-            row = self.registry.ensure_model(self.policy, now)
-            self._snapshot = self.policy
-        else:
-            row = self.registry.model(self.name)
-        self._model_id = row.id
-        return row
 
     def cycle(self, now: datetime) -> CycleOutcome:
         """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
@@ -143,86 +110,64 @@ class ModelLoop:
             champion = self.champion()
         except ArtifactError as exc:
             log.error("%s: champion v%s unusable: %s", self.name, model.champion_version, exc)
-            row = self._record_check(now, "failed", f"champion artifact: {exc}", None)
-            return CycleOutcome(check=row)
-        row, result = self._check(now, champion)
-        self._backfill(now, champion, row)
-        outcome = CycleOutcome(check=row)
-        if row.status != "ok" or result is None:
-            return outcome
-        if self._guard(now, champion, result, row) or self._shadow(now, champion, result, row):
-            return outcome  # the champion changed: the next check judges the new one
-        state = self.registry.state(self.name, now)
-        # a margin over the longest streak: failed and skipped checks do not count towards it
-        history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
-        decision = decide(self.policy, history, state, now)
-        outcome.decision = decision
-        stored = self.registry.add(
-            DecisionRow(
-                model_id=model.id,
-                check_id=row.id,
-                at=now,
-                fire=decision.fire,
-                triggers=decision.triggers,
-                reasons=decision.summary,
-            )
-        )
-        self.metrics.decisions.labels(self.name, "fire" if decision.fire else "hold").inc()
-        log.info(
-            "%s: decision %s (%s)",
+            return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
+        status, reason, result = self._check(now, champion)
+        signals = result.signals if result is not None else Signals()
+        done = backfill(self.policy, self.source, self.registry, self._model_of(champion), now)
+        signals.backfilled = [r.summary() for r in done] or None
+        if status == "ok":
+            signals.labels = label_health(self.policy, self.source, now)
+        judgement = Judgement()
+        if result is not None:
+            judgement = self.promotion.judge(self.policy, now, champion, result)
+            signals.guard, signals.shadow = judgement.guard, judgement.shadow
+        stored = self._record(now, status, reason, champion.version, result, signals)
+        outcome = CycleOutcome(check=stored)
+        if result is None or self.promotion.act(self.policy, now, champion, judgement):
+            return outcome  # no verdict to give, or a new champion the next check judges
+        outcome.decision = decision = self._decide(now)
+        record = self.registry.add_decision(
             self.name,
-            "RE-OPTIMIZE" if decision.fire else "hold",
-            decision.summary,
+            check_id=stored.id,
+            at=now,
+            fire=decision.fire,
+            triggers=decision.triggers,
+            reasons=decision.summary,
         )
+        self.metrics.export_decision(self.name, decision)
+        verdict = "RE-OPTIMIZE" if decision.fire else "hold"
+        log.info("%s: decision %s (%s)", self.name, verdict, decision.summary)
         if decision.fire:
-            outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=stored.id)
+            outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
         return outcome
 
-    def _check(self, now: datetime, champion: Champion) -> tuple[CheckRow, CheckResult | None]:
+    def _model(self, now: datetime) -> ModelRow:
+        """The model's row, read fresh (a CLI promotion may have changed the champion). The
+        policy snapshot is written only when this loop's policy is new, not on every check."""
+        if self._snapshot is not self.policy:
+            self._snapshot = self.policy
+            return self.registry.ensure_model(self.policy, now)
+        return self.registry.model(self.name)
+
+    def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
+        """Measure the window: (status, reason, result); ``result`` is None unless ``ok``."""
         try:
             result = check(self.policy, self.source, champion, now)
         except EmptyWindow as exc:
             log.warning("%s: check skipped: %s", self.name, exc)
-            return self._record_check(now, "skipped", str(exc), champion.version), None
+            return "skipped", str(exc), None
         except DataError as exc:
             log.error("%s: check failed: %s", self.name, exc)
-            self.metrics.data_errors.labels(self.name).inc()
-            return self._record_check(now, "failed", str(exc), champion.version), None
-        row = self._record_check(now, "ok", "", champion.version, result)
-        m, name = self.metrics, self.name
-        m.drift_share.labels(name).set(result.drift_share)
-        m.dataset_drift.labels(name).set(
-            int(result.drift_share >= self.policy.monitor.drift.drift_share)
-        )
-        for feature in m.features(name, result.features):
-            drift = result.features[feature]
-            if drift.score is None:  # not tested: reoptd_feature_tested says so
-                continue
-            m.feature_drift_score.labels(name, feature).set(drift.score)
-            m.feature_drifted.labels(name, feature).set(int(drift.drifted))
-            if drift.threshold is not None:
-                m.feature_drift_threshold.labels(name, feature).set(drift.threshold)
-        for metric, value in result.metrics.items():
-            m.model_metric.labels(name, metric).set(value)
-        m.labelled_rows.labels(name).set(result.labelled_rows)
-        if result.prediction_drift is not None and result.prediction_drift.tested:
-            m.prediction_drift_score.labels(name).set(result.prediction_drift.score)
-            m.prediction_drifted.labels(name).set(int(result.prediction_drift.drifted))
-        m.observe_monitoring(name, result)
-        m.export_label_signals(name, result.estimated, result.extra)
+            return "failed", str(exc), None
         if result.data_problem:
-            m.data_errors.labels(name).inc()
-            log.error("%s: %s", name, result.data_problem)
+            log.error("%s: %s", self.name, result.data_problem)
         for feature, why in result.untested.items():
-            log.warning("%s: %s %s", name, feature, why)
-        m.rows_seen.labels(name).inc(result.rows)
-        m.check_duration.labels(name).observe(result.seconds)
-        m.last_check.labels(name).set(now.timestamp())
+            log.warning("%s: %s %s", self.name, feature, why)
         drifted = [f for f, d in result.features.items() if d.drifted]
         shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
         log.info(
             "%s: check v%d rows=%d labelled=%d drift_share=%.2f%s%s",
-            name,
+            self.name,
             champion.version,
             result.rows,
             result.labelled_rows,
@@ -230,36 +175,50 @@ class ModelLoop:
             f" drifted=[{', '.join(drifted)}]" if drifted else "",
             f" {shown}" if shown else "",
         )
-        return row, result
+        return "ok", "", result
 
-    def _record_check(
+    def _record(
         self,
         now: datetime,
         status: str,
         reason: str,
-        version: int | None,
+        version: int | None = None,
         result: CheckResult | None = None,
+        signals: Signals | None = None,
     ) -> CheckRow:
-        self.metrics.checks.labels(self.name, status).inc()
-        row = CheckRow(
-            model_id=self._model_id,  # set by the cycle's _model() before any check is recorded
+        """Store the check, once, with everything the cycle learnt; export it."""
+        measured: dict[str, Any] = {}
+        if result is not None:
+            measured = {
+                "rows": result.rows,
+                "labelled_rows": result.labelled_rows,
+                "drift_share": result.drift_share,
+                "dataset_drift": result.dataset_drift,
+                "features": {k: v.to_dict() for k, v in result.features.items()},
+                "metrics": result.metrics,
+                "seconds": result.seconds,
+            }
+        stored = self.registry.add_check(
+            self.name,
             at=now,
             window_start=now - self.policy.monitor.window,
             window_end=now,
             status=status,
             reason=reason,
             champion_version=version,
+            signals=None if signals is None else signals.to_json(),
+            **measured,
         )
-        if result is not None:
-            row.rows = result.rows
-            row.labelled_rows = result.labelled_rows
-            row.drift_share = result.drift_share
-            row.dataset_drift = result.drift_share >= self.policy.monitor.drift.drift_share
-            row.features = {k: v.to_dict() for k, v in result.features.items()}
-            row.metrics = result.metrics
-            row.signals = result.signals
-            row.seconds = result.seconds
-        return self.registry.add(row)
+        # a window that could not be read is a data error; an unusable artifact (no version) not
+        data_error = status == "failed" and version is not None
+        self.metrics.export_check(self.name, status, result, signals, data_error=data_error)
+        return stored
+
+    def _decide(self, now: datetime) -> Decision:
+        state = self.registry.state(self.name, now)
+        # a margin over the longest streak: failed and skipped checks do not count towards it
+        history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
+        return decide(self.policy, history, state, now)
 
     # -- re-optimization ------------------------------------------------------------------------
 
@@ -268,19 +227,16 @@ class ModelLoop:
     ) -> RunRow:
         """Run the policy's pipeline; register the challenger; promote it if it won."""
         model = self._model(now)
-        champion: Champion | None = None
-        if model.champion_version is not None:
-            champion = self.champion()
-        run = self.registry.add(
-            RunRow(
-                model_id=model.id,
-                decision_id=decision_id,
-                started_at=now,
-                trigger=trigger,
-                champion_version=model.champion_version,
-            )
+        champion = self.champion() if model.champion_version is not None else None
+        run = self.registry.start_run(
+            self.name,
+            started_at=now,
+            trigger=trigger,
+            champion_version=model.champion_version,
+            decision_id=decision_id,
         )
         log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
+        finished: dict[str, Any] = {"outcome": "failed", "reason": ""}
         try:
             champion_row = self.registry.champion(self.name) if champion is not None else None
             result = run_pipeline(
@@ -294,40 +250,22 @@ class ModelLoop:
                 progress=self.progress,
             )
             version = self._register(result, now, trigger, model.champion_version)
-            run.challenger_version = version.version
-            run.steps = result.steps
-            run.seconds = result.seconds
-            for step, record in result.steps.items():
-                self.metrics.step_duration.labels(self.name, step).observe(record["seconds"])
-            self.metrics.reoptimization_duration.labels(self.name).observe(result.seconds)
-            # Without a champion there is nothing to protect: the first version is promoted
-            # whatever the mode.
-            mode = self.policy.promote.mode if champion is not None else "auto"
-            if result.ctx.promote and mode == "shadow":
-                for old in self.registry.versions(self.name):
-                    if old.status == "shadow":  # a newer challenger replaces the one in shadow
-                        self.registry.set_status(self.name, old.version, "rejected")
-                self.registry.set_status(self.name, version.version, "shadow")
-                run.outcome = "shadow"
-                result.ctx.reason += (
-                    f"; in shadow until it wins {self.policy.promote.shadow_checks} checks"
-                )
-            elif result.ctx.promote and mode == "manual":
-                self.registry.set_status(self.name, version.version, "pending")
-                run.outcome = "pending"
-                result.ctx.reason += "; waiting for approval (reoptd models approve)"
-            elif result.ctx.promote:
-                self.registry.promote(self.name, version.version, at=now, reason=result.ctx.reason)
-                run.outcome = "promoted"
-            else:
-                self.registry.set_status(self.name, version.version, "rejected")
-                run.outcome = "rejected"
-            run.reason = result.ctx.reason
+            finished.update(
+                challenger_version=version.version, steps=result.steps, seconds=result.seconds
+            )
+            finished["outcome"], finished["reason"] = self.promotion.place(
+                self.policy,
+                version.version,
+                won=result.ctx.promote,
+                reason=result.ctx.reason,
+                has_champion=champion is not None,
+                now=now,
+            )
         except (OptimizeError, DataError, ArtifactError) as exc:
-            run.outcome, run.reason = "failed", str(exc)
-        run.finished_at = now
-        self.registry.add(run)
-        self.metrics.reoptimizations.labels(self.name, trigger, run.outcome).inc()
+            finished.update(outcome="failed", reason=str(exc))
+        assert run.id is not None
+        run = self.registry.finish_run(run.id, finished_at=now, **finished)
+        self.metrics.export_run(self.name, run)
         log.info(
             "%s: re-optimization %s%s: %s",
             self.name,
@@ -340,29 +278,14 @@ class ModelLoop:
     def _register(
         self, result: RunResult, now: datetime, trigger: str, parent: int | None
     ) -> VersionRow:
-        ctx = result.ctx
+        ctx, policy = result.ctx, self.policy
         assert ctx.challenger is not None
-        policy = self.policy
-        kept = [c for c in (*policy.features.monitored, policy.target) if c in ctx.train.columns]
-        reference = ctx.train[kept]
-        if len(reference) > policy.monitor.reference_rows:
-            reference = reference.sample(policy.monitor.reference_rows, random_state=0)
-        # The holdout rows (labelled, never trained on) ride along, marked: label-free estimation
-        # calibrates on them, since the training rows flatter the model.
-        holdout = ctx.holdout[kept]
-        if len(holdout) > policy.monitor.reference_rows:
-            holdout = holdout.sample(policy.monitor.reference_rows, random_state=0)
-        reference = pd.concat(
-            [reference.assign(**{HOLDOUT: False}), holdout.assign(**{HOLDOUT: True})],
-            ignore_index=True,
-        )
-        buffer = io.BytesIO()
-        reference.reset_index(drop=True).to_parquet(buffer, index=False)
         ts = ctx.train[policy.timestamp]
+        validate, compress = result.steps.get("validate", {}), result.steps.get("compress", {})
         return self.registry.add_version(
             self.name,
             model_bytes=ctx.challenger.to_bytes(),
-            reference_bytes=buffer.getvalue(),
+            reference_bytes=pack(policy, ctx.train, ctx.holdout),
             at=now,
             trigger=trigger,
             parent_version=parent,
@@ -373,156 +296,18 @@ class ModelLoop:
                 "holdout": ctx.challenger_metrics,
                 "champion_on_holdout": ctx.champion_metrics,
                 "holdout_rows": len(ctx.holdout),
-                "latency_seconds": result.steps.get("validate", {}).get("latency_seconds"),
-                "size_bytes": result.steps.get("validate", {}).get("size_bytes"),
+                "latency_seconds": validate.get("latency_seconds"),
+                "size_bytes": validate.get("size_bytes"),
                 "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
                 "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
-                "compression": result.steps.get("compress", {}).get("chosen_candidate"),
+                "compression": compress.get("chosen_candidate"),
             },
             train_rows=len(ctx.train),
             train_start=ts.min().to_pydatetime(),
             train_end=ts.max().to_pydatetime(),
         )
 
-    # -- shadow challengers and the post-promotion guard -----------------------------------------
-
-    def _unseen(self, result: CheckResult, after: datetime | None) -> pd.DataFrame:
-        """Labelled rows of this check newer than ``after`` (rows a model never trained on)."""
-        rows = result.labelled
-        if rows is None or rows.empty or after is None:
-            return rows if rows is not None else pd.DataFrame()
-        return rows[rows[self.policy.timestamp] > pd.Timestamp(after)]
-
-    def _compare(self, other: VersionRow, champion: Champion, rows: pd.DataFrame) -> dict:
-        metric = self.policy.metric
-        theirs = evaluate(self._load(other), rows, self.policy.target, [metric])[metric]
-        ours = evaluate(champion.model, rows, self.policy.target, [metric])[metric]
-        better = theirs > ours if self.policy.higher_is_better() else theirs < ours
-        return {
-            "version": other.version,
-            "metric": metric,
-            "value": theirs,
-            "champion": ours,
-            "rows": len(rows),
-            "better": bool(better),
-        }
-
-    def _shadow(
-        self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow
-    ) -> bool:
-        """Score a challenger in shadow on rows it never saw; promote it after enough wins."""
-        promote = self.policy.promote
-        shadows = [v for v in self.registry.versions(self.name) if v.status == "shadow"]
-        if not shadows:
-            return False
-        shadow = shadows[-1]
-        rows = self._unseen(
-            result, max(shadow.train_end, champion.trained_until or shadow.train_end)
-        )
-        if len(rows) < 30:
-            return False
-        verdict = self._compare(shadow, champion, rows)
-        self._annotate(row, "shadow", verdict)
-        judged = [
-            c.signals["shadow"]
-            for c in self.registry.checks(self.name, limit=promote.shadow_checks * 4)
-            if (c.signals or {}).get("shadow", {}).get("version") == shadow.version
-        ]
-        if not verdict["better"]:
-            self.registry.set_status(self.name, shadow.version, "rejected")
-            log.info(
-                "%s: shadow v%d lost (%s %.4f vs champion %.4f on %d rows); rejected",
-                self.name,
-                shadow.version,
-                verdict["metric"],
-                verdict["value"],
-                verdict["champion"],
-                verdict["rows"],
-            )
-            return False
-        if len(judged) < promote.shadow_checks:
-            return False
-        reason = (
-            f"shadow v{shadow.version} beat champion v{champion.version} in"
-            f" {len(judged)}/{promote.shadow_checks} checks on rows it never saw"
-        )
-        self.registry.promote(self.name, shadow.version, at=now, reason=reason)
-        log.info("%s: %s: promoted", self.name, reason)
-        return True
-
-    def _guard(self, now: datetime, champion: Champion, result: CheckResult, row: CheckRow) -> bool:
-        """After a promotion, roll back if the new champion does worse live than its predecessor."""
-        spec = self.policy.promote.rollback
-        if spec is None:
-            return False
-        events = [e for e in self.registry.events(self.name) if e.to_version == champion.version]
-        if not events or events[-1].from_version is None or events[-1].kind != "promote":
-            return False
-        promoted = events[-1]
-        if now - promoted.at > spec.within:
-            return False
-        previous = self.registry.version(self.name, promoted.from_version)
-        rows = self._unseen(result, promoted.at)
-        if len(rows) < spec.min_labels:
-            return False
-        verdict = self._compare(previous, champion, rows)
-        worse = verdict["value"] - verdict["champion"]
-        if not self.policy.higher_is_better():
-            worse = -worse
-        verdict["drop"] = worse
-        self._annotate(row, "guard", verdict)
-        if worse <= spec.drop:
-            return False
-        reason = (
-            f"guard: champion v{champion.version} {verdict['metric']} {verdict['champion']:.4f}"
-            f" is {worse:.4f} worse than v{previous.version} ({verdict['value']:.4f}) on"
-            f" {verdict['rows']} live rows since its promotion (> {spec.drop})"
-        )
-        self.registry.rollback(self.name, at=now, reason=reason)
-        log.warning("%s: rolled back: %s", self.name, reason)
-        return True
-
-    def _backfill(self, now: datetime, champion: Champion, current: CheckRow) -> None:
-        """Re-score past windows whose labels came in since they were checked (see
-        ``monitor._backfill``); the re-scored windows are listed on the current check."""
-
-        def model_of(version: int) -> Model:
-            if version == champion.version:
-                return champion.model
-            return self._load(self.registry.version(self.name, version))
-
-        done = backfill(self.policy, self.source, self.registry, model_of, now, skip=current.id)
-        for result in done:
-            self.metrics.export_backfill(self.name, result.metrics)
-        if done:
-            self._annotate(current, "backfilled", [r.summary() for r in done])
-        self._label_health(now, current)
-
-    def _label_health(self, now: datetime, current: CheckRow) -> None:
-        """For a separate label feed: labels that joined no prediction, and duplicate ids."""
-        health = getattr(self.source, "label_health", None)
-        if health is None or current.status != "ok":
-            return
-        monitor = self.policy.monitor
-        span = monitor.window + (monitor.backfill.within or timedelta(0))
-        try:
-            stats = health(now - span, now - monitor.window, now)
-        except DataError as exc:
-            log.warning("%s: label join not measured: %s", self.name, exc)
-            return
-        self.metrics.export_label_health(self.name, stats)
-        self._annotate(current, "labels", stats)
-
-    def _annotate(self, row: CheckRow, key: str, value: object) -> None:
-        row.signals = {**(row.signals or {}), key: value}
-        self.registry.add(row)
-
-    def _load(self, version: VersionRow):
-        cached = self._others.get(version.version)
-        if cached is None:
-            cached = load_model(self.registry.load_artifact(version))
-            self._others = {version.version: cached}
-        return cached
+    # -- models ---------------------------------------------------------------------------------
 
     def champion(self) -> Champion:
         """The champion with its reference sample, loaded (and sha256-verified) once per version."""
@@ -532,33 +317,30 @@ class ModelLoop:
         if self._champion is None or self._champion.version != row.version:
             started = time.perf_counter()
             model = load_model(self.registry.load_artifact(row))
-            reference = pd.read_parquet(io.BytesIO(self.registry.load_reference(row)))
-            reference, calibration = split_reference(reference)
+            reference, calibration = unpack(self.registry.load_reference(row))
             self._champion = Champion(row.version, model, reference, row.train_end, calibration)
             log.debug(
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
             )
         return self._champion
 
+    def _model_of(self, champion: Champion) -> Callable[[int], Model]:
+        """The model that was champion at a past check, by version (for backfill)."""
 
-#: the column that marks the holdout rows stored beside a version's drift reference
-HOLDOUT = "__reoptd_holdout__"
+        def model_of(version: int) -> Model:
+            if version == champion.version:
+                return champion.model
+            return self._load(self.registry.version(self.name, version))
 
+        return model_of
 
-def split_reference(stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """A stored reference as (drift reference: training rows, calibration: holdout rows).
-    References written before holdout rows were kept have no calibration part."""
-    if HOLDOUT not in stored.columns:
-        return stored, None
-    mark = stored[HOLDOUT].astype(bool)
-    reference = stored[~mark].drop(columns=HOLDOUT).reset_index(drop=True)
-    return reference, stored[mark].drop(columns=HOLDOUT).reset_index(drop=True)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_mtime_ns, stat.st_size
+    def _load(self, version: VersionRow) -> Model:
+        cached = self._others.get(version.version)
+        if cached is None:
+            cached = load_model(self.registry.load_artifact(version))
+            self._others = {version.version: cached}
+        return cached
 
 
-def _iso(value: object) -> str | None:
+def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()

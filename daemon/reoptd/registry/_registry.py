@@ -26,6 +26,7 @@ from reoptd.policy import CheckView, ModelState, Policy
 from reoptd.registry._artifacts import ArtifactStore
 from reoptd.registry._migrate import upgrade
 from reoptd.registry._tables import CheckRow, DecisionRow, EventRow, ModelRow, RunRow, VersionRow
+from reoptd.signals import Signals
 
 log = logging.getLogger("reoptd.registry")
 
@@ -254,6 +255,121 @@ class Registry:
             s.refresh(row)
             return row
 
+    # The write API of the coming Store contract, as thin wrappers over ``add`` (the store
+    # package replaces them): callers name the model and pass fields, never build rows.
+
+    def add_check(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        window_start: datetime,
+        window_end: datetime,
+        status: str,
+        reason: str = "",
+        champion_version: int | None = None,
+        rows: int = 0,
+        labelled_rows: int = 0,
+        drift_share: float | None = None,
+        dataset_drift: bool | None = None,
+        features: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        signals: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> CheckRow:
+        row = CheckRow(
+            model_id=self.model(name).id,
+            at=at,
+            window_start=window_start,
+            window_end=window_end,
+            status=status,
+            reason=reason,
+            champion_version=champion_version,
+            rows=rows,
+            labelled_rows=labelled_rows,
+            drift_share=drift_share,
+            dataset_drift=dataset_drift,
+            features=features or {},
+            metrics=metrics or {},
+            signals=signals or {},
+            seconds=seconds,
+        )
+        return self.add(row)
+
+    def update_check(self, check_id: int, **changes: Any) -> CheckRow:
+        return self._update(CheckRow, check_id, changes)
+
+    def add_decision(
+        self,
+        name: str,
+        *,
+        check_id: int | None,
+        at: datetime,
+        fire: bool,
+        triggers: list[str],
+        reasons: str,
+    ) -> DecisionRow:
+        row = DecisionRow(
+            model_id=self.model(name).id,
+            check_id=check_id,
+            at=at,
+            fire=fire,
+            triggers=triggers,
+            reasons=reasons,
+        )
+        return self.add(row)
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        started_at: datetime,
+        trigger: str,
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRow:
+        row = RunRow(
+            model_id=self.model(name).id,
+            decision_id=decision_id,
+            started_at=started_at,
+            trigger=trigger,
+            champion_version=champion_version,
+        )
+        return self.add(row)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished_at: datetime,
+        outcome: str,
+        reason: str = "",
+        challenger_version: int | None = None,
+        steps: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> RunRow:
+        changes = {
+            "finished_at": finished_at,
+            "outcome": outcome,
+            "reason": reason,
+            "challenger_version": challenger_version,
+            "steps": steps or {},
+            "seconds": seconds,
+        }
+        return self._update(RunRow, run_id, changes)
+
+    def _update(self, table: Any, row_id: int, changes: dict[str, Any]) -> Any:
+        with self.session() as s:
+            row = s.get(table, row_id)
+            if row is None:
+                raise ReoptdError(f"no {table.__tablename__} row with id {row_id}")
+            for key, value in changes.items():
+                setattr(row, key, value)
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
     def checks(self, name: str, limit: int = 50) -> list[CheckRow]:
         """The ``limit`` most recent checks of ``name``, oldest first."""
         model = self.model(name)
@@ -378,8 +494,8 @@ class Registry:
 
 def check_view(row: CheckRow) -> CheckView:
     """The stored check as ``decide`` sees it."""
-    signals = row.signals or {}
-    prediction = signals.get("prediction_drift") or {}
+    signals = Signals.from_json(row.signals)
+    prediction = signals.prediction_drift
     return CheckView(
         at=row.at,
         status=row.status,
@@ -388,8 +504,8 @@ def check_view(row: CheckRow) -> CheckView:
         metrics=dict(row.metrics),
         labelled_rows=row.labelled_rows,
         drifted=tuple(f for f, d in (row.features or {}).items() if d.get("drifted")),
-        prediction_drift=prediction.get("drifted"),
-        estimated=dict(signals.get("estimated") or {}),
-        new_rows=signals.get("new_rows"),
-        multivariate_auc=(signals.get("multivariate") or {}).get("auc"),
+        prediction_drift=None if prediction is None else prediction.drifted,
+        estimated=dict(signals.estimated),
+        new_rows=signals.new_rows,
+        multivariate_auc=None if signals.multivariate is None else signals.multivariate.auc,
     )
