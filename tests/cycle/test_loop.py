@@ -7,8 +7,8 @@ from datetime import timedelta
 import pandas as pd
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import FileSource, _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
 from reoptd.registry import Registry
@@ -229,6 +229,6 @@ def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_
 
     model_id = sqlite_registry.model(name).id
     sqlite_registry.add(RunRow(model_id=model_id, started_at=clock.now(), trigger="drift_share"))
-    ModelLoop(demo_policy, sqlite_registry, metrics)  # a restart after a kill mid-run
+    ModelLoop(demo_policy, sqlite_registry, metrics).start()  # a restart after a kill mid-run
     last = sqlite_registry.runs(name)[-1]
     assert last.outcome == "failed" and last.reason.startswith("interrupted")
