@@ -13,26 +13,21 @@ touches the store and the metrics before the first cycle; building a loop does n
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
-
 from reoptd.cycle.backfill import backfill, label_health
 from reoptd.cycle.promotion import Judgement, Promotion
-from reoptd.cycle.reference import pack, unpack
+from reoptd.cycle.reference import Versions
 from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
 from reoptd.metrics import Metrics
-from reoptd.models import Model, load_model
 from reoptd.monitor import Champion, CheckResult, check
-from reoptd.optimize import RunResult, run_pipeline
+from reoptd.optimize import run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide
-from reoptd.registry import CheckRow, ModelRow, Registry, RunRow, VersionRow
+from reoptd.registry import CheckRow, ModelRow, Registry, RunRow
 from reoptd.signals import Signals
 
 log = logging.getLogger("reoptd.loop")
@@ -64,11 +59,10 @@ class ModelLoop:
         self.metrics = metrics
         self.source = source if source is not None else open_source(policy, registry)
         self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
-        self.promotion = Promotion(registry, self._load)
+        self.versions = Versions(registry, policy.model)  # loaded models, cached
+        self.promotion = Promotion(registry, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
-        self._champion: Champion | None = None
         self._snapshot: Policy | None = None  # the policy last written to the model's row
-        self._others: dict[int, Model] = {}  # a shadow or previous champion, loaded once
 
     @property
     def name(self) -> str:
@@ -97,7 +91,7 @@ class ModelLoop:
     def _use(self, policy: Policy) -> None:
         self.policy = policy
         self.source = open_source(policy, self.registry)
-        self._champion = None  # drift settings may have changed: rebuild the detector
+        self.versions.forget()  # drift settings may have changed: rebuild the detector
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -113,7 +107,9 @@ class ModelLoop:
             return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
         status, reason, result = self._check(now, champion)
         signals = result.signals if result is not None else Signals()
-        done = backfill(self.policy, self.source, self.registry, self._model_of(champion), now)
+        done = backfill(
+            self.policy, self.source, self.registry, self.versions.model_of(champion), now
+        )
         signals.backfilled = [r.summary() for r in done] or None
         if status == "ok":
             signals.labels = label_health(self.policy, self.source, now)
@@ -249,7 +245,9 @@ class ModelLoop:
                 champion_params=dict(champion_row.params) if champion_row else {},
                 progress=self.progress,
             )
-            version = self._register(result, now, trigger, model.champion_version)
+            version = self.promotion.register(
+                self.policy, result, now, trigger, model.champion_version
+            )
             finished.update(
                 challenger_version=version.version, steps=result.steps, seconds=result.seconds
             )
@@ -275,72 +273,6 @@ class ModelLoop:
         )
         return run
 
-    def _register(
-        self, result: RunResult, now: datetime, trigger: str, parent: int | None
-    ) -> VersionRow:
-        ctx, policy = result.ctx, self.policy
-        assert ctx.challenger is not None
-        ts = ctx.train[policy.timestamp]
-        validate, compress = result.steps.get("validate", {}), result.steps.get("compress", {})
-        return self.registry.add_version(
-            self.name,
-            model_bytes=ctx.challenger.to_bytes(),
-            reference_bytes=pack(policy, ctx.train, ctx.holdout),
-            at=now,
-            trigger=trigger,
-            parent_version=parent,
-            estimator=policy.train.learner,
-            params=ctx.challenger.params,
-            metrics={
-                "metric": policy.metric,
-                "holdout": ctx.challenger_metrics,
-                "champion_on_holdout": ctx.champion_metrics,
-                "holdout_rows": len(ctx.holdout),
-                "latency_seconds": validate.get("latency_seconds"),
-                "size_bytes": validate.get("size_bytes"),
-                "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
-                "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
-                "compression": compress.get("chosen_candidate"),
-            },
-            train_rows=len(ctx.train),
-            train_start=ts.min().to_pydatetime(),
-            train_end=ts.max().to_pydatetime(),
-        )
-
-    # -- models ---------------------------------------------------------------------------------
-
     def champion(self) -> Champion:
         """The champion with its reference sample, loaded (and sha256-verified) once per version."""
-        row = self.registry.champion(self.name)
-        if row is None:
-            raise ArtifactError(f"model {self.name!r} has no champion")
-        if self._champion is None or self._champion.version != row.version:
-            started = time.perf_counter()
-            model = load_model(self.registry.load_artifact(row))
-            reference, calibration = unpack(self.registry.load_reference(row))
-            self._champion = Champion(row.version, model, reference, row.train_end, calibration)
-            log.debug(
-                "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
-            )
-        return self._champion
-
-    def _model_of(self, champion: Champion) -> Callable[[int], Model]:
-        """The model that was champion at a past check, by version (for backfill)."""
-
-        def model_of(version: int) -> Model:
-            if version == champion.version:
-                return champion.model
-            return self._load(self.registry.version(self.name, version))
-
-        return model_of
-
-    def _load(self, version: VersionRow) -> Model:
-        cached = self._others.get(version.version)
-        if cached is None:
-            cached = load_model(self.registry.load_artifact(version))
-            self._others = {version.version: cached}
-        return cached
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+        return self.versions.champion()

@@ -1,6 +1,7 @@
 """What happens to a challenger that won, and to a champion that does worse live.
 
-- ``place``: a challenger that won validation is promoted (``promote.mode: auto``), waits for
+- ``register`` then ``place``: a run's challenger becomes a version (its artifact and
+  reference stored); one that won validation is promoted (``promote.mode: auto``), waits for
   approval (``manual``) or goes into shadow (``shadow``); one that lost is rejected.
 - ``judge`` / ``act``, each cycle: a challenger in shadow is scored against the champion on
   labelled rows neither trained on, and promoted after ``promote.shadow_checks`` wins (a loss
@@ -17,11 +18,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
+from reoptd.cycle.reference import pack
 from reoptd.models import Model
 from reoptd.monitor import Champion, CheckResult, evaluate
+from reoptd.optimize import RunResult
 from reoptd.policy import Policy
 from reoptd.registry import Registry, VersionRow
 from reoptd.signals import GuardVerdict, Signals, Verdict
@@ -50,6 +54,39 @@ class Promotion:
         self.load = load  # another version's model (cached by the loop)
 
     # -- a new challenger --------------------------------------------------------------------
+
+    def register(
+        self, policy: Policy, result: RunResult, now: datetime, trigger: str, parent: int | None
+    ) -> VersionRow:
+        """Store a run's challenger as a new version (status ``candidate``)."""
+        ctx = result.ctx
+        assert ctx.challenger is not None
+        ts = ctx.train[policy.timestamp]
+        validate, compress = result.steps.get("validate", {}), result.steps.get("compress", {})
+        return self.registry.add_version(
+            policy.model,
+            model_bytes=ctx.challenger.to_bytes(),
+            reference_bytes=pack(policy, ctx.train, ctx.holdout),
+            at=now,
+            trigger=trigger,
+            parent_version=parent,
+            estimator=policy.train.learner,
+            params=ctx.challenger.params,
+            metrics={
+                "metric": policy.metric,
+                "holdout": ctx.challenger_metrics,
+                "champion_on_holdout": ctx.champion_metrics,
+                "holdout_rows": len(ctx.holdout),
+                "latency_seconds": validate.get("latency_seconds"),
+                "size_bytes": validate.get("size_bytes"),
+                "holdout_start": _iso(ctx.holdout[policy.timestamp].min()),
+                "holdout_end": _iso(ctx.holdout[policy.timestamp].max()),
+                "compression": compress.get("chosen_candidate"),
+            },
+            train_rows=len(ctx.train),
+            train_start=ts.min().to_pydatetime(),
+            train_end=ts.max().to_pydatetime(),
+        )
 
     def place(
         self,
@@ -208,3 +245,7 @@ def unseen(policy: Policy, result: CheckResult, after: datetime | None) -> pd.Da
     if rows is None or rows.empty or after is None:
         return rows if rows is not None else pd.DataFrame()
     return rows[rows[policy.timestamp] > pd.Timestamp(after)]
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
