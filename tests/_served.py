@@ -18,8 +18,8 @@ import httpx
 
 from reoptd.api import ApiServer, create_app
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import DemoSource, _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY

@@ -1,6 +1,7 @@
 """Every Prometheus metric reoptd exports, built against an injectable ``CollectorRegistry``.
 
-Events of a cycle (checks, decisions, runs) are counted where they happen. Everything the
+Events of a cycle are exported by one call each, from what the cycle recorded:
+``export_check`` (a check with its signals), ``export_decision`` and ``export_run``. Everything the
 store records durably (champion version, model age and size, promotions and
 rollbacks) is read at scrape time by ``ChampionCollector``, so it is never stale after a restart
 and counts a promotion or rollback made from the CLI in another process.
@@ -28,7 +29,9 @@ from reoptd.policy import Policy
 
 if TYPE_CHECKING:
     from reoptd.monitor import CheckResult
-    from reoptd.store import Store
+    from reoptd.policy import Decision
+    from reoptd.signals import Signals
+    from reoptd.store import RunRecord, Store
 
 log = logging.getLogger("reoptd.metrics")
 
@@ -315,20 +318,70 @@ class Metrics:
                 out.append(name)
         return out
 
-    def export_label_signals(
-        self, model: str, estimated: dict[str, float], signals: dict[str, object]
+    def export_check(
+        self,
+        model: str,
+        status: str,
+        result: CheckResult | None = None,
+        signals: Signals | None = None,
+        *,
+        data_error: bool = False,
     ) -> None:
+        """One check of ``model``: its outcome, and for a check that ran (``result``) every
+        gauge it measured; the windows it backfilled and the label join (``signals``).
+        ``data_error``: the window could not be read (counted as a data error)."""
+        self.checks.labels(model, status).inc()
+        if data_error:
+            self.data_errors.labels(model).inc()
+        if result is not None:
+            self._export_result(model, result)
+        if signals is not None:
+            self._export_cycle_signals(model, signals)
+
+    def _export_result(self, model: str, result: CheckResult) -> None:
+        self.drift_share.labels(model).set(result.drift_share)
+        self.dataset_drift.labels(model).set(int(result.dataset_drift))
+        for feature in self.features(model, result.features):
+            drift = result.features[feature]
+            if drift.score is None:  # not tested: reoptd_feature_tested says so
+                continue
+            self.feature_drift_score.labels(model, feature).set(drift.score)
+            self.feature_drifted.labels(model, feature).set(int(drift.drifted))
+            if drift.threshold is not None:
+                self.feature_drift_threshold.labels(model, feature).set(drift.threshold)
+        for metric, value in result.metrics.items():
+            self.model_metric.labels(model, metric).set(value)
+        self.labelled_rows.labels(model).set(result.labelled_rows)
+        prediction = result.prediction_drift
+        if prediction is not None and prediction.tested and prediction.score is not None:
+            self.prediction_drift_score.labels(model).set(prediction.score)
+            self.prediction_drifted.labels(model).set(int(prediction.drifted))
+        self.observe_monitoring(model, result)
+        self.export_label_signals(model, result.signals)
+        if result.data_problem:
+            self.data_errors.labels(model).inc()
+        self.rows_seen.labels(model).inc(result.rows)
+        self.check_duration.labels(model).observe(result.seconds)
+        self.last_check.labels(model).set(result.window_end.timestamp())
+
+    def _export_cycle_signals(self, model: str, signals: Signals) -> None:
+        for window in signals.backfilled or []:
+            self.export_backfill(model, window.metrics)
+        if signals.labels is not None:
+            self.export_label_health(model, signals.labels.unmatched, signals.labels.duplicates)
+
+    def export_label_signals(self, model: str, signals: Signals) -> None:
         """A check's estimated metrics, target drift and multivariate drift (when measured)."""
-        for metric, value in estimated.items():
+        for metric, value in signals.estimated.items():
             self.estimated_metric.labels(model, metric).set(value)
-        target = signals.get("target_drift")
-        if isinstance(target, dict):
-            self.target_drift_score.labels(model).set(float(target["score"]))
-            self.target_drifted.labels(model).set(int(bool(target["drifted"])))
-        joint = signals.get("multivariate")
-        if isinstance(joint, dict):
-            self.multivariate_auc.labels(model).set(float(joint["auc"]))
-            self.multivariate_drifted.labels(model).set(int(bool(joint["drifted"])))
+        target = signals.target_drift
+        if target is not None and target.score is not None:
+            self.target_drift_score.labels(model).set(target.score)
+            self.target_drifted.labels(model).set(int(target.drifted))
+        joint = signals.multivariate
+        if joint is not None:
+            self.multivariate_auc.labels(model).set(joint.auc)
+            self.multivariate_drifted.labels(model).set(int(joint.drifted))
 
     def export_backfill(self, model: str, metrics: dict[str, float]) -> None:
         """One past window re-scored with its late labels."""
@@ -336,9 +389,20 @@ class Metrics:
         for metric, value in metrics.items():
             self.backfilled_metric.labels(model, metric).set(value)
 
-    def export_label_health(self, model: str, stats: dict[str, int]) -> None:
-        self.unmatched_labels.labels(model).set(stats["unmatched"])
-        self.duplicate_labels.labels(model).set(stats["duplicates"])
+    def export_label_health(self, model: str, unmatched: int, duplicates: int) -> None:
+        self.unmatched_labels.labels(model).set(unmatched)
+        self.duplicate_labels.labels(model).set(duplicates)
+
+    def export_decision(self, model: str, decision: Decision) -> None:
+        self.decisions.labels(model, "fire" if decision.fire else "hold").inc()
+
+    def export_run(self, model: str, run: RunRecord) -> None:
+        """A finished re-optimization run: its outcome, and the time of each step that ran."""
+        for step, record in (run.steps or {}).items():
+            self.step_duration.labels(model, step).observe(record["seconds"])
+        if run.steps:
+            self.reoptimization_duration.labels(model).observe(run.seconds)
+        self.reoptimizations.labels(model, run.trigger, run.outcome).inc()
 
     def declare(self, policy: Policy) -> None:
         """Create a model's series at zero so dashboards and alerts see them before any event.
@@ -356,9 +420,9 @@ class Metrics:
             self.checks.labels(name, outcome)
         for outcome in ("fire", "hold"):
             self.decisions.labels(name, outcome)
-        for trigger in {t.kind for t in policy.triggers} | {"bootstrap"}:
+        for kind in {t.kind for t in policy.triggers} | {"bootstrap"}:
             for outcome in OUTCOMES:
-                self.reoptimizations.labels(name, trigger, outcome)
+                self.reoptimizations.labels(name, kind, outcome)
         self.rows_seen.labels(name)
         self.data_errors.labels(name)
         self.backfilled_windows.labels(name)

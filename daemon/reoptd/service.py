@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -20,8 +21,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import start_http_server
 
 from reoptd.clock import Clock
+from reoptd.cycle import ModelLoop
 from reoptd.errors import ReoptdError
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Service:
         self.metrics_host = metrics_host
         self.metrics_port = metrics_port
         self._stop = threading.Event()
-        self._server = None
+        self._server: WSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self.api = api  # the HTTP API, started after the scheduler and stopped before it
         # One job per model; max_instances=1 means a model never runs two cycles at once, and
@@ -76,6 +77,7 @@ class Service:
                 "or REOPTD_METRICS_PORT)"
             ) from None
         for loop in self.loops:
+            loop.start()
             every = self.clock.real_seconds(loop.policy.monitor.every)
             self.scheduler.add_job(
                 self._cycle,

@@ -13,9 +13,9 @@ from _served import MODEL, TOKEN, Served, api_policy, serve
 
 from reoptd.api import create_app
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import DemoSource, _demo
 from reoptd.data._ingest import count_rows
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
 from reoptd.settings import DEMO_POLICY

@@ -15,8 +15,8 @@ from _served import TOKEN
 
 from reoptd.api import ApiServer, create_app
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
 from reoptd.settings import DEMO_POLICY

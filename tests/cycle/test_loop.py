@@ -7,8 +7,8 @@ from datetime import timedelta
 import pandas as pd
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import FileSource, _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
 from reoptd.store import Store
@@ -222,6 +222,6 @@ def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_
     assert get("reoptd_champion_info", {"model": name, "version": "1"}) == 1
 
     sqlite_registry.start_run(name, started_at=clock.now(), trigger="drift_share")
-    ModelLoop(demo_policy, sqlite_registry, metrics)  # a restart after a kill mid-run
+    ModelLoop(demo_policy, sqlite_registry, metrics).start()  # a restart after a kill mid-run
     last = sqlite_registry.runs(name)[-1]
     assert last.outcome == "failed" and last.reason.startswith("interrupted")

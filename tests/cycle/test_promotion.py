@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
 from reoptd.errors import ReoptdError
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY

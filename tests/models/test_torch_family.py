@@ -12,9 +12,9 @@ import pytest
 import torch
 from sklearn.metrics import r2_score
 
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
 from reoptd.errors import OptimizeError, PolicyError
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import SklearnModel, build_model, load_model
 from reoptd.models._torch import TorchMLP

@@ -16,12 +16,12 @@ import pytest
 from label_streams import START, policy, stream
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
+from reoptd.cycle.backfill import due
 from reoptd.data import LabelFiles, join_labels
 from reoptd.errors import DataError, PolicyError
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import load_model
-from reoptd.monitor._backfill import due
 from reoptd.policy import parse_policy
 from reoptd.store import CheckRecord, Store
 
@@ -96,6 +96,7 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
     p = _policy(tmp_path, triggers=[{"metric": {"below": 1.01, "min_labels": 50, "for": 2}}])
     clock = SimulatedClock(T0)
     loop = ModelLoop(p, sqlite_registry, metrics)
+    loop.start()
     assert type(loop.source).__name__ == "LabeledSource"
     name = p.model
 

@@ -248,8 +248,8 @@ def test_text_columns_are_checked_by_the_loop_and_not_fed_to_the_model(
 ) -> None:
     from datetime import timedelta
 
+    from reoptd.cycle import ModelLoop
     from reoptd.data import _demo
-    from reoptd.loop import ModelLoop
 
     policy = _text_policy()
     data = policy.model_dump(by_alias=True, mode="json")

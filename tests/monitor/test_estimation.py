@@ -9,8 +9,8 @@ import pytest
 from label_streams import START, label_times, policy, stream
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import ReplaySource
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import build_model
 from reoptd.monitor import Champion, check
@@ -66,7 +66,7 @@ def test_estimated_accuracy_tracks_realised_accuracy_under_covariate_shift() -> 
         assert result.rows == 3600 and result.labelled_rows == 3600
         realised[hours] = result.metrics["accuracy"]
         gaps[hours] = result.estimated["accuracy"] - realised[hours]
-        assert result.extra["estimation"]["calibrated_on"] == "holdout"
+        assert result.estimation is not None and result.estimation.calibrated_on == "holdout"
     assert realised[6] - realised[10] > 0.1, realised  # the shift really hurts
     assert all(abs(g) < 0.03 for g in gaps.values()), (gaps, realised)
 

@@ -9,8 +9,8 @@ import pytest
 from label_streams import START, label_times, policy, stream
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import ReplaySource
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.monitor import feature_drift
 from reoptd.monitor._multivariate import domain_classifier_auc

@@ -105,7 +105,11 @@ def test_quality_and_statuses_are_exported_with_bounded_series(
         features=DriftDetector(demo_policy, reference).check(window),
         quality=QualityReference(demo_policy, reference).check(window),
     )
-    assert result.signals["quality"]["missing_share"]["support_calls"] == pytest.approx(0.1)
+    quality = result.signals.quality
+    assert quality is not None and quality.missing_share["support_calls"] == pytest.approx(0.1)
+    assert result.signals.to_json()["quality"]["missing_share"]["support_calls"] == (
+        pytest.approx(0.1)
+    )
     metrics = Metrics(max_features=2)  # tenure, monthly_charges get per-feature series
     metrics.observe_monitoring("churn", result)
     get = metrics.registry.get_sample_value

@@ -26,9 +26,10 @@ def test_target_drift_is_flagged_after_the_label_shift_and_not_before() -> None:
     verdicts = {}
     for hours in (4, 5, 6, 8, 9, 10):
         result = check(p, source, champion, START + timedelta(hours=hours))
-        drift = result.extra["target_drift"]
-        assert drift["rows"] == result.labelled_rows == 1080  # 30 minutes still unlabelled
-        verdicts[hours] = drift["drifted"]
+        drift = result.target_drift
+        assert drift is not None
+        assert drift.rows == result.labelled_rows == 1080  # 30 minutes still unlabelled
+        verdicts[hours] = drift.drifted
     assert verdicts == {4: False, 5: False, 6: False, 8: True, 9: True, 10: True}
 
 
@@ -40,7 +41,8 @@ def test_no_target_drift_on_a_stream_that_only_moves_its_features() -> None:
     source = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(minutes=30)))
     for hours in (5, 8, 10):
         result = check(p, source, champion, START + timedelta(hours=hours))
-        assert result.extra["target_drift"]["drifted"] is False
+        assert result.target_drift is not None and result.target_drift.drifted is False
     late = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(hours=1, minutes=59)))
     result = check(p, late, champion, START + timedelta(hours=8))
-    assert result.labelled_rows == 12 and "target_drift" not in result.extra
+    assert result.labelled_rows == 12 and result.target_drift is None
+    assert "target_drift" not in result.signals.to_json()

@@ -21,9 +21,9 @@ from torch import nn
 from reoptd import compress as C
 from reoptd.clock import SimulatedClock
 from reoptd.compress import BASELINE, Candidate, Latency, select
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
 from reoptd.errors import PolicyError
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import TORCH_MAGIC, SklearnModel, build_model, load_model
 from reoptd.models._torch import TorchMLP

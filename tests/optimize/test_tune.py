@@ -13,8 +13,8 @@ import optuna
 import pandas as pd
 import pytest
 
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.optimize import _tune
 from reoptd.policy import Policy, parse_policy

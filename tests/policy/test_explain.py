@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from reoptd.clock import SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import explain, load_policy
 from reoptd.settings import DEMO_POLICY

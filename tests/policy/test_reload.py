@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from reoptd.clock import AcceleratedClock, SimulatedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import load_policy
 from reoptd.service import Service
@@ -30,6 +30,7 @@ def test_valid_edit_applies_and_invalid_edit_keeps_the_last_policy(
     path = tmp_path / "demo.yaml"
     path.write_text(DEMO_POLICY.read_text())
     loop = ModelLoop(load_policy(path), sqlite_registry, metrics)
+    loop.start()
     loop.cycle(clock.now())
     valid = lambda: metrics.registry.get_sample_value(  # noqa: E731
         "reoptd_policy_valid", {"model": "demo_churn"}

@@ -17,8 +17,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from reoptd.clock import AcceleratedClock
+from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
-from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
 from reoptd.service import Service

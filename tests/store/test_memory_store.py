@@ -4,7 +4,7 @@ loop decided live (the two read the same state, `last_decision_at` included)."""
 from __future__ import annotations
 
 from reoptd.clock import SimulatedClock
-from reoptd.loop import ModelLoop
+from reoptd.cycle import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.policy import decide, parse_policy
 from reoptd.settings import DEMO_POLICY
@@ -21,6 +21,7 @@ def test_the_loop_runs_on_the_memory_store_and_replay_decides_as_it_did(
     assert any(t.kind == "schedule" for t in policy.triggers)
     metrics.watch_champions(memory_store, clock)
     loop = ModelLoop(policy, memory_store, metrics)
+    loop.start()
     for _ in range(8):
         loop.cycle(clock.now())
         clock.advance(policy.monitor.every)

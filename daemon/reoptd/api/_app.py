@@ -20,6 +20,7 @@ from reoptd import __version__
 from reoptd.api import _models as api
 from reoptd.api._auth import TokenGuard
 from reoptd.clock import Clock
+from reoptd.cycle import PolicyWatcher
 from reoptd.data._ingest import (
     BatchRejected,
     check_labels,
@@ -29,6 +30,7 @@ from reoptd.data._ingest import (
 )
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError, VersionNotFound
 from reoptd.policy import Policy
+from reoptd.signals import Signals
 from reoptd.store import EventRecord, Store, VersionRecord
 
 #: what a model name may look like (the policy's own pattern); anything else is a 404 at once
@@ -73,7 +75,7 @@ def _version(row: VersionRecord) -> api.Version:
 
 def create_app(
     registry: Store,
-    policies: list[Policy],
+    policies: list[Policy] | PolicyWatcher,
     clock: Clock,
     *,
     token: str | None = None,
@@ -83,11 +85,14 @@ def create_app(
 ) -> FastAPI:
     """The API over ``registry`` and ``policies``; times of promotions come from ``clock``.
 
+    ``policies`` is the daemon's ``PolicyWatcher`` (shared with the loops, so an edited policy
+    file applies to ingestion as it does to checks), or a list the app watches on its own.
+
     ``scheduler_running`` tells ``/readyz`` whether the daemon's scheduler runs (the service
     passes it; without it readiness only checks the database). ``token`` enables the mutating
     routes; without it they answer 403.
     """
-    by_name = {p.model: p for p in policies}
+    watcher = policies if isinstance(policies, PolicyWatcher) else PolicyWatcher(policies)
     app = FastAPI(
         title="reoptd",
         version=__version__,
@@ -131,16 +136,14 @@ def create_app(
         return registry.model(name)
 
     def policy_of(name: str) -> Policy:
-        policy = by_name.get(name)
-        if policy is None:
-            known = ", ".join(sorted(by_name)) or "none"
-            raise ModelNotFound(name, f"the daemon runs policies for: {known}")
-        return policy
+        """The policy in force, re-read first if its file changed."""
+        watcher.policy(name)  # ModelNotFound names the policies the daemon runs
+        return watcher.refresh(name)
 
     def summary(name: str) -> dict[str, Any]:
         row = model_row(name)
         versions = registry.versions(name)
-        policy = by_name.get(name)
+        policy = watcher.get(name)
         return {
             "name": row.name,
             "task": row.task,
@@ -193,7 +196,7 @@ def create_app(
     def model(name: ModelName) -> dict[str, Any]:
         """One model: champion, pending versions, its champion history."""
         out = summary(name)
-        policy = by_name.get(name)
+        policy = watcher.get(name)
         out["mode"] = policy.promote.mode if policy else None
         out["events"] = [_event(name, e) for e in registry.events(name)]
         return out
@@ -220,10 +223,12 @@ def create_app(
     ) -> list[api.Check]:
         """The model's most recent checks, oldest first."""
         model_row(name)
-        return [
-            api.Check.model_validate(c, from_attributes=True)
-            for c in registry.checks(name, limit=limit)
-        ]
+        out = []
+        for c in registry.checks(name, limit=limit):
+            shown = api.Check.model_validate(c, from_attributes=True)
+            shown.signals = Signals.from_json(c.signals).to_json()  # in the current schema
+            out.append(shown)
+        return out
 
     def champion_row(name: str) -> VersionRecord:
         model_row(name)

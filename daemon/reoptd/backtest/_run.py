@@ -29,9 +29,9 @@ from reoptd.backtest._history import (
     label_times,
     load_history,
 )
+from reoptd.cycle import CycleOutcome, ModelLoop
 from reoptd.data import ReplaySource, labelled
 from reoptd.errors import OptimizeError
-from reoptd.loop import CycleOutcome, ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import Model, build_model
 from reoptd.monitor import score
@@ -128,6 +128,7 @@ def _replay(
 ) -> dict[str, Any]:
     metric, target = policy.metric, policy.target
     loop = ModelLoop(policy, registry, Metrics(), source=source)
+    loop.start()
     boot = loop.cycle(steps.starts[0].to_pydatetime())
     if boot.run is None or boot.run.outcome != "promoted":
         reason = boot.run.reason if boot.run else "no run"

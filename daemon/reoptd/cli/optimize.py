@@ -35,7 +35,7 @@ def check(
     ] = None,
 ) -> None:
     """Run one monitoring cycle for MODEL now: check, decide, re-optimize if the policy says so."""
-    from reoptd.loop import ModelLoop
+    from reoptd.cycle import ModelLoop
     from reoptd.metrics import Metrics
 
     _logging()
@@ -45,6 +45,7 @@ def check(
     the_clock = assemble.make_clock(clock, [policy], registry)
     now = the_clock.now()
     loop = ModelLoop(policy, registry, Metrics())
+    loop.start()
     outcome = loop.cycle(now)
     if html is not None:
         from reoptd.monitor._html import write_drift_html
@@ -97,7 +98,7 @@ def optimize(
     With --policy FILE --data FILE it optimizes on a file (state in $REOPTD_HOME), e.g. to try a
     tuning setup before deploying it.
     """
-    from reoptd.loop import ModelLoop
+    from reoptd.cycle import ModelLoop
     from reoptd.metrics import Metrics
     from reoptd.policy import load_policy
 
@@ -119,6 +120,7 @@ def optimize(
     else:
         now = assemble.make_clock(clock, [policy], registry).now()
     loop = ModelLoop(policy, registry, Metrics(), source=source)
+    loop.start()
     loop.progress = sys.stderr.isatty()
     run_row = loop.optimize(now, trigger="manual")
     if report is not None:

@@ -52,7 +52,7 @@ def run(
     on a simulated clock) with SQLite under $REOPTD_HOME (default ./.reoptd). Ctrl-C or SIGTERM
     stops it cleanly.
     """
-    from reoptd.loop import ModelLoop
+    from reoptd.cycle import ModelLoop, PolicyWatcher
     from reoptd.metrics import Metrics
     from reoptd.service import Service
 
@@ -70,7 +70,9 @@ def run(
         speed = assemble.DEMO_SPEED
     the_clock = assemble.make_clock(clock, loaded, registry, speed)
     metrics.watch_champions(registry, the_clock)
-    loops = [ModelLoop(p, registry, metrics) for p in loaded]
+    # one watcher: the API validates ingested rows against the policies the loops run
+    watcher = PolicyWatcher(loaded, metrics)
+    loops = [ModelLoop(p, registry, metrics, watcher=watcher) for p in loaded]
     log.info(
         "reoptd starting: %d model(s) [%s], database %s, clock %s at %s",
         len(loops),
@@ -92,7 +94,7 @@ def run(
         token = settings.api_token.get_secret_value() if settings.api_token else None
         app = create_app(
             registry,
-            loaded,
+            watcher,
             the_clock,
             token=token,
             scheduler_running=lambda: service.scheduler.running,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from reoptd.cli._common import (
     _settings,
     app,
 )
+from reoptd.signals import Signals
 
 
 @app.command()
@@ -27,7 +28,7 @@ def status(
     "last_backfill" {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
     """
     registry = assemble.open_registry(_settings())
-    entries = []
+    entries: list[dict[str, Any]] = []
     for model in registry.models():
         checks = registry.checks(model.name, limit=1)
         decision = registry.last_decision(model.name)
@@ -41,7 +42,7 @@ def status(
                 "last_check_status": last.status if last else None,
                 "drift_share": last.drift_share if last else None,
                 "metrics": dict(last.metrics) if last else {},
-                "estimated": dict((last.signals or {}).get("estimated") or {}) if last else {},
+                "estimated": dict(Signals.from_json(last.signals).estimated) if last else {},
                 "last_backfill": _last_backfill(registry, model.name),
                 "last_decision": None
                 if decision is None
@@ -83,18 +84,18 @@ def status(
 
 def _last_backfill(registry, name: str) -> dict | None:
     """The most recently re-scored past window among the model's recent checks."""
-    done = [
-        (c, (c.signals or {})["backfill"])
-        for c in registry.checks(name, limit=200)
-        if "metrics" in ((c.signals or {}).get("backfill") or {})
-    ]
+    done = []
+    for c in registry.checks(name, limit=200):
+        record = Signals.from_json(c.signals).backfill
+        if record is not None and record.metrics is not None and record.at is not None:
+            done.append((c, record, record.at))
     if not done:
         return None
-    check, record = max(done, key=lambda pair: pair[1]["at"])
+    check, record, at = max(done, key=lambda entry: entry[2])
     return {
-        "at": record["at"],
+        "at": at.isoformat(),
         "window_end": _iso(check.window_end),
-        "labelled_rows_before": record["labelled_rows_before"],
-        "labelled_rows": record["labelled_rows"],
-        "metrics": record["metrics"],
+        "labelled_rows_before": record.labelled_rows_before,
+        "labelled_rows": record.labelled_rows,
+        "metrics": record.metrics,
     }

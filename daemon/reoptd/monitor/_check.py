@@ -14,11 +14,15 @@ from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._estimate import PerformanceEstimator
-from reoptd.monitor._multivariate import domain_classifier_auc
+from reoptd.monitor._multivariate import MultivariateDrift, domain_classifier_auc
 from reoptd.monitor._performance import evaluate
 from reoptd.monitor._quality import Quality, QualityReference
 from reoptd.monitor._target import TargetDrift
 from reoptd.policy import Policy
+from reoptd.signals import Drift, Estimation, Signals
+from reoptd.signals import Multivariate as MultivariateSignal
+from reoptd.signals import Quality as QualitySignal
+from reoptd.signals import TargetDrift as TargetDriftSignal
 
 
 @dataclass
@@ -88,34 +92,52 @@ class Champion:
 
 @dataclass
 class CheckResult:
+    """What ``check`` measured on one window. ``signals`` is the typed form the cycle stores."""
+
     window_start: datetime
     window_end: datetime
     rows: int
     labelled_rows: int
     features: dict[str, FeatureDrift] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: the drift share reaches ``monitor.drift.drift_share`` (set by ``check``, the one place
+    #: it is computed: the stored check and the gauge both read it)
+    dataset_drift: bool = False
     prediction_drift: FeatureDrift | None = None
     new_rows: int | None = None
-    estimated: dict[str, float] = field(default_factory=dict)  # filled by estimators (none yet)
+    estimated: dict[str, float] = field(default_factory=dict)  # label-free estimates
+    estimation: Estimation | None = None  # how the estimator was calibrated
+    target_drift: TargetDriftSignal | None = None
+    multivariate: MultivariateDrift | None = None
+    model_rows: int | None = None  # rows the model scored, when some lacked a feature
     seconds: float = 0.0
     labelled: pd.DataFrame | None = field(default=None, repr=False)  # not stored
-    extra: dict[str, object] = field(default_factory=dict)  # more signals (shadow, guard)
     quality: Quality | None = None
     data_problem: str | None = None  # why the model's outputs were not computed (bad data)
 
     @property
-    def signals(self) -> dict[str, object]:
-        """The extra signals, as stored in ``checks.signals``."""
-        return {
-            "prediction_drift": None
-            if self.prediction_drift is None
-            else self.prediction_drift.to_dict(),
-            "new_rows": self.new_rows,
-            "estimated": self.estimated,
-            **({"quality": self.quality.to_dict()} if self.quality is not None else {}),
-            **({"data_problem": self.data_problem} if self.data_problem else {}),
-            **self.extra,
-        }
+    def signals(self) -> Signals:
+        """The measured signals, as stored in ``checks.signals`` (a new object each time: the
+        cycle adds its own parts to it)."""
+        prediction = self.prediction_drift
+        multivariate = self.multivariate
+        return Signals(
+            prediction_drift=None
+            if prediction is None
+            else Drift.model_validate(prediction.to_dict()),
+            new_rows=self.new_rows,
+            estimated=dict(self.estimated),
+            estimation=self.estimation,
+            quality=None
+            if self.quality is None
+            else QualitySignal.model_validate(self.quality.to_dict()),
+            data_problem=self.data_problem or None,
+            model_rows=self.model_rows,
+            target_drift=self.target_drift,
+            multivariate=None
+            if multivariate is None
+            else MultivariateSignal.model_validate(multivariate.to_dict()),
+        )
 
     @property
     def drift_share(self) -> float:
@@ -167,6 +189,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         features=champion.detector(policy).check(frame),
         quality=champion.quality(policy).check(frame),
     )
+    result.dataset_drift = result.drift_share >= policy.monitor.drift.drift_share
     if champion.trained_until is not None and any(t.new_rows for t in policy.triggers):
         after = source.read(champion.trained_until + timedelta(microseconds=1), now)
         result.new_rows = len(after)
@@ -181,7 +204,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         result.seconds = time.perf_counter() - started
         return result
     if len(frame) < result.rows:
-        result.extra["model_rows"] = len(frame)  # rows with a missing feature left out
+        result.model_rows = len(frame)  # rows with a missing feature left out
     outputs = champion.output(frame)
     result.prediction_drift = champion.output_drift().check(outputs)
     with_labels = labelled(frame, policy)
@@ -210,18 +233,18 @@ def label_signals(
         if pd.api.types.is_float_dtype(scores):  # a binary classifier's P(positive)
             names = list(dict.fromkeys([*metric_names(policy), "accuracy", "f1", "roc_auc"]))
             result.estimated = estimator.estimate(scores, names)
-            result.extra["estimation"] = {
-                "calibrated_on": estimator.calibrated_on,
-                "calibration": estimator.calibrator.method,
-                "calibration_rows": estimator.calibrator.rows,
-            }
+            result.estimation = Estimation(
+                calibrated_on=estimator.calibrated_on,
+                calibration=estimator.calibrator.method,
+                calibration_rows=estimator.calibrator.rows,
+            )
     target = champion.target_drift(policy)
     labels = result.labelled
     enough = labels is not None and len(labels) >= policy.monitor.target_drift_min_labels
     if target is not None and labels is not None and enough:
         drift = target.check(labels[policy.target])
-        result.extra["target_drift"] = {**drift.to_dict(), "rows": len(labels)}
+        result.target_drift = TargetDriftSignal.model_validate(
+            {**drift.to_dict(), "rows": len(labels)}
+        )
     if policy.monitor.multivariate.enabled:
-        result.extra["multivariate"] = domain_classifier_auc(
-            policy, champion.reference, frame
-        ).to_dict()
+        result.multivariate = domain_classifier_auc(policy, champion.reference, frame)

@@ -29,6 +29,7 @@ from typing import Any
 
 from reoptd.errors import ReoptdError
 from reoptd.policy import CheckView, ModelState, Policy
+from reoptd.signals import Signals
 from reoptd.store.artifacts import ArtifactStore
 from reoptd.store.records import (
     ChampionSummary,
@@ -495,8 +496,8 @@ def _decision_order(decision: DecisionRecord) -> tuple[int, datetime]:
 
 def check_view(check: CheckRecord) -> CheckView:
     """The stored check as ``decide`` sees it."""
-    signals = check.signals or {}
-    prediction = signals.get("prediction_drift") or {}
+    signals = Signals.from_json(check.signals)
+    prediction = signals.prediction_drift
     return CheckView(
         at=check.at,
         status=check.status,
@@ -505,8 +506,8 @@ def check_view(check: CheckRecord) -> CheckView:
         metrics=dict(check.metrics),
         labelled_rows=check.labelled_rows,
         drifted=tuple(f for f, d in (check.features or {}).items() if d.get("drifted")),
-        prediction_drift=prediction.get("drifted"),
-        estimated=dict(signals.get("estimated") or {}),
-        new_rows=signals.get("new_rows"),
-        multivariate_auc=(signals.get("multivariate") or {}).get("auc"),
+        prediction_drift=None if prediction is None else prediction.drifted,
+        estimated=dict(signals.estimated),
+        new_rows=signals.new_rows,
+        multivariate_auc=None if signals.multivariate is None else signals.multivariate.auc,
     )

@@ -325,10 +325,10 @@ class StoreContract:
         assert [c.drift_share for c in store.checks(name, limit=2)] == [0.9, 0.95]
         assert store.checks(name)[-1].at.tzinfo is not None
         assert tie.id is not None
-        updated = store.update_check(
-            tie.id, metrics={"f1": 0.8}, labelled_rows=12, signals={"backfill": {"tried": "x"}}
-        )
+        signals = {"backfill": {"tried": T0.isoformat()}}
+        updated = store.update_check(tie.id, metrics={"f1": 0.8}, labelled_rows=12, signals=signals)
         assert updated.metrics == {"f1": 0.8} and updated.labelled_rows == 12
+        assert updated.signals == signals
         assert updated.drift_share == 0.95 and updated.at == tie.at
         assert store.checks(name, limit=1) == [updated]
         with pytest.raises(ReoptdError, match="cannot change at"):

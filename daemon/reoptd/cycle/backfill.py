@@ -8,7 +8,9 @@ become the re-scored ones and ``signals.backfill`` records what changed and when
 history and the metric triggers all see the window's real metric.
 
 Who calls it: ``ModelLoop`` after every check. The selection of windows (``due``) and the
-re-scoring (``rescore``) are plain functions of stored rows, a source and a model.
+re-scoring (``rescore``) are plain functions of stored rows, a source and a model. Beside it,
+``label_health``: how a separate label feed joins the predictions (labels matching no
+prediction, duplicate ids), which the current check records.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import ArtifactError, DataError
 from reoptd.models import Model
-from reoptd.monitor._check import metric_names
-from reoptd.monitor._performance import evaluate
+from reoptd.monitor import evaluate, metric_names
 from reoptd.policy import Policy
+from reoptd.signals import Backfilled, BackfillRecord, Labels, Signals
 from reoptd.store import CheckRecord, Store
 
 log = logging.getLogger("reoptd.backfill")
@@ -41,14 +43,14 @@ class Backfill:
     labelled_rows: int
     metrics: dict[str, float]
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> Backfilled:
         """What the check that did the re-scoring lists in its ``signals.backfilled``."""
-        return {
-            "check_id": self.check_id,
-            "window_end": self.window_end.isoformat(),
-            "labelled_rows": self.labelled_rows,
-            "metrics": self.metrics,
-        }
+        return Backfilled(
+            check_id=self.check_id,
+            window_end=self.window_end,
+            labelled_rows=self.labelled_rows,
+            metrics=self.metrics,
+        )
 
 
 def backfill(
@@ -57,8 +59,6 @@ def backfill(
     registry: Store,
     model_of: Callable[[int], Model],
     now: datetime,
-    *,
-    skip: int | None = None,
 ) -> list[Backfill]:
     """Re-score the windows that are ``due`` and store the results on their checks.
 
@@ -69,12 +69,10 @@ def backfill(
     spec = policy.monitor.backfill
     if spec.within is None:
         return []
-    done: list[Backfill] = []
+    done = []
     for old in due(policy, waiting(registry, policy.model, now - spec.within, now), now):
-        if old.id == skip:
-            continue
-        assert old.id is not None  # due() takes stored checks only
-        previous = dict((old.signals or {}).get("backfill") or {})
+        assert old.id is not None
+        signals = Signals.from_json(old.signals)
         try:
             assert old.champion_version is not None
             result = rescore(policy, source, old, model_of(old.champion_version), now)
@@ -83,29 +81,35 @@ def backfill(
                 "%s: backfill of the window ending %s failed: %s", policy.model, old.window_end, exc
             )
             result = None
-        record = {**previous, "tried": now.isoformat()}
-        changes: dict[str, object] = {}
-        if result is not None:
-            record.update(
-                at=now.isoformat(),
-                labelled_rows=result.labelled_rows,
-                metrics=result.metrics,
-            )
-            record.setdefault("labelled_rows_before", old.labelled_rows)
-            record.setdefault("metrics_before", dict(old.metrics))
-            changes["metrics"] = result.metrics
-            changes["labelled_rows"] = result.labelled_rows
-            done.append(result)
-            log.info(
-                "%s: backfilled the window ending %s: %d labelled rows (was %d)%s",
-                policy.model,
-                f"{old.window_end:%Y-%m-%d %H:%M}",
-                result.labelled_rows,
-                result.labelled_rows_before,
-                "".join(f" {k} {v:.3f}" for k, v in result.metrics.items()),
-            )
-        changes["signals"] = {**(old.signals or {}), "backfill": record}
-        registry.update_check(old.id, **changes)
+        if signals.backfill is None:
+            signals.backfill = BackfillRecord(tried=now)
+        record = signals.backfill
+        record.tried = now
+        if result is None:
+            registry.update_check(old.id, signals=signals.to_json())
+            continue
+        record.at = now
+        record.labelled_rows = result.labelled_rows
+        record.metrics = result.metrics
+        if record.labelled_rows_before is None:
+            record.labelled_rows_before = old.labelled_rows
+        if record.metrics_before is None:
+            record.metrics_before = dict(old.metrics)
+        registry.update_check(
+            old.id,
+            metrics=result.metrics,
+            labelled_rows=result.labelled_rows,
+            signals=signals.to_json(),
+        )
+        done.append(result)
+        log.info(
+            "%s: backfilled the window ending %s: %d labelled rows (was %d)%s",
+            policy.model,
+            f"{old.window_end:%Y-%m-%d %H:%M}",
+            result.labelled_rows,
+            result.labelled_rows_before,
+            "".join(f" {k} {v:.3f}" for k, v in result.metrics.items()),
+        )
     return done
 
 
@@ -134,14 +138,13 @@ def due(policy: Policy, checks: Sequence[CheckRecord], now: datetime) -> list[Ch
 
 
 def _tried(check: CheckRecord) -> datetime | None:
-    record = (check.signals or {}).get("backfill") or {}
-    tried = record.get("tried")
-    return None if tried is None else datetime.fromisoformat(tried)
+    record = Signals.from_json(check.signals).backfill
+    return None if record is None else record.tried
 
 
 def waiting(registry: Store, model: str, since: datetime, now: datetime) -> list[CheckRecord]:
     """Checks of ``model`` in ``[since, now)`` that still had unlabelled rows, straight from the
-    database: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
+    store: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
     return registry.waiting_checks(model, since, now)
 
 
@@ -165,3 +168,20 @@ def rescore(
     metrics = evaluate(model, rows, policy.target, names)
     assert check.id is not None
     return Backfill(check.id, check.window_end, check.labelled_rows, len(rows), metrics)
+
+
+def label_health(policy: Policy, source: Source, now: datetime) -> Labels | None:
+    """For a separate label feed (a source with ``label_health``): how the labels that arrived
+    since the last window join the predictions of the window and the backfill horizon. None
+    for sources without a label feed, or when the feed could not be read (logged)."""
+    health = getattr(source, "label_health", None)
+    if health is None:
+        return None
+    monitor = policy.monitor
+    span = monitor.window + (monitor.backfill.within or timedelta(0))
+    try:
+        stats = health(now - span, now - monitor.window, now)
+    except DataError as exc:
+        log.warning("%s: label join not measured: %s", policy.model, exc)
+        return None
+    return Labels(**stats)

@@ -1,0 +1,278 @@
+"""The one code path: check -> decide -> optimize -> promote, for one model at one instant.
+
+The live service calls ``ModelLoop.cycle`` from APScheduler, the tests call it with a simulated
+clock's time, and so does the backtester. Nothing here reads the wall clock for "now": it is
+always an argument. Durations of work are measured with ``time.perf_counter``.
+
+A cycle: check the window, re-score past windows whose labels came (``backfill``), judge a
+shadow challenger and the post-promotion guard (``promotion``), record the check once, act on
+the verdicts, decide, and re-optimize if the decision fires. ``start`` is the one step that
+touches the store and the metrics before the first cycle; building a loop does no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reoptd.cycle.backfill import backfill, label_health
+from reoptd.cycle.promotion import Judgement, Promotion
+from reoptd.cycle.reference import Versions
+from reoptd.cycle.watcher import PolicyWatcher
+from reoptd.data import Source, open_source
+from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
+from reoptd.metrics import Metrics
+from reoptd.monitor import Champion, CheckResult, check
+from reoptd.optimize import run_pipeline
+from reoptd.policy import Decision, Policy, checks_needed, decide
+from reoptd.signals import Signals
+from reoptd.store import CheckRecord, ModelRecord, RunRecord, Store
+
+log = logging.getLogger("reoptd.loop")
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle did, for callers that want more than the log line."""
+
+    check: CheckRecord | None = None
+    decision: Decision | None = None
+    run: RunRecord | None = None
+
+
+class ModelLoop:
+    """Runs cycles for one model. Holds the loaded champion between cycles (reloaded on change)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        registry: Store,
+        metrics: Metrics,
+        source: Source | None = None,
+        *,
+        watcher: PolicyWatcher | None = None,
+    ) -> None:
+        self.policy = policy
+        self.registry = registry
+        self.metrics = metrics
+        self.source = source if source is not None else open_source(policy, registry)
+        self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
+        self.versions = Versions(registry, policy.model)  # loaded models, cached
+        self.promotion = Promotion(registry, self.versions.load)
+        self.progress = False  # progress bars for long steps (the CLI turns them on)
+        self._snapshot: Policy | None = None  # the policy last written to the model's row
+
+    @property
+    def name(self) -> str:
+        return self.policy.model
+
+    def start(self) -> None:
+        """Before the first cycle: declare the model's series, note the policy file's stamp,
+        and close the runs a crash or a kill left "running"."""
+        self.metrics.declare(self.policy)
+        self.watcher.start(self.name)
+        self.registry.close_interrupted_runs(self.name)
+
+    def update_policy(self, policy: Policy) -> None:
+        self.watcher.put(policy)
+        self._use(policy)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the policy file if it changed; True if a new policy is in force (see
+        ``PolicyWatcher``: an invalid edit keeps the last valid policy)."""
+        policy = self.watcher.refresh(self.name)
+        if policy is self.policy:
+            return False
+        self._use(policy)
+        return True
+
+    def _use(self, policy: Policy) -> None:
+        self.policy = policy
+        self.source = open_source(policy, self.registry)
+        self.versions.forget()  # drift settings may have changed: rebuild the detector
+
+    # -- the cycle ------------------------------------------------------------------------------
+
+    def cycle(self, now: datetime) -> CycleOutcome:
+        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
+        model = self._model(now)
+        if model.champion_version is None:
+            return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
+        try:
+            champion = self.champion()
+        except ArtifactError as exc:
+            log.error("%s: champion v%s unusable: %s", self.name, model.champion_version, exc)
+            return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
+        status, reason, result = self._check(now, champion)
+        signals = result.signals if result is not None else Signals()
+        done = backfill(
+            self.policy, self.source, self.registry, self.versions.model_of(champion), now
+        )
+        signals.backfilled = [r.summary() for r in done] or None
+        if status == "ok":
+            signals.labels = label_health(self.policy, self.source, now)
+        judgement = Judgement()
+        if result is not None:
+            judgement = self.promotion.judge(self.policy, now, champion, result)
+            signals.guard, signals.shadow = judgement.guard, judgement.shadow
+        stored = self._record(now, status, reason, champion.version, result, signals)
+        outcome = CycleOutcome(check=stored)
+        if result is None or self.promotion.act(self.policy, now, champion, judgement):
+            return outcome  # no verdict to give, or a new champion the next check judges
+        outcome.decision = decision = self._decide(now)
+        record = self.registry.add_decision(
+            self.name,
+            check_id=stored.id,
+            at=now,
+            fire=decision.fire,
+            triggers=decision.triggers,
+            reasons=decision.summary,
+        )
+        self.metrics.export_decision(self.name, decision)
+        verdict = "RE-OPTIMIZE" if decision.fire else "hold"
+        log.info("%s: decision %s (%s)", self.name, verdict, decision.summary)
+        if decision.fire:
+            outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
+        return outcome
+
+    def _model(self, now: datetime) -> ModelRecord:
+        """The model's row, read fresh (a CLI promotion may have changed the champion). The
+        policy snapshot is written only when this loop's policy is new, not on every check."""
+        if self._snapshot is not self.policy:
+            self._snapshot = self.policy
+            return self.registry.ensure_model(self.policy, now)
+        return self.registry.model(self.name)
+
+    def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
+        """Measure the window: (status, reason, result); ``result`` is None unless ``ok``."""
+        try:
+            result = check(self.policy, self.source, champion, now)
+        except EmptyWindow as exc:
+            log.warning("%s: check skipped: %s", self.name, exc)
+            return "skipped", str(exc), None
+        except DataError as exc:
+            log.error("%s: check failed: %s", self.name, exc)
+            return "failed", str(exc), None
+        if result.data_problem:
+            log.error("%s: %s", self.name, result.data_problem)
+        for feature, why in result.untested.items():
+            log.warning("%s: %s %s", self.name, feature, why)
+        drifted = [f for f, d in result.features.items() if d.drifted]
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+        log.info(
+            "%s: check v%d rows=%d labelled=%d drift_share=%.2f%s%s",
+            self.name,
+            champion.version,
+            result.rows,
+            result.labelled_rows,
+            result.drift_share,
+            f" drifted=[{', '.join(drifted)}]" if drifted else "",
+            f" {shown}" if shown else "",
+        )
+        return "ok", "", result
+
+    def _record(
+        self,
+        now: datetime,
+        status: str,
+        reason: str,
+        version: int | None = None,
+        result: CheckResult | None = None,
+        signals: Signals | None = None,
+    ) -> CheckRecord:
+        """Store the check, once, with everything the cycle learnt; export it."""
+        measured: dict[str, Any] = {}
+        if result is not None:
+            measured = {
+                "rows": result.rows,
+                "labelled_rows": result.labelled_rows,
+                "drift_share": result.drift_share,
+                "dataset_drift": result.dataset_drift,
+                "features": {k: v.to_dict() for k, v in result.features.items()},
+                "metrics": result.metrics,
+                "seconds": result.seconds,
+            }
+        stored = self.registry.add_check(
+            self.name,
+            at=now,
+            window_start=now - self.policy.monitor.window,
+            window_end=now,
+            status=status,
+            reason=reason,
+            champion_version=version,
+            signals=None if signals is None else signals.to_json(),
+            **measured,
+        )
+        # a window that could not be read is a data error; an unusable artifact (no version) not
+        data_error = status == "failed" and version is not None
+        self.metrics.export_check(self.name, status, result, signals, data_error=data_error)
+        return stored
+
+    def _decide(self, now: datetime) -> Decision:
+        state = self.registry.state(self.name, now)
+        # a margin over the longest streak: failed and skipped checks do not count towards it
+        history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
+        return decide(self.policy, history, state, now)
+
+    # -- re-optimization ------------------------------------------------------------------------
+
+    def optimize(
+        self, now: datetime, trigger: str = "manual", decision_id: int | None = None
+    ) -> RunRecord:
+        """Run the policy's pipeline; register the challenger; promote it if it won."""
+        model = self._model(now)
+        champion = self.champion() if model.champion_version is not None else None
+        run = self.registry.start_run(
+            self.name,
+            started_at=now,
+            trigger=trigger,
+            champion_version=model.champion_version,
+            decision_id=decision_id,
+        )
+        log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
+        finished: dict[str, Any] = {"outcome": "failed", "reason": ""}
+        try:
+            champion_row = self.registry.champion(self.name) if champion is not None else None
+            result = run_pipeline(
+                self.policy,
+                self.source,
+                champion,
+                now,
+                storage=self.registry.optuna_storage,
+                study_prefix=f"reoptd.{self.name}",
+                champion_params=dict(champion_row.params) if champion_row else {},
+                progress=self.progress,
+            )
+            version = self.promotion.register(
+                self.policy, result, now, trigger, model.champion_version
+            )
+            finished.update(
+                challenger_version=version.version, steps=result.steps, seconds=result.seconds
+            )
+            finished["outcome"], finished["reason"] = self.promotion.place(
+                self.policy,
+                version.version,
+                won=result.ctx.promote,
+                reason=result.ctx.reason,
+                has_champion=champion is not None,
+                now=now,
+            )
+        except (OptimizeError, DataError, ArtifactError) as exc:
+            finished.update(outcome="failed", reason=str(exc))
+        assert run.id is not None
+        run = self.registry.finish_run(run.id, finished_at=now, **finished)
+        self.metrics.export_run(self.name, run)
+        log.info(
+            "%s: re-optimization %s%s: %s",
+            self.name,
+            run.outcome,
+            f" v{run.challenger_version}" if run.challenger_version else "",
+            run.reason,
+        )
+        return run
+
+    def champion(self) -> Champion:
+        """The champion with its reference sample, loaded (and sha256-verified) once per version."""
+        return self.versions.champion()
