@@ -17,7 +17,7 @@ from reoptd.errors import OptimizeError, PolicyError
 from reoptd.loop import ModelLoop
 from reoptd.metrics import Metrics
 from reoptd.models import SklearnModel, build_model, load_model
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP
 from reoptd.optimize._spaces import search_space
 from reoptd.policy import Policy, parse_policy
 from reoptd.registry import Registry
