@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class PluginRegistry(Generic[P]):
         self.group = group
         self._builtins = tuple(builtins)
         self._plugins: dict[str, P] = {}
+        self._origin: dict[str, str] = {}  # plugin name -> the module that registered it
         self._loaded = False
         self._lock = threading.RLock()
 
@@ -91,11 +93,13 @@ class PluginRegistry(Generic[P]):
                     return plugin  # a module imported twice (e.g. under two names)
                 raise ValueError(f"{self.kind} {plugin.name!r} is registered already")
             self._plugins[plugin.name] = plugin
+            self._origin[plugin.name] = sys._getframe(1).f_globals.get("__name__", "")
         return plugin
 
     def unregister(self, name: str) -> None:
         with self._lock:
             self._plugins.pop(name, None)
+            self._origin.pop(name, None)
 
     def get(self, name: str) -> P:
         """The plugin called ``name``; ``UnknownPlugin`` (with a did-you-mean) otherwise."""
@@ -134,6 +138,13 @@ class PluginRegistry(Generic[P]):
             self._loaded = True  # before importing: a plugin module may read the registry
             for module in self._builtins:
                 importlib.import_module(module)
+            # built-ins first, in ``builtins`` order, whichever of their modules was imported
+            # first (by an unrelated import); then the others in registration order
+            rank = {module: i for i, module in enumerate(self._builtins)}
+            ordered = sorted(
+                self._plugins, key=lambda n: rank.get(self._origin.get(n, ""), len(rank))
+            )
+            self._plugins = {name: self._plugins[name] for name in ordered}
             for entry in entry_points(group=self.group):
                 try:
                     entry.load()

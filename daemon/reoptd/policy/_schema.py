@@ -835,13 +835,13 @@ class Policy(_Block):
                 problems.append(f"monitor.drift.per_column: {column!r} is not a feature")
         problems.extend(self._drift_method_problems())
         steps = self.steps
-        known = STEPS.names()
+        step_names = STEPS.names()
         for name in steps:
-            if name not in known:
+            if name not in step_names:
                 hint = STEPS.suggest(name)
                 close = f" — did you mean `{hint}`?" if hint else ""
                 problems.append(
-                    f"pipeline: unknown step `{name}`{close}; choose from " + ", ".join(known)
+                    f"pipeline: unknown step `{name}`{close}; choose from " + ", ".join(step_names)
                 )
         family = FAMILIES.get(self.train.family)
         if family.params is not None:
@@ -865,7 +865,7 @@ class Policy(_Block):
         ):
             problems.append("pipeline: `validate` must come after `retrain`")
         for name in dict.fromkeys(steps):
-            step = STEPS.get(name) if name in known else None
+            step = STEPS.get(name) if name in step_names else None
             if step is not None and step.check is not None:
                 problems.extend(step.check(self))
         for i, trigger in enumerate(self.triggers):

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     )
     from reoptd.models.torch._quantized import (
         QUANTIZERS,
+        DynamicInt8,
         Quantizer,
+        StaticInt8,
         quantized_engine,
         quantizer,
         static_engine,
@@ -43,7 +45,9 @@ __all__ = [
     "PARAMS",
     "QUANTIZERS",
     "SETTINGS_LOCK",
+    "DynamicInt8",
     "Quantizer",
+    "StaticInt8",
     "TorchMLP",
     "describe",
     "float_network",
@@ -103,6 +107,8 @@ __getattr__, __dir__ = lazy_exports(
         "low_rank_module": "._arch",
         "rebuild": "._arch",
         "QUANTIZERS": "._quantized",
+        "DynamicInt8": "._quantized",
+        "StaticInt8": "._quantized",
         "Quantizer": "._quantized",
         "quantized_engine": "._quantized",
         "quantizer": "._quantized",
