@@ -266,7 +266,7 @@ COMPRESS_METHODS: PluginRegistry[CompressMethod] = PluginRegistry(
     "reoptd.compress_methods",
     [
         f"reoptd.optimize.compress.methods.{name}"
-        for name in ("distill", "prune", "low_rank", "quantize")
+        for name in ("distillation", "pruning", "factorization", "quantization")
     ],
 )
 DRIFT_METHODS: PluginRegistry[DriftMethod] = PluginRegistry(

@@ -28,7 +28,7 @@ from reoptd.models.torch import TorchMLP, is_low_rank
 from reoptd.optimize import compress as C
 from reoptd.optimize.compress import BASELINE, Candidate, Latency, select
 from reoptd.optimize.compress.methods import _low_rank
-from reoptd.optimize.compress.methods.quantize import StaticQuantize
+from reoptd.optimize.compress.methods.quantization import StaticQuantize
 from reoptd.policy import Policy, explain, parse_policy
 from reoptd.registry import Registry
 from reoptd.settings import DEMO_POLICY

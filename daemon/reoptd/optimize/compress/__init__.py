@@ -69,17 +69,12 @@ __getattr__, __dir__ = lazy_exports(
         "Selection": "._select",
         "metric_drop": "._select",
         "select": "._select",
-        **{
-            name: ".methods"
-            for name in (
-                "calibration_rows",
-                "distill",
-                "low_rank",
-                "magnitude_prune",
-                "quantize",
-                "static_quantize",
-                "structured_prune",
-            )
-        },
+        "calibration_rows": ".methods._quantize",
+        "distill": ".methods._distill",
+        "low_rank": ".methods._low_rank",
+        "magnitude_prune": ".methods._prune",
+        "quantize": ".methods._quantize",
+        "static_quantize": ".methods._quantize",
+        "structured_prune": ".methods._prune",
     },
 )

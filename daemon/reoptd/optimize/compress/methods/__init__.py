@@ -1,6 +1,7 @@
-"""Compression methods: one plugin module each (``distill``, ``prune`` with ``magnitude``,
-``low_rank``, ``quantize`` with ``static_quantize``) declaring its name, options and defaults,
-and one private module each with the torch implementation, imported when the method is applied.
+"""Compression methods: plugin modules (``distillation``: distill; ``pruning``: prune and
+magnitude; ``factorization``: low_rank; ``quantization``: quantize and static_quantize) declaring
+their names, options and defaults, and private modules with the torch implementations, imported
+when a method is applied. (Plugin modules are not named after the functions exported here.)
 """
 
 from __future__ import annotations
