@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reoptd.compress import compress_model
 from reoptd.models import build_model
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._tune import Tune
+from reoptd.optimize.compress import compress_model
 from reoptd.policy import parse_policy
 
 NUMERICAL = [f"x{i:02d}" for i in range(40)]

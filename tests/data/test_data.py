@@ -232,9 +232,13 @@ def test_target_column_absent_is_fine(batch: pd.DataFrame, demo_policy: Policy) 
 
 
 def test_validate_does_not_modify_input(batch: pd.DataFrame, demo_policy: Policy) -> None:
-    before = batch.copy()
-    validate_batch(batch.drop(columns=[TARGET]), demo_policy, "b")
-    pd.testing.assert_frame_equal(batch, before)
+    # the frame validated is the frame checked afterwards; without its target and with integer
+    # and categorical columns, so that adding the target or retyping a column in place shows
+    given = batch.drop(columns=[TARGET]).astype({"tenure": "int64", "contract": "category"})
+    before = given.copy()
+    out = validate_batch(given, demo_policy, "b")
+    pd.testing.assert_frame_equal(given, before)
+    assert TARGET in out.columns and out["tenure"].dtype == float  # what it did, to its copy
 
 
 # -- DemoSource ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from reoptd.data import _demo
 from reoptd.errors import OptimizeError, PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import SklearnModel, build_model, load_model
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP
 from reoptd.optimize._spaces import search_space
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY

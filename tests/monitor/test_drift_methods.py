@@ -14,9 +14,11 @@ from evidently.legacy.calculations.stattests.registry import _registered_stat_te
 
 from reoptd.errors import PolicyError
 from reoptd.monitor import feature_drift, feature_drift_report
+from reoptd.plugins import drift_methods_by_kind
 from reoptd.policy import Policy, parse_policy
-from reoptd.policy._schema import DRIFT_METHODS
 from reoptd.settings import DEMO_POLICY
+
+DRIFT_METHODS = drift_methods_by_kind()
 
 KIND = {"numerical": "num", "categorical": "cat", "text": "text"}
 

@@ -18,15 +18,17 @@ import torch
 from prometheus_client import CollectorRegistry
 from torch import nn
 
-from reoptd import compress as C
 from reoptd.clock import SimulatedClock
-from reoptd.compress import BASELINE, Candidate, Latency, select
 from reoptd.cycle import ModelLoop
 from reoptd.data import _demo
 from reoptd.errors import PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import TORCH_MAGIC, SklearnModel, build_model, load_model
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP, is_low_rank
+from reoptd.optimize import compress as C
+from reoptd.optimize.compress import BASELINE, Candidate, Latency, select
+from reoptd.optimize.compress.methods import _low_rank
+from reoptd.optimize.compress.methods.quantization import StaticQuantize
 from reoptd.policy import Policy, explain, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
@@ -112,20 +114,20 @@ def test_magnitude_pruning_zeroes_weights_but_keeps_the_dense_size(teacher: Torc
 def test_low_rank_picks_the_rank_by_retained_energy() -> None:
     singular = torch.tensor([10.0, 5.0, 1.0, 0.1])
     energy = singular**2 / (singular**2).sum()  # 0.7930, 0.1982, 0.0079, 0.0001
-    assert C._low_rank.rank_for(singular, 0.79) == 1
-    assert C._low_rank.rank_for(singular, float(energy[:2].sum())) == 2
-    assert C._low_rank.rank_for(singular, 0.995) == 3
+    assert _low_rank.rank_for(singular, 0.79) == 1
+    assert _low_rank.rank_for(singular, float(energy[:2].sum())) == 2
+    assert _low_rank.rank_for(singular, 0.995) == 3
     generator = torch.Generator().manual_seed(0)
     layer = nn.Linear(64, 48)
     with torch.no_grad():  # a rank-4 weight: 4 factors carry all of its energy
         a, b = torch.randn(48, 4, generator=generator), torch.randn(4, 64, generator=generator)
         layer.weight.copy_(a @ b)
-    module = C._low_rank.factorize(layer, 0.999)
-    assert C._arch.is_low_rank(module) and module[0].out_features == 4
+    module = _low_rank.factorize(layer, 0.999)
+    assert is_low_rank(module) and module[0].out_features == 4
     x = torch.randn(7, 64, generator=generator)
     assert torch.allclose(module(x), layer(x), atol=1e-3)
     square = nn.Linear(8, 8)  # full rank: two factors would be bigger, so it stays
-    assert C._low_rank.factorize(square, 0.999) is square
+    assert _low_rank.factorize(square, 0.999) is square
 
 
 def test_low_rank_model_is_smaller_and_reloads(teacher: TorchMLP) -> None:
@@ -378,7 +380,7 @@ def test_the_schema_takes_compress_and_checks_its_place() -> None:
     assert policy.steps == ["compress", "validate"]
     methods = ["distill", "prune", "low_rank", "quantize", "static_quantize"]
     assert policy.compress.methods == methods
-    assert policy.compress.static_quantize.calibration_rows == 1024
+    assert policy.compress.options("static_quantize", StaticQuantize).calibration_rows == 1024
     assert any("The compress step takes the current champion" in p for p in explain(policy))
     with pytest.raises(PolicyError, match="`validate` must come after `compress`"):
         _policy(pipeline="pipeline: [retrain, validate, compress]")

@@ -1,29 +1,35 @@
 """Where production rows come from: files, the built-in demo stream, rows POSTed to the API;
-and batch validation."""
+and batch validation.
+
+Source kinds are plugins (``reoptd.plugins.SOURCES``, declared in ``sources``): ``open_source``
+opens the kind a policy names. Other names are imported on first use.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
-
-from reoptd.data._demo import DemoSource
-from reoptd.data._files import FileSource, parse_timestamps, read_table
-from reoptd.data._ingest import IngestSource
-from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
-from reoptd.data._replay import ReplaySource, naive_utc
-from reoptd.data._validate import labelled, validate_batch
-from reoptd.errors import DataError
-from reoptd.policy import Policy
+from reoptd.lazy import lazy_exports
+from reoptd.plugins import SOURCES
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from reoptd.data._demo import DemoSource
+    from reoptd.data._files import FileSource, parse_timestamps, read_table
+    from reoptd.data._ingest import IngestSource
+    from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
+    from reoptd.data._replay import ReplaySource, naive_utc
+    from reoptd.data._validate import labelled, validate_batch
+    from reoptd.policy import Policy
     from reoptd.store import Store
 
 
 class Source(Protocol):
     name: str
 
-    def read(self, start, end) -> pd.DataFrame:
+    def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows with ``start <= timestamp < end``, oldest first."""
         ...
 
@@ -31,27 +37,14 @@ class Source(Protocol):
 def open_source(policy: Policy, registry: Store | None = None) -> Source:
     """The production source a policy names (kind ``api`` reads what ``registry`` stored),
     joined with its late labels when the policy names a label source."""
-    source = _production(policy, registry)
+    from reoptd.data._labels import LabeledSource
+
+    source: Source = SOURCES.get(policy.data.production.kind).open(policy, registry)
     labels = policy.data.labels
     if labels is not None:
-        feed = LabelFiles(labels.path, policy, labels.format, labels.arrived)
-        return LabeledSource(source, feed, policy)
+        open_labels: Any = SOURCES.get(labels.kind).open_labels
+        return LabeledSource(source, open_labels(policy), policy)
     return source
-
-
-def _production(policy: Policy, registry: Store | None) -> Source:
-    spec = policy.data.production
-    if spec.kind == "demo":
-        return DemoSource(seed=spec.seed)
-    if spec.kind == "api":
-        if registry is None:
-            raise DataError(
-                f"model {policy.model!r}: data.production.kind api reads rows posted to the"
-                " daemon's API; it needs the daemon's registry"
-            )
-        return IngestSource(registry, policy)
-    assert spec.path is not None
-    return FileSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
 
 
 __all__ = [
@@ -71,3 +64,22 @@ __all__ = [
     "read_table",
     "validate_batch",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DemoSource": "._demo",
+        "FileSource": "._files",
+        "parse_timestamps": "._files",
+        "read_table": "._files",
+        "IngestSource": "._ingest",
+        "LabeledSource": "._labels",
+        "LabelFiles": "._labels",
+        "LabelJoin": "._labels",
+        "join_labels": "._labels",
+        "ReplaySource": "._replay",
+        "naive_utc": "._replay",
+        "labelled": "._validate",
+        "validate_batch": "._validate",
+    },
+)

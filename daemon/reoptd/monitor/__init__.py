@@ -1,14 +1,25 @@
-"""Monitoring: drift per feature (Evidently), data quality, the policy's metric on labelled rows."""
+"""Monitoring: drift per feature (Evidently), data quality, the policy's metric on labelled rows.
 
-from reoptd.monitor._check import Champion, CheckResult, check, metric_names
-from reoptd.monitor._drift import (
-    DriftDetector,
-    FeatureDrift,
-    feature_drift,
-    feature_drift_report,
-)
-from reoptd.monitor._performance import evaluate, score
-from reoptd.monitor._quality import Quality, QualityReference
+Drift methods are plugins (``reoptd.plugins.DRIFT_METHODS``, declared in ``drift_methods``).
+Names are imported on first use: Evidently is heavy, and ``drift_methods`` must stay cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reoptd.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from reoptd.monitor._check import Champion, CheckResult, check, metric_names
+    from reoptd.monitor._drift import (
+        DriftDetector,
+        FeatureDrift,
+        feature_drift,
+        feature_drift_report,
+    )
+    from reoptd.monitor._performance import evaluate, score
+    from reoptd.monitor._quality import Quality, QualityReference
 
 __all__ = [
     "Champion",
@@ -24,3 +35,21 @@ __all__ = [
     "metric_names",
     "score",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Champion": "._check",
+        "CheckResult": "._check",
+        "check": "._check",
+        "metric_names": "._check",
+        "DriftDetector": "._drift",
+        "FeatureDrift": "._drift",
+        "feature_drift": "._drift",
+        "feature_drift_report": "._drift",
+        "evaluate": "._performance",
+        "score": "._performance",
+        "Quality": "._quality",
+        "QualityReference": "._quality",
+    },
+)

@@ -35,20 +35,23 @@ from pandas.api import types as ptypes
 from sklearn.exceptions import ConvergenceWarning
 
 from reoptd.errors import DataError
+from reoptd.plugins import DRIFT_METHODS, DriftMethod
 from reoptd.policy import Policy
 
 TESTED = "tested"
-#: Fewest non-null values per side a method needs (Evidently's tests fail or mean nothing below).
-MIN_VALUES = {"es": 5, "cramer_von_mises": 2, "anderson": 2, "t_test": 2, "empirical_mmd": 2}
 MIN_TEXT_VALUES = 10  # the text tests train a domain classifier on half of both sides
 _FEW_DISTINCT = 5  # Evidently's automatic choice only looks at distinct counts up to this
-#: Tests whose result depends only on the sorted values (they sort both sides themselves): given
-#: sorted input their own sorts are nearly free, and the reference is sorted once per champion.
-_ORDER_FREE = frozenset({"wasserstein", "ks"})
-#: Tests that only count categories (``get_binned_data`` or the same ``value_counts`` lookups):
-#: pandas' category dtype counts its codes instead of hashing every string again; the counts,
-#: and so the scores, are the same.
-_COUNTING = frozenset({"jensenshannon", "psi", "kl_div", "chisquare", "TVD", "g_test"})
+# What a method needs and allows comes from its declaration (``reoptd.monitor.drift_methods``):
+# ``min_values``, the fewest non-null values per side (Evidently's tests fail or mean nothing
+# below); ``sorted_input``, its result depends only on the sorted values (they sort both sides
+# themselves: given sorted input their own sorts are nearly free, and the reference is sorted
+# once per champion); ``counts``, it only counts categories (``get_binned_data`` or the same
+# ``value_counts`` lookups: pandas' category dtype counts its codes instead of hashing every
+# string again; the counts, and so the scores, are the same).
+
+
+def _declared(name: str) -> DriftMethod | None:
+    return DRIFT_METHODS.get(name) if name in DRIFT_METHODS else None
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,10 @@ class _ReferenceColumn:
 
 
 def _fast_form(test: StatTest, kind: ColumnType) -> str | None:
-    if test.name in _ORDER_FREE and kind == ColumnType.Numerical:
+    method = _declared(test.name)
+    if method is not None and method.sorted_input and kind == ColumnType.Numerical:
         return "sorted"
-    if test.name in _COUNTING and kind == ColumnType.Categorical:
+    if method is not None and method.counts and kind == ColumnType.Categorical:
         return "category"
     return None
 
@@ -224,7 +228,9 @@ def _compare(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> Fea
     test = ref.test
     if test is None:
         test = _default_test(ref, cur)
-    need = MIN_TEXT_VALUES if ref.kind == ColumnType.Text else MIN_VALUES.get(test.name, 1)
+    declared = _declared(test.name)
+    need = declared.min_values if declared is not None else 1
+    need = MIN_TEXT_VALUES if ref.kind == ColumnType.Text else need
     if len(cur) < need or len(ref.values) < need:
         side = "window" if len(cur) < need else "reference"
         have = min(len(cur), len(ref.values))

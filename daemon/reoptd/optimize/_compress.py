@@ -1,5 +1,5 @@
 """Compress: replace the challenger (or, without retrain, the champion) by its best compressed
-form, chosen by measuring every candidate (``reoptd.compress``).
+form, chosen by measuring every candidate (``reoptd.optimize.compress``).
 
 Candidates learn (distillation, fine-tuning after pruning) from the training rows and are scored
 on the holdout: rows the model being compressed never trained on. Scoring on its own training rows
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reoptd.compress import compress_model
 from reoptd.errors import OptimizeError
 from reoptd.optimize._base import RunContext
+from reoptd.optimize.compress import compress_model
 
 MIN_SCORING_ROWS = 10
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,20 +12,10 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import OptimizeError
 from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext, Step
-from reoptd.optimize._compress import Compress
-from reoptd.optimize._retrain import Retrain
-from reoptd.optimize._tune import Tune
-from reoptd.optimize._validate import Validate
+from reoptd.plugins import STEPS
 from reoptd.policy import Policy, format_duration
 
 log = logging.getLogger("reoptd.optimize")
-
-STEPS: dict[str, Callable[[], Step]] = {
-    "retrain": Retrain,
-    "tune": Tune,
-    "compress": Compress,
-    "validate": Validate,
-}
 
 
 @dataclass
@@ -71,7 +60,7 @@ def run_pipeline(
         setattr(ctx, key, value)
     result = RunResult(ctx)
     for spec in policy.pipeline:
-        step = STEPS[spec.name]()
+        step: Step = STEPS.get(spec.name).create()
         t0 = time.perf_counter()
         record = step.run(ctx)
         seconds = time.perf_counter() - t0

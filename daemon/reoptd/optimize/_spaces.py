@@ -1,5 +1,5 @@
-"""Search spaces: from the policy, or sensible defaults for the built-in estimators and the
-torch MLP."""
+"""Search spaces: from the policy, the model family's default space (the torch MLP's), or
+sensible defaults for the common scikit-learn estimators."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from typing import Any
 import optuna.distributions as od
 
 from reoptd.errors import OptimizeError
-from reoptd.policy._schema import Param, Policy
-
-#: the key of the torch family's default space (it has no estimator)
-TORCH_MLP = "TorchMLP"
+from reoptd.plugins import FAMILIES
+from reoptd.policy import Param, Policy
 
 _HGB = {
     "learning_rate": Param.model_validate({"float": [0.01, 0.3], "log": True}),
@@ -33,13 +31,6 @@ DEFAULTS: dict[str, dict[str, Param]] = {
     "RandomForestRegressor": _RF,
     "LogisticRegression": {"C": Param.model_validate({"float": [1e-3, 100.0], "log": True})},
     "Ridge": {"alpha": Param.model_validate({"float": [1e-3, 1000.0], "log": True})},
-    # family torch (``TorchMLP.build`` turns width/depth into ``hidden``)
-    TORCH_MLP: {
-        "lr": Param.model_validate({"float": [1e-4, 1e-2], "log": True}),
-        "dropout": Param.model_validate({"float": [0.0, 0.5]}),
-        "width": Param.model_validate({"choice": [32, 64, 128, 256]}),
-        "depth": Param.model_validate({"int": [1, 3]}),
-    },
 }
 #: the parameter that counts boosting iterations / trees, for pruning with warm starts
 ITERATIONS = {
@@ -53,6 +44,9 @@ ITERATIONS = {
 def search_space(policy: Policy) -> dict[str, Param]:
     if policy.tune.space:
         return dict(policy.tune.space)
+    family = FAMILIES.get(policy.train.family)
+    if family.default_space:
+        return {k: Param.model_validate(v) for k, v in family.default_space.items()}
     name = default_key(policy)
     if name not in DEFAULTS:
         raise OptimizeError(
@@ -64,8 +58,8 @@ def search_space(policy: Policy) -> dict[str, Param]:
 
 def default_key(policy: Policy) -> str:
     """The key of the policy's model in ``DEFAULTS`` and ``ITERATIONS``."""
-    if policy.train.family == "torch":
-        return TORCH_MLP
+    if policy.train.family != "sklearn":
+        return f"{policy.train.family}.{policy.train.estimator}"  # in neither table
     return policy.train.estimator.rsplit(".", 1)[-1]
 
 

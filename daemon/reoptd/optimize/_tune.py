@@ -25,7 +25,7 @@ from reoptd.monitor import evaluate
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
 from reoptd.optimize._validate import batch1_latency
-from reoptd.policy._schema import Param, Policy
+from reoptd.policy import Param, Policy
 
 log = logging.getLogger("reoptd.optimize")
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -3,8 +3,11 @@
 from reoptd.policy._decide import CheckView, Decision, ModelState, checks_needed, decide
 from reoptd.policy._explain import explain
 from reoptd.policy._load import load_policies, load_policy, parse_policy
-from reoptd.policy._schema import METRICS, Policy
+from reoptd.policy._schema import METRICS, Param, Policy
 from reoptd.policy._units import (
+    Duration,
+    Fraction,
+    Size,
     format_duration,
     format_size,
     parse_duration,
@@ -16,8 +19,12 @@ __all__ = [
     "METRICS",
     "CheckView",
     "Decision",
+    "Duration",
+    "Fraction",
     "ModelState",
+    "Param",
     "Policy",
+    "Size",
     "checks_needed",
     "decide",
     "explain",

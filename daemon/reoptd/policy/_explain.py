@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy._schema import Policy, Trigger
 from reoptd.policy._units import format_duration, format_size
 
@@ -214,29 +215,10 @@ def _promote(policy: Policy) -> str:
     return text
 
 
-_METHOD_WORDS = {
-    "distill": "distillation into a smaller MLP student (hidden {hidden}, temperature {t:g})",
-    "prune": "structured pruning of {amount:.0%} of the hidden neurons",
-    "magnitude": "magnitude pruning of {amount:.0%} of the weights",
-    "low_rank": "low-rank factorization keeping {energy:.0%} of each layer's SVD energy",
-    "quantize": "dynamic int8 quantization",
-    "static_quantize": "static post-training int8 quantization (Linear+ReLU fused, calibrated on"
-    " {calibration} training rows)",
-}
-
-
 def _compress(policy: Policy) -> str:
     c = policy.compress
-    words = [
-        _METHOD_WORDS[m].format(
-            hidden=c.distill.hidden,
-            t=c.distill.temperature,
-            amount=c.prune.amount,
-            energy=c.low_rank.energy,
-            calibration=c.static_quantize.calibration_rows,
-        )
-        for m in c.methods
-    ]
+    methods = [COMPRESS_METHODS.get(m) for m in c.methods]
+    words = [m.explain(policy) if m.explain else m.description for m in methods]
     what = (
         "the new challenger"
         if "retrain" in policy.steps
@@ -250,8 +232,10 @@ def _compress(policy: Policy) -> str:
     timer = (
         "CPU time of one thread" if c.timer == "cpu" else f"elapsed time on {c.threads} thread(s)"
     )
-    both = {"quantize", "static_quantize"} <= set(c.methods)
-    one_quantization = " (a chain ends with one of the two quantizations at most)" if both else ""
+    ends = [m for m in methods if m.ends_chain]
+    one_quantization = (
+        " (a chain ends with one of the two quantizations at most)" if len(ends) > 1 else ""
+    )
     others = [b for b in c.all_batch_sizes if b != c.batch_size]
     also = f", also at batch {', '.join(map(str, others))}" if others else ""
     return (

@@ -141,12 +141,21 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             continue
         field = _field_by_alias(cls, part)
         if field is None:
-            return []
+            cls = _plugin_blocks(cls).get(part)
+            if cls is None:
+                return []
+            continue
         cls = field.annotation
     cls = _unwrap(cls)
     if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return [f.alias or n for n, f in cls.model_fields.items()]
+        return [f.alias or n for n, f in cls.model_fields.items()] + list(_plugin_blocks(cls))
     return []
+
+
+def _plugin_blocks(cls: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The plugin option blocks a block takes beside its fields (``compress.distill`` ...)."""
+    blocks = getattr(cls, "plugin_blocks", None)
+    return blocks() if callable(blocks) else {}
 
 
 def _field_by_alias(cls: type[BaseModel], key: str) -> Any:

@@ -2,6 +2,11 @@
 
 Each class is one block of the file; field descriptions are what ``reoptd policy schema`` prints
 for editors. Cross-field rules live in ``Policy._check``.
+
+Names and parameters of plugins (model families, steps, compression methods, drift methods,
+source kinds) are not listed here: they are validated against the registries of
+``reoptd.plugins``, whose built-in modules are imported on the first validation, and the schema
+describes whatever is registered when it is printed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reoptd.plugins import COMPRESS_METHODS, FAMILIES, SOURCES, STEPS, drift_methods_by_kind
+from reoptd.policy._plugin_blocks import Block as _Block
+from reoptd.policy._plugin_blocks import PluginBlocks as _PluginBlocks
+from reoptd.policy._plugin_blocks import names_schema as _names_schema
+from reoptd.policy._plugin_blocks import registered as _registered
 from reoptd.policy._units import Duration, Fraction, Size
 
 #: metric name -> True when higher is better
@@ -31,10 +41,6 @@ METRICS: dict[str, dict[str, bool]] = {
     "regression": {"rmse": False, "mae": False, "r2": True},
 }
 DEFAULT_METRIC = {"classification": "f1", "regression": "rmse"}
-
-
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Features(_Block):
@@ -64,9 +70,8 @@ class Features(_Block):
 
 
 class Source(_Block):
-    kind: Literal["files", "demo", "api"] = Field(
-        description="files: Parquet/CSV files matching `path`; demo: the built-in demo stream;"
-        " api: rows POSTed to the HTTP API (/ingest/{model}/predictions and /labels)"
+    kind: Annotated[str, _registered(SOURCES)] = Field(
+        json_schema_extra=_names_schema(SOURCES, "a registered data source kind. ")
     )
     path: str | None = Field(None, description="glob of Parquet or CSV files (kind: files)")
     format: Literal["auto", "parquet", "csv"] = Field(
@@ -81,10 +86,18 @@ class Source(_Block):
         return self
 
 
+def _takes_labels(kind: Any) -> bool:
+    return kind.open_labels is not None
+
+
 class LabelSource(_Block):
     """Labels that arrive apart from their predictions and join them on the policy's `id`."""
 
-    kind: Literal["files"] = Field(description="files: Parquet/CSV files matching `path`")
+    kind: Annotated[str, _registered(SOURCES, where=_takes_labels)] = Field(
+        json_schema_extra=_names_schema(
+            SOURCES, "", lambda p: p.label_description, where=_takes_labels
+        )
+    )
     path: str = Field(description="glob of Parquet or CSV files with the id and target columns")
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
@@ -105,46 +118,17 @@ class Data(_Block):
     )
 
 
-#: Evidently 0.7's drift methods (its stattest registry) by column type; tests keep this in sync.
-DRIFT_METHODS: dict[str, tuple[str, ...]] = {
-    "numerical": (
-        "anderson",
-        "cramer_von_mises",
-        "ed",
-        "empirical_mmd",
-        "es",
-        "hellinger",
-        "jensenshannon",
-        "kl_div",
-        "ks",
-        "mannw",
-        "psi",
-        "t_test",
-        "wasserstein",
-    ),
-    "categorical": (
-        "chisquare",
-        "fisher_exact",
-        "g_test",
-        "hellinger",
-        "jensenshannon",
-        "kl_div",
-        "psi",
-        "TVD",
-        "z",
-    ),
-    "text": ("abs_text_content_drift", "perc_text_content_drift"),
-}
-
-
-def _methods_help() -> str:
-    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in DRIFT_METHODS.items())
+def _methods_help(schema: dict[str, Any]) -> None:
+    methods = drift_methods_by_kind()
+    schema["description"] = (
+        "Evidently drift method for this column ("
+        + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in methods.items())
+        + ")"
+    )
 
 
 class ColumnDrift(_Block):
-    method: str | None = Field(
-        None, description="Evidently drift method for this column (" + _methods_help() + ")"
-    )
+    method: str | None = Field(None, json_schema_extra=_methods_help)
     threshold: float | None = Field(None, description="threshold for that method")
 
 
@@ -384,27 +368,9 @@ class Guards(_Block):
     )
 
 
-#: ``train.params`` of the torch family (``width``/``depth`` set ``hidden`` to depth x width)
-TORCH_PARAMS = (
-    "hidden",
-    "width",
-    "depth",
-    "dropout",
-    "lr",
-    "epochs",
-    "batch_size",
-    "weight_decay",
-    "patience",
-    "seed",
-)
-TORCH_ESTIMATORS = ("", "mlp")
-
-
 class Train(_Block):
-    family: Literal["sklearn", "torch"] = Field(
-        "sklearn",
-        description="model family. sklearn: any scikit-learn estimator, named by `estimator`;"
-        " torch: a tabular MLP (PyTorch, CPU) with the parameters " + ", ".join(TORCH_PARAMS),
+    family: Annotated[str, _registered(FAMILIES)] = Field(
+        "sklearn", json_schema_extra=_names_schema(FAMILIES, "model family. ")
     )
     estimator: str = Field(
         "",
@@ -419,36 +385,38 @@ class Train(_Block):
     @field_validator("estimator")
     @classmethod
     def _estimator_of_family(cls, value: str, info: ValidationInfo) -> str:
-        family = info.data.get("family")  # absent when the family itself is invalid
-        if family == "sklearn" and not value:
+        name = info.data.get("family")  # absent when the family itself is invalid
+        if name is None:
+            return value
+        family = FAMILIES.get(name)
+        if family.estimators is None and not value:
             raise PydanticCustomError("missing", "Field required")
-        if family == "torch" and value not in TORCH_ESTIMATORS:
+        if family.estimators is not None and value not in family.estimators:
+            named = " or ".join(f"`{e}`" for e in family.estimators if e)
             raise ValueError(
-                f"family torch trains its own MLP: leave `estimator` out or write `mlp`, not"
-                f" {value!r}"
+                f"family {name} trains its own {family.learner or 'model'}: leave `estimator`"
+                f" out or write {named}, not {value!r}"
             )
         return value
 
     @field_validator("params")
     @classmethod
     def _params_of_family(cls, value: dict[str, object], info: ValidationInfo) -> dict:
-        if info.data.get("family") == "torch":
-            unknown = [k for k in value if k not in TORCH_PARAMS]
+        name = info.data.get("family")
+        family = None if name is None else FAMILIES.get(name)
+        if family is not None and family.params is not None:
+            unknown = [k for k in value if k not in family.params]
             if unknown:
                 raise ValueError(
-                    f"family torch has no parameter {', '.join(map(repr, unknown))};"
-                    " choose from " + ", ".join(TORCH_PARAMS)
+                    f"family {name} has no parameter {', '.join(map(repr, unknown))};"
+                    " choose from " + ", ".join(family.params)
                 )
         return value
 
     @property
     def learner(self) -> str:
         """What a run trains, for records and explanations: the estimator or the torch MLP."""
-        return self.estimator if self.family == "sklearn" else "torch.mlp"
-
-
-STEPS = ("retrain", "tune", "compress", "validate")
-PLANNED_STEPS: tuple[str, ...] = ()
+        return FAMILIES.get(self.family).learner or self.estimator
 
 
 class Param(_Block):
@@ -507,72 +475,46 @@ class Tune(_Block):
     )
 
 
-COMPRESS_METHODS = ("distill", "prune", "magnitude", "low_rank", "quantize", "static_quantize")
-#: methods that end a chain (a quantized network is not compressed further): at most one each
-QUANTIZE_METHODS = ("quantize", "static_quantize")
+def _default_methods() -> list[str]:
+    return [m.name for m in COMPRESS_METHODS.plugins() if m.default]
 
 
-class Distill(_Block):
-    hidden: list[int] = Field(
-        default_factory=lambda: [64],
-        description="layer widths of the student MLP trained on the teacher's soft targets",
-    )
-    temperature: float = Field(
-        4.0, gt=0, description="softens the teacher's and the student's logits (classification)"
-    )
-    alpha: float = Field(
-        0.7,
-        ge=0,
-        le=1,
-        description="weight of the soft-target loss; 1 - alpha goes to the true labels",
-    )
-    epochs: int = Field(30, ge=1, description="at most this many epochs (early stopping)")
-    lr: float = Field(3e-3, gt=0, description="learning rate of the student (AdamW)")
+def _method_blocks() -> dict[str, type[BaseModel]]:
+    blocks: dict[str, type[BaseModel]] = {}
+    for method in COMPRESS_METHODS.plugins():
+        if method.config is not None and method.options_key is not None:
+            blocks[method.options_key] = method.config
+    return blocks
 
 
-class Prune(_Block):
-    amount: Fraction = Field(
-        0.5,
-        description="share of hidden neurons removed (prune) or of weights zeroed (magnitude)",
+def _methods_schema(schema: dict[str, Any]) -> None:
+    methods = sorted(COMPRESS_METHODS.plugins(), key=lambda m: m.order)
+    chain = " -> ".join(
+        " | ".join(m.name for m in methods if m.order == order)
+        for order in dict.fromkeys(m.order for m in methods)
     )
-    finetune_epochs: int = Field(
-        2, ge=0, description="epochs of fine-tuning after structured pruning (0: none)"
+    ends = [m.name for m in methods if m.ends_chain]
+    schema["items"]["enum"] = [m.name for m in methods]
+    schema["description"] = (
+        f"methods to try, alone and chained in the order {chain} (a chain ends with at most one"
+        f" of {', '.join(ends)}). " + "; ".join(f"{m.name}: {m.description}" for m in methods)
     )
 
 
-class LowRank(_Block):
-    energy: Fraction = Field(
-        0.9,
-        description="each Linear layer keeps the smallest SVD rank that retains this share of"
-        " its squared singular values; a layer is factorized only when that makes it smaller",
-    )
+class Compress(_PluginBlocks):
+    """The compress step: build candidates, measure each, keep the best within the metric drop.
+    Each method's options (``distill:``, ``prune:`` ...) are declared by the method's plugin."""
 
+    model_config = ConfigDict(json_schema_extra=lambda s, cls: cls._plugin_blocks_schema(s))
 
-class StaticQuantize(_Block):
-    calibration_rows: int = Field(
-        1024,
-        ge=1,
-        description="training rows (evenly spaced over the window) passed through the network to"
-        " fix the activation scales of `static_quantize`",
-    )
+    @classmethod
+    def plugin_blocks(cls) -> dict[str, type[BaseModel]]:
+        return _method_blocks()
 
-
-class Compress(_Block):
-    """The compress step: build candidates, measure each, keep the best within the metric drop."""
-
-    methods: list[
-        Literal["distill", "prune", "magnitude", "low_rank", "quantize", "static_quantize"]
-    ] = Field(
-        default_factory=lambda: ["distill", "prune", "low_rank", "quantize", "static_quantize"],
+    methods: list[Annotated[str, _registered(COMPRESS_METHODS)]] = Field(
+        default_factory=_default_methods,
         min_length=1,
-        description="methods to try, alone and chained in the order distill -> prune ->"
-        " magnitude -> low_rank -> quantize | static_quantize (a chain ends with at most one of"
-        " the two). distill: a smaller MLP student of the model;"
-        " prune: structured, removes hidden neurons; magnitude: zeroes the smallest weights"
-        " (never faster on dense kernels); low_rank: truncated-SVD factorization of Linear"
-        " layers; quantize: dynamic int8 Linear layers; static_quantize: post-training static"
-        " int8 (weights and activations, Linear+ReLU fused, calibrated on training rows, x86/fbgemm"
-        " backend)",
+        json_schema_extra=_methods_schema,
     )
     max_metric_drop: float = Field(
         0.01,
@@ -599,12 +541,6 @@ class Compress(_Block):
     )
     repetitions: int = Field(
         30, ge=5, description="timed predictions per candidate and batch size (after warm-up)"
-    )
-    distill: Distill = Field(default_factory=Distill, description="the student of `distill`")
-    prune: Prune = Field(default_factory=Prune, description="`prune` and `magnitude`")
-    low_rank: LowRank = Field(default_factory=LowRank, description="`low_rank`")
-    static_quantize: StaticQuantize = Field(
-        default_factory=StaticQuantize, description="`static_quantize`"
     )
 
     @model_validator(mode="after")
@@ -775,17 +711,21 @@ class Policy(_Block):
                 problems.append(f"monitor.drift.per_column: {column!r} is not a feature")
         problems.extend(self._drift_method_problems())
         steps = self.steps
+        step_names = STEPS.names()
         for name in steps:
-            if name in PLANNED_STEPS:
-                problems.append(f"pipeline: step `{name}` is not available in this version")
-            elif name not in STEPS:
-                problems.append(f"pipeline: unknown step `{name}`; choose from " + ", ".join(STEPS))
-        if self.train.family == "torch":
-            unknown = [k for k in self.tune.space if k not in TORCH_PARAMS]
+            if name not in step_names:
+                hint = STEPS.suggest(name)
+                close = f" — did you mean `{hint}`?" if hint else ""
+                problems.append(
+                    f"pipeline: unknown step `{name}`{close}; choose from " + ", ".join(step_names)
+                )
+        family = FAMILIES.get(self.train.family)
+        if family.params is not None:
+            unknown = [k for k in self.tune.space if k not in family.params]
             if unknown:
                 problems.append(
-                    f"tune.space: family torch has no parameter {', '.join(map(repr, unknown))};"
-                    " choose from " + ", ".join(TORCH_PARAMS)
+                    f"tune.space: family {family.name} has no parameter"
+                    f" {', '.join(map(repr, unknown))}; choose from " + ", ".join(family.params)
                 )
         if len(set(steps)) != len(steps):
             problems.append("pipeline: a step is listed twice")
@@ -800,7 +740,10 @@ class Policy(_Block):
             and steps.index("validate") < steps.index("retrain")
         ):
             problems.append("pipeline: `validate` must come after `retrain`")
-        problems.extend(_compress_problems(self))
+        for name in dict.fromkeys(steps):
+            step = STEPS.get(name) if name in step_names else None
+            if step is not None and step.check is not None:
+                problems.extend(step.check(self))
         for i, trigger in enumerate(self.triggers):
             if trigger.drift_features is not None:
                 unknown = [f for f in trigger.drift_features.features if f not in names]
@@ -808,11 +751,9 @@ class Policy(_Block):
                     problems.append(
                         f"triggers.{i}.drift_features.features: not features: {', '.join(unknown)}"
                     )
-        if self.data.production.kind == "api" and self.id is None:
-            problems.append(
-                "id: data.production.kind api needs an `id` column (labels posted to"
-                " /ingest/{model}/labels join their predictions on it)"
-            )
+        source_check = SOURCES.get(self.data.production.kind).check
+        if source_check is not None:
+            problems.extend(source_check(self))
         if self.data.labels is not None and self.id is None:
             problems.append(
                 "data.labels: labels join their predictions on the row id: set `id` (e.g."
@@ -835,47 +776,27 @@ class Policy(_Block):
                 kind = self.features.kind(column)
                 uses.append((f"monitor.drift.per_column.{column}.method", override.method, kind))
         problems = []
+        methods = drift_methods_by_kind()
         for where, method, kind in uses:
-            if method is None or method in DRIFT_METHODS[kind]:
+            if method is None or method in methods[kind]:
                 continue
-            other = [k for k, names in DRIFT_METHODS.items() if method in names]
+            other = [k for k, names in methods.items() if method in names]
             if other:
                 problems.append(
                     f"{where}: {method!r} is a method for {' and '.join(other)} columns, not"
-                    f" {kind}; choose from " + ", ".join(DRIFT_METHODS[kind])
+                    f" {kind}; choose from " + ", ".join(methods[kind])
                 )
                 continue
-            close = difflib.get_close_matches(method, DRIFT_METHODS[kind], n=1, cutoff=0.5)
+            close = difflib.get_close_matches(method, methods[kind], n=1, cutoff=0.5)
             hint = f" — did you mean `{close[0]}`?" if close else ""
             problems.append(
                 f"{where}: unknown {kind} drift method {method!r}{hint} Evidently's {kind}"
-                " methods: " + ", ".join(DRIFT_METHODS[kind])
+                " methods: " + ", ".join(methods[kind])
             )
         return problems
 
 
 _COMPRESS_ONLY = {"compress", "validate"}
-
-
-def _compress_problems(policy: Policy) -> list[str]:
-    steps = policy.steps
-    if "compress" not in steps:
-        return []
-    problems = []
-    for before in ("retrain", "tune"):
-        if before in steps and steps.index(before) > steps.index("compress"):
-            problems.append(f"pipeline: `compress` must come after `{before}`")
-    if "validate" in steps and steps.index("validate") < steps.index("compress"):
-        problems.append("pipeline: `validate` must come after `compress`")
-    methods = policy.compress.methods
-    if len(set(methods)) != len(methods):
-        problems.append("compress.methods: a method is listed twice")
-    if policy.train.family == "sklearn" and "distill" not in methods:
-        problems.append(
-            "compress.methods: an sklearn model can only be compressed by `distill` (into a torch"
-            " MLP student, which the other methods then compress); add `distill`"
-        )
-    return problems
 
 
 def _step(entry: Any) -> Any:

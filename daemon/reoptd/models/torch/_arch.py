@@ -86,7 +86,7 @@ def rebuild(arch: dict[str, Any]) -> nn.Sequential:
     """An empty module of ``arch``, ready for ``load_state_dict``."""
     net = float_network(arch)
     if arch.get("quantized"):
-        from reoptd.compress._quantize import quantizer
+        from reoptd.models.torch._quantized import quantizer
 
         net = quantizer(arch["quantized"]).prepare_for_load(net)
     return net.eval()

@@ -1,9 +1,10 @@
 """Build every candidate the policy's methods allow, measure each one, and select.
 
-Methods chain in a fixed order, distill -> prune -> magnitude -> low_rank -> quantize |
-static_quantize; every non-empty subset of the policy's methods, in that order and with at most
-one of the two quantizations (a quantized network is not compressed further), is a candidate (an
-sklearn model only through distill). Shared prefixes are built once:
+Methods (plugins of ``reoptd.plugins.COMPRESS_METHODS``) chain in the order they declare, today
+distill -> prune -> magnitude -> low_rank -> quantize | static_quantize; every non-empty subset
+of the policy's methods, in that order and with at most one method that ends a chain (a quantized
+network is not compressed further), is a candidate (an sklearn model only through a method that
+takes any model: distill). Shared prefixes are built once:
 ``distill+prune+quantize`` reuses the ``distill+prune`` model. Who calls it: the compress step
 (``reoptd.optimize._compress``) and ``bench/compression.py``.
 """
@@ -15,20 +16,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from reoptd.compress._distill import distill
-from reoptd.compress._low_rank import low_rank
-from reoptd.compress._measure import latencies, size_bytes
-from reoptd.compress._prune import magnitude_prune, structured_prune
-from reoptd.compress._quantize import quantize, static_quantize
-from reoptd.compress._select import BASELINE, Candidate, Selection, select
 from reoptd.errors import OptimizeError
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP
 from reoptd.monitor import evaluate, metric_names
+from reoptd.optimize.compress._measure import latencies, size_bytes
+from reoptd.optimize.compress._select import BASELINE, Candidate, Selection, select
+from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy import Policy
-from reoptd.policy._schema import COMPRESS_METHODS, QUANTIZE_METHODS
 
 log = logging.getLogger("reoptd.compress")
 
@@ -53,24 +49,20 @@ class Plan:
 
 
 def sequences(methods: list[str], torch_baseline: bool) -> list[tuple[str, ...]]:
-    """The method chains to try, in the fixed order, shortest first."""
-    ordered = [m for m in COMPRESS_METHODS if m in methods]
+    """The method chains to try, in the methods' order, shortest first."""
+    plugins = sorted(
+        (p for p in COMPRESS_METHODS.plugins() if p.name in methods), key=lambda p: p.order
+    )
+    ordered = [p.name for p in plugins]
+    ends = {p.name for p in plugins if p.ends_chain}
+    any_model = {p.name for p in plugins if p.any_model}
     chains = [
         combo
         for n in range(1, len(ordered) + 1)
         for combo in itertools.combinations(ordered, n)
-        if (torch_baseline or combo[0] == "distill")
-        and sum(m in QUANTIZE_METHODS for m in combo) <= 1
+        if (torch_baseline or combo[0] in any_model) and sum(m in ends for m in combo) <= 1
     ]
     return chains
-
-
-def calibration_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
-    """``n`` rows of ``frame`` evenly spaced over it (all of them when it has fewer), so that
-    calibration sees the whole training window, deterministically."""
-    if len(frame) <= n:
-        return frame
-    return frame.iloc[np.linspace(0, len(frame) - 1, n).round().astype(int)]
 
 
 def compress_model(
@@ -86,44 +78,14 @@ def compress_model(
     target = policy.target
     names = metric_names(policy)
     batch_sizes = cfg.all_batch_sizes
-    calibration = cfg.static_quantize.calibration_rows
-
-    def apply(method: str, model: Any) -> TorchMLP:
-        if method == "distill":
-            d = cfg.distill
-            return distill(
-                model,
-                fit_rows,
-                fit_rows[target],
-                hidden=d.hidden,
-                temperature=d.temperature,
-                alpha=d.alpha,
-                epochs=d.epochs,
-                lr=d.lr,
-                timestamp=policy.timestamp,
-            )
-        if method == "prune":
-            return structured_prune(
-                model,
-                cfg.prune.amount,
-                fit_rows,
-                fit_rows[target],
-                finetune_epochs=cfg.prune.finetune_epochs,
-            )
-        if method == "magnitude":
-            return magnitude_prune(model, cfg.prune.amount)
-        if method == "low_rank":
-            return low_rank(model, cfg.low_rank.energy)
-        if method == "static_quantize":
-            return static_quantize(model, calibration_rows(fit_rows, calibration))
-        return quantize(model)
 
     def score(name: str, methods: list[str], model: Any) -> Candidate:
         metric = evaluate(model, valid_rows, target, names)[policy.metric]
         return Candidate(name, methods, float(metric), size_bytes(model), {}, model)
 
     torch_baseline = isinstance(baseline, TorchMLP)
-    if not torch_baseline and "distill" not in cfg.methods:
+    starters = [m for m in cfg.methods if COMPRESS_METHODS.get(m).any_model]
+    if not torch_baseline and not starters:
         raise OptimizeError(
             f"compress: model {policy.model!r} is not a torch model; only `distill` applies"
         )
@@ -131,7 +93,8 @@ def compress_model(
     built: dict[tuple[str, ...], Any] = {(): baseline}
     for chain in sequences(cfg.methods, torch_baseline):
         try:
-            built[chain] = apply(chain[-1], built[chain[:-1]])
+            method = COMPRESS_METHODS.get(chain[-1])
+            built[chain] = method.apply(built[chain[:-1]], fit_rows, policy)
         except OptimizeError as exc:  # a method that does not apply to this chain is skipped
             log.info("%s: candidate %s skipped: %s", policy.model, "+".join(chain), exc)
             continue

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reoptd.compress._arch import describe, hidden_widths
 from reoptd.errors import OptimizeError
-from reoptd.models._torch import TorchMLP, torch_threads
+from reoptd.models.torch import TorchMLP, describe, hidden_widths, torch_threads
 
 
 def float_copy(model: TorchMLP) -> nn.Sequential:

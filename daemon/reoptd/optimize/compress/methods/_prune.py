@@ -19,9 +19,14 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from reoptd.compress._common import float_copy, targets, train_network, with_network
 from reoptd.errors import OptimizeError
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP
+from reoptd.optimize.compress.methods._common import (
+    float_copy,
+    targets,
+    train_network,
+    with_network,
+)
 
 
 def structured_prune(

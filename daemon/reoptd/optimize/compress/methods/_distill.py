@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reoptd.compress._common import targets, train_network
 from reoptd.errors import OptimizeError
-from reoptd.models._torch import TorchMLP, _network
+from reoptd.models.torch import TorchMLP, network
+from reoptd.optimize.compress.methods._common import targets, train_network
 
 
 def teacher_classes(teacher: Any) -> list[Any]:
@@ -90,7 +90,7 @@ def distill(
     y = targets(student, target)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        student.net = _network(x.shape[1], list(hidden), 0.0, outputs)
+        student.net = network(x.shape[1], list(hidden), 0.0, outputs)
     run = train_network(
         student.net,
         x,

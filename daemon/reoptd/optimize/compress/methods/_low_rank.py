@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reoptd.compress._arch import low_rank_module
-from reoptd.compress._common import float_copy, with_network
-from reoptd.models._torch import TorchMLP
+from reoptd.models.torch import TorchMLP, low_rank_module
+from reoptd.optimize.compress.methods._common import float_copy, with_network
 
 
 def rank_for(singular: torch.Tensor, energy: float) -> int:

@@ -1,4 +1,5 @@
-"""Quantization behind one small interface, so torchao can replace ``torch.ao.quantization``.
+"""The torch family's quantized modules behind one small interface (``Quantizer``), so that
+torchao can replace ``torch.ao.quantization``.
 
 ``torch.ao.quantization`` is deprecated (torchao is its successor) but works in torch 2.13; every
 use of it is in this module. A quantizer turns a float network into a quantized one and, when an
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from reoptd.errors import ArtifactError, OptimizeError
+from reoptd.models.torch._mlp import SETTINGS_LOCK
 
 #: the x86 backend (fbgemm on older builds) that the static quantizer's qconfig targets
 STATIC_ENGINES = ("x86", "fbgemm")
@@ -86,6 +88,22 @@ def static_engine() -> str:
     )
 
 
+@contextmanager
+def quantized_engine() -> Iterator[None]:
+    """Run with a static-int8 engine as torch's quantized engine (the current one if it is one,
+    else ``static_engine()``), restoring it afterwards. The engine is process-wide: this holds
+    ``SETTINGS_LOCK`` so that no other thread changes or relies on it meanwhile."""
+    with SETTINGS_LOCK:
+        before = torch.backends.quantized.engine
+        if before not in STATIC_ENGINES:
+            torch.backends.quantized.engine = static_engine()
+        try:
+            yield
+        finally:
+            if torch.backends.quantized.engine != before:
+                torch.backends.quantized.engine = before
+
+
 class StaticInt8:
     """Post-training static int8: weights and activations int8, scales fixed by calibration.
 
@@ -126,9 +144,7 @@ class StaticInt8:
 
     @staticmethod
     def _convert(prepared: nn.Sequential) -> nn.Sequential:
-        if torch.backends.quantized.engine not in STATIC_ENGINES:
-            torch.backends.quantized.engine = static_engine()
-        with _quiet():
+        with quantized_engine(), _quiet():
             return torch.ao.quantization.convert(prepared.eval(), inplace=True)
 
 
@@ -154,23 +170,3 @@ def quantizer(name: str) -> Quantizer:
         raise ArtifactError(
             f"unknown quantization {name!r}; known: {', '.join(QUANTIZERS)}"
         ) from None
-
-
-def quantize(model, name: str = "dynamic_int8", calibration=None, method: str = "quantize"):
-    """The ``quantize`` method: ``model`` (a fitted ``TorchMLP``) with quantized Linear layers.
-
-    ``calibration`` (a frame of the model's feature columns) is what static quantizers calibrate
-    on; ``method`` is the name the model's ``compression`` list records."""
-    from reoptd.compress._arch import describe
-    from reoptd.compress._common import float_copy, with_network
-
-    net = float_copy(model)
-    arch = describe(net, quantized=name)
-    rows = None if calibration is None else model._matrix(calibration[model.features])
-    return with_network(model, quantizer(name).quantize(net, rows), method, arch)
-
-
-def static_quantize(model, calibration):
-    """The ``static_quantize`` method: post-training static int8, calibrated on the rows of
-    ``calibration`` (a frame with the model's feature columns)."""
-    return quantize(model, "static_int8", calibration, method="static_quantize")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reoptd.models import Model
-from reoptd.models._torch import torch_threads
+from reoptd.models.torch import torch_threads
 
 WARMUP = 5
 

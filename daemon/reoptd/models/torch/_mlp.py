@@ -13,15 +13,16 @@ the process's global torch RNG is left alone.
 
 An artifact is ``MAGIC`` followed by a ``torch.save`` archive of ``{"config": plain dict,
 "state": state dict}``; it is read back with ``weights_only=True``, so loading one runs no
-pickled code. A compressed network (``reoptd.compress``) is not the plain MLP of ``params``: its
-config adds ``arch``, a plain description of its layers (low-rank factors, quantized layers) from
-which the module is rebuilt before the state dict is loaded (format 2).
+pickled code. A compressed network (``reoptd.optimize.compress``) is not the plain MLP of
+``params``: its config adds ``arch``, a plain description of its layers (low-rank factors,
+quantized layers) from which the module is rebuilt before the state dict is loaded (format 2).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,26 +34,15 @@ import torch
 from torch import nn
 
 from reoptd.errors import ArtifactError, OptimizeError
-from reoptd.models import TORCH_MAGIC as MAGIC
+from reoptd.models.torch import DEFAULTS, MAGIC
+from reoptd.models.torch import PARAMS as TORCH_PARAMS
 from reoptd.policy import Policy
-from reoptd.policy._schema import TORCH_PARAMS
 
 FORMAT = 1
 ARCH_FORMAT = 2  # the network is described by ``config["arch"]`` (a compressed model)
 VALIDATION = 0.1  # newest share of the training rows that drives early stopping
 MIN_VALIDATION_ROWS = 10
 
-#: defaults of ``train.params``; ``width``/``depth`` (the tuner's knobs) rewrite ``hidden``
-DEFAULTS: dict[str, Any] = {
-    "hidden": [64, 64],
-    "dropout": 0.1,
-    "lr": 1e-3,
-    "epochs": 50,
-    "batch_size": 128,
-    "weight_decay": 0.0,
-    "patience": 5,
-    "seed": 0,
-}
 assert set(DEFAULTS) | {"width", "depth"} == set(TORCH_PARAMS)
 
 #: called after every epoch with (epoch starting at 1, the model with that epoch's weights)
@@ -112,7 +102,7 @@ def _number(name: str, value: Any, kind: type, low: float | None = None, strict:
     return number
 
 
-def _network(inputs: int, hidden: list[int], dropout: float, outputs: int) -> nn.Sequential:
+def network(inputs: int, hidden: list[int], dropout: float, outputs: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = inputs
     for size in hidden:
@@ -124,16 +114,25 @@ def _network(inputs: int, hidden: list[int], dropout: float, outputs: int) -> nn
     return nn.Sequential(*layers)
 
 
+#: Held while a caller changes torch's process-wide settings (intra-op thread count, quantized
+#: engine) and runs under them: the daemon's scheduler runs several models' work in worker
+#: threads at once, and one thread's ``set_num_threads`` would otherwise change another's.
+#: Re-entrant, so nested settings in one thread do not deadlock.
+SETTINGS_LOCK = threading.RLock()
+
+
 @contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """Run torch's intra-op kernels on ``threads`` threads, restoring the count afterwards.
-    Small MLPs train fastest (and reproducibly) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    Small MLPs train fastest (and reproducibly) on one thread. Holds ``SETTINGS_LOCK`` for the
+    duration: another thread's torch work that changes the settings waits for it."""
+    with SETTINGS_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 class TorchMLP:
@@ -164,7 +163,7 @@ class TorchMLP:
         self.net: nn.Sequential | None = None
         self.epochs_run = 0
         self.best_epoch = 0
-        # set by reoptd.compress: the network's layer description, and the methods applied
+        # set by reoptd.optimize.compress: the network's layer description, and the methods applied
         self.arch: dict[str, Any] | None = None
         self.compression: list[str] = []
 
@@ -286,7 +285,7 @@ class TorchMLP:
         on_epoch: EpochCallback | None,
     ) -> None:
         p = self._params
-        self.net = net = _network(x.shape[1], p["hidden"], p["dropout"], outputs)
+        self.net = net = network(x.shape[1], p["hidden"], p["dropout"], outputs)
         regression = self.task == "regression"
         n = len(x)
         n_valid = round(n * VALIDATION) if p["patience"] > 0 else 0
@@ -419,12 +418,12 @@ class TorchMLP:
             model.compression = list(config.get("compression", []))
             p = model._params
             if config["format"] == ARCH_FORMAT:
-                from reoptd.compress._arch import rebuild
+                from reoptd.models.torch._arch import rebuild
 
                 model.arch = config["arch"]
                 model.net = rebuild(model.arch)
             else:
-                model.net = _network(config["inputs"], p["hidden"], p["dropout"], config["outputs"])
+                model.net = network(config["inputs"], p["hidden"], p["dropout"], config["outputs"])
             model.net.load_state_dict(state)
             model.net.eval()
         except Exception as exc:  # a damaged archive can raise anything

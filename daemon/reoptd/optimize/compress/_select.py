@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reoptd.compress._measure import Latency
+from reoptd.optimize.compress._measure import Latency
 
 BASELINE = "uncompressed"
 

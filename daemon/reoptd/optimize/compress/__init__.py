@@ -1,0 +1,80 @@
+"""Re-compression of torch models, chosen by measurement (the compress step's machinery).
+
+``methods/`` holds the methods, one plugin module each (``reoptd.plugins.COMPRESS_METHODS``);
+``_measure`` measures size and latency, ``_select`` makes the accuracy-aware choice and ``_plan``
+builds and measures every candidate. The network description and the quantized modules belong to
+the torch family (``reoptd.models.torch``). Names are imported on first use (torch is heavy).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reoptd.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from reoptd.optimize.compress._measure import Latency, latencies, latency, size_bytes
+    from reoptd.optimize.compress._plan import Plan, compress_model, sequences
+    from reoptd.optimize.compress._select import (
+        BASELINE,
+        Candidate,
+        Selection,
+        metric_drop,
+        select,
+    )
+    from reoptd.optimize.compress.methods import (
+        calibration_rows,
+        distill,
+        low_rank,
+        magnitude_prune,
+        quantize,
+        static_quantize,
+        structured_prune,
+    )
+
+__all__ = [
+    "BASELINE",
+    "Candidate",
+    "Latency",
+    "Plan",
+    "Selection",
+    "calibration_rows",
+    "compress_model",
+    "distill",
+    "latencies",
+    "latency",
+    "low_rank",
+    "magnitude_prune",
+    "metric_drop",
+    "quantize",
+    "select",
+    "sequences",
+    "size_bytes",
+    "static_quantize",
+    "structured_prune",
+]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Latency": "._measure",
+        "latencies": "._measure",
+        "latency": "._measure",
+        "size_bytes": "._measure",
+        "Plan": "._plan",
+        "compress_model": "._plan",
+        "sequences": "._plan",
+        "BASELINE": "._select",
+        "Candidate": "._select",
+        "Selection": "._select",
+        "metric_drop": "._select",
+        "select": "._select",
+        "calibration_rows": ".methods._quantize",
+        "distill": ".methods._distill",
+        "low_rank": ".methods._low_rank",
+        "magnitude_prune": ".methods._prune",
+        "quantize": ".methods._quantize",
+        "static_quantize": ".methods._quantize",
+        "structured_prune": ".methods._prune",
+    },
+)

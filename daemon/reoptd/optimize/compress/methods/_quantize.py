@@ -1,0 +1,40 @@
+"""The ``quantize`` and ``static_quantize`` methods: a fitted ``TorchMLP`` with quantized Linear
+layers, through the torch family's ``Quantizer`` interface (``reoptd.models.torch``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reoptd.models.torch import TorchMLP, describe, quantizer
+from reoptd.optimize.compress.methods._common import float_copy, with_network
+
+
+def quantize(
+    model: TorchMLP,
+    name: str = "dynamic_int8",
+    calibration: pd.DataFrame | None = None,
+    method: str = "quantize",
+) -> TorchMLP:
+    """The ``quantize`` method: ``model`` (a fitted ``TorchMLP``) with quantized Linear layers.
+
+    ``calibration`` (a frame of the model's feature columns) is what static quantizers calibrate
+    on; ``method`` is the name the model's ``compression`` list records."""
+    net = float_copy(model)
+    arch = describe(net, quantized=name)
+    rows = None if calibration is None else model._matrix(calibration[model.features])
+    return with_network(model, quantizer(name).quantize(net, rows), method, arch)
+
+
+def static_quantize(model: TorchMLP, calibration: pd.DataFrame) -> TorchMLP:
+    """The ``static_quantize`` method: post-training static int8, calibrated on the rows of
+    ``calibration`` (a frame with the model's feature columns)."""
+    return quantize(model, "static_int8", calibration, method="static_quantize")
+
+
+def calibration_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` rows of ``frame`` evenly spaced over it (all of them when it has fewer), so that
+    calibration sees the whole training window, deterministically."""
+    if len(frame) <= n:
+        return frame
+    return frame.iloc[np.linspace(0, len(frame) - 1, n).round().astype(int)]

@@ -1,0 +1,64 @@
+"""The ``quantize`` (dynamic int8) and ``static_quantize`` (post-training static int8) methods.
+A quantized network is not compressed further: each ends a chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reoptd.plugins import COMPRESS_METHODS, CompressMethod
+
+__all__ = ["METHOD", "STATIC", "StaticQuantize"]
+
+
+class StaticQuantize(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calibration_rows: int = Field(
+        1024,
+        ge=1,
+        description="training rows (evenly spaced over the window) passed through the network to"
+        " fix the activation scales of `static_quantize`",
+    )
+
+
+def _dynamic(model: Any, fit_rows: Any, policy: Any) -> Any:
+    from reoptd.optimize.compress.methods._quantize import quantize
+
+    return quantize(model)
+
+
+def _static(model: Any, fit_rows: Any, policy: Any) -> Any:
+    from reoptd.optimize.compress.methods._quantize import calibration_rows, static_quantize
+
+    rows = policy.compress.options("static_quantize", StaticQuantize).calibration_rows
+    return static_quantize(model, calibration_rows(fit_rows, rows))
+
+
+METHOD = COMPRESS_METHODS.register(
+    CompressMethod(
+        name="quantize",
+        description="dynamic int8 Linear layers",
+        apply=_dynamic,
+        order=50,
+        ends_chain=True,
+        explain=lambda policy: "dynamic int8 quantization",
+    )
+)
+STATIC = COMPRESS_METHODS.register(
+    CompressMethod(
+        name="static_quantize",
+        description="post-training static int8 (weights and activations, Linear+ReLU fused,"
+        " calibrated on training rows, x86/fbgemm backend)",
+        apply=_static,
+        order=50,
+        ends_chain=True,
+        config=StaticQuantize,
+        explain=lambda policy: (
+            "static post-training int8 quantization (Linear+ReLU fused, calibrated on"
+            f" {policy.compress.options('static_quantize', StaticQuantize).calibration_rows}"
+            " training rows)"
+        ),
+    )
+)

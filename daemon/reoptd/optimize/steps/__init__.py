@@ -1,0 +1,3 @@
+"""The built-in pipeline steps, one plugin module each (``reoptd.plugins.STEPS``): ``retrain``,
+``tune``, ``compress``, ``validate``. Each declares its name and its policy checks; the step
+itself (``reoptd.optimize._retrain`` ...) is imported when a run creates it."""
