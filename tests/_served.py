@@ -19,7 +19,7 @@ import httpx
 from reoptd.api import ApiServer, create_app
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import DemoSource, _demo
+from reoptd.data import DemoSource, demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY
@@ -42,10 +42,10 @@ def seed(directory: Path) -> None:
     """v1 trained before the demo's drift (champion); v2 after it (pending approval)."""
     directory.mkdir(parents=True, exist_ok=True)
     registry = SqlStore(f"sqlite:///{directory / 'reoptd.db'}", directory / "artifacts")
-    clock = SimulatedClock(_demo.START)
+    clock = SimulatedClock(demo.START)
     loop = ModelLoop(api_policy(), registry, Metrics(), source=DemoSource())
     loop.cycle(clock.now())
-    clock.set(_demo.DRIFT_AT + timedelta(hours=2))
+    clock.set(demo.DRIFT_AT + timedelta(hours=2))
     run = loop.optimize(clock.now(), trigger="manual")
     assert run.outcome == "pending", run.reason
     registry.close()
@@ -76,7 +76,7 @@ def serve(
 ) -> Iterator[Served]:
     shutil.copytree(template, home)
     registry = SqlStore(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
-    clock = SimulatedClock(_demo.DRIFT_AT + timedelta(hours=2))
+    clock = SimulatedClock(demo.DRIFT_AT + timedelta(hours=2))
     policy = api_policy()
     app = create_app(registry, policies or [policy], clock, token=token, **options)  # type: ignore[arg-type]
     server = ApiServer(app, "127.0.0.1", 0)

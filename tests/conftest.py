@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from reoptd.clock import SimulatedClock
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, load_policy
 from reoptd.settings import DEMO_POLICY
@@ -40,7 +40,7 @@ def demo_policy() -> Policy:
 
 @pytest.fixture
 def clock() -> SimulatedClock:
-    return SimulatedClock(_demo.START)
+    return SimulatedClock(demo.START)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reoptd.clock import AcceleratedClock, Clock, SimulatedClock, SystemClock
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.errors import ModelNotFound, PolicyError, ReoptdError
 from reoptd.policy import Policy, load_policies, load_policy
 from reoptd.settings import DEMO_POLICY, Settings
@@ -74,7 +74,7 @@ def is_demo(policies: list[Policy]) -> bool:
 
 def resume_point(policies: list[Policy], registry: Store) -> datetime:
     """Where a simulated demo clock starts: the demo start, or after the last recorded check."""
-    start = _demo.START
+    start = demo.START
     for policy in policies:
         try:
             checks = registry.checks(policy.model, limit=1)

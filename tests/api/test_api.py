@@ -14,7 +14,7 @@ from _served import MODEL, TOKEN, Served, api_policy, serve
 from reoptd.api import create_app
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import DemoSource, _demo
+from reoptd.data import DemoSource, demo
 from reoptd.data._ingest import count_rows
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
@@ -44,7 +44,7 @@ def _mutating_routes() -> list[tuple[str, str]]:
 
     with tempfile.TemporaryDirectory() as d:
         registry = SqlStore(f"sqlite:///{d}/r.db", f"{d}/a")
-        app = create_app(registry, [api_policy()], SimulatedClock(_demo.START), token=TOKEN)
+        app = create_app(registry, [api_policy()], SimulatedClock(demo.START), token=TOKEN)
         registry.close()
     found = set()
     for route in _walk(app.routes):

@@ -13,7 +13,7 @@ import pytest
 from _served import MODEL, Served, serve
 
 from reoptd.client import Champion
-from reoptd.data import DemoSource, _demo
+from reoptd.data import DemoSource, demo
 from reoptd.errors import ArtifactError, ModelNotFound
 from reoptd.models import load_model
 
@@ -25,7 +25,7 @@ def served(api_template: Path, tmp_path: Path) -> Iterator[Served]:
 
 
 def _frame():
-    start = _demo.DRIFT_AT + timedelta(hours=1)
+    start = demo.DRIFT_AT + timedelta(hours=1)
     return DemoSource().read(start, start + timedelta(minutes=20))
 
 

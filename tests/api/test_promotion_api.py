@@ -16,7 +16,7 @@ from _served import TOKEN
 from reoptd.api import ApiServer, create_app
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import parse_policy
 from reoptd.settings import DEMO_POLICY
@@ -50,7 +50,7 @@ def test_shadow_promotion_and_guard_rollback_through_the_api(tmp_path: Path) -> 
     policy = parse_policy(text, "shadow.yaml")
     name = policy.model
     registry = SqlStore(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
-    clock = SimulatedClock(_demo.DRIFT_AT - timedelta(hours=1))  # v1 learns the pre-drift rows
+    clock = SimulatedClock(demo.DRIFT_AT - timedelta(hours=1))  # v1 learns the pre-drift rows
     metrics = Metrics()
     metrics.watch_champions(registry, clock)
     receiver = Receiver()

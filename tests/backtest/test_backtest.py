@@ -15,7 +15,7 @@ import pytest
 
 from reoptd.backtest import BacktestError, Span, parse_span, plot_report, run_backtest
 from reoptd.backtest._history import cut_steps, label_times, load_history
-from reoptd.data import ReplaySource, _demo
+from reoptd.data import ReplaySource, demo
 from reoptd.policy import Policy
 from reoptd.settings import DEMO_POLICY
 
@@ -38,8 +38,8 @@ ENTRY = {
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve hours of the demo stream, all labels present; drift three hours after warm-up."""
-    source = _demo.DemoSource(label_delay=timedelta(0))
-    frame = source.read(_demo.START - timedelta(hours=3), _demo.START + timedelta(hours=9))
+    source = demo.DemoSource(label_delay=timedelta(0))
+    frame = source.read(demo.START - timedelta(hours=3), demo.START + timedelta(hours=9))
     path = tmp_path_factory.mktemp("history") / "history.parquet"
     frame.to_parquet(path, index=False)
     return path
@@ -88,8 +88,8 @@ def test_reoptimization_happens_after_the_drift_point_only(report: dict) -> None
     timeline = report["timeline"]
     promoted = [e for e in timeline if e["promoted"]]
     assert promoted
-    assert all(pd.Timestamp(e["start"]) > pd.Timestamp(_demo.DRIFT_AT) for e in promoted)
-    before = [e for e in timeline if pd.Timestamp(e["start"]) <= pd.Timestamp(_demo.DRIFT_AT)]
+    assert all(pd.Timestamp(e["start"]) > pd.Timestamp(demo.DRIFT_AT) for e in promoted)
+    before = [e for e in timeline if pd.Timestamp(e["start"]) <= pd.Timestamp(demo.DRIFT_AT)]
     assert all((e["drift_share"] or 0) < 0.3 for e in before)
     assert timeline[0]["decision"] == "bootstrap" and timeline[-1]["champion_version"] >= 2
 
@@ -101,8 +101,8 @@ def test_the_plot_is_written(report: dict, tmp_path: Path) -> None:
 
 
 def test_without_a_time_column_row_order_is_time(demo_policy: Policy, tmp_path: Path) -> None:
-    source = _demo.DemoSource(label_delay=timedelta(0))
-    frame = source.read(_demo.START - timedelta(hours=3), _demo.START + timedelta(hours=2))
+    source = demo.DemoSource(label_delay=timedelta(0))
+    frame = source.read(demo.START - timedelta(hours=3), demo.START + timedelta(hours=2))
     path = tmp_path / "no_time.csv"
     frame.drop(columns=["ts"]).to_csv(path, index=False)
     policy = demo_policy.model_copy(deep=True)

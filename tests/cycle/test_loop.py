@@ -8,7 +8,7 @@ import pandas as pd
 
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import FileSource, _demo
+from reoptd.data import FileSource, demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
 from reoptd.store import Store
@@ -31,8 +31,8 @@ def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promo
     _run(loop, clock, hours=8)
     name = demo_policy.model
     checks = sqlite_registry.checks(name, limit=100)
-    before = [c for c in checks if c.at <= _demo.DRIFT_AT]
-    after = [c for c in checks if _demo.DRIFT_AT + timedelta(hours=1) <= c.at]
+    before = [c for c in checks if c.at <= demo.DRIFT_AT]
+    after = [c for c in checks if demo.DRIFT_AT + timedelta(hours=1) <= c.at]
     assert len(before) >= 5 and all(c.status == "ok" for c in checks)
     assert all(c.drift_share < 0.3 for c in before), [c.drift_share for c in before]
     first_after = [c for c in after if c.champion_version == 1]
@@ -43,7 +43,7 @@ def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promo
 
     runs = sqlite_registry.runs(name)
     assert runs[0].trigger == "bootstrap" and runs[0].outcome == "promoted"
-    assert all(r.started_at > _demo.DRIFT_AT for r in runs[1:])  # no retrain before the drift
+    assert all(r.started_at > demo.DRIFT_AT for r in runs[1:])  # no retrain before the drift
     drift_runs = [r for r in runs if r.trigger == "drift_share" and r.outcome == "promoted"]
     assert drift_runs, [(r.trigger, r.outcome, r.reason) for r in runs]
 
@@ -51,7 +51,7 @@ def test_demo_drift_is_flagged_after_the_drift_point_and_a_better_model_is_promo
     # which lie after the drift point, and beat it there.
     v2 = sqlite_registry.version(name, drift_runs[0].challenger_version)
     assert v2.parent_version == 1
-    assert pd.Timestamp(v2.metrics["holdout_start"]) > pd.Timestamp(_demo.DRIFT_AT)
+    assert pd.Timestamp(v2.metrics["holdout_start"]) > pd.Timestamp(demo.DRIFT_AT)
     assert v2.metrics["holdout"]["f1"] > v2.metrics["champion_on_holdout"]["f1"]
     assert sqlite_registry.model(name).champion_version >= 2
 
@@ -90,8 +90,8 @@ def test_bad_batches_are_named_per_column_and_the_daemon_goes_on(
     metrics: Metrics,
     tmp_path,
 ) -> None:
-    source = _demo.DemoSource()
-    history = source.read(_demo.START - timedelta(hours=4), _demo.START)
+    source = demo.DemoSource()
+    history = source.read(demo.START - timedelta(hours=4), demo.START)
     _write(history, tmp_path / "000-history.parquet")
     policy = demo_policy.model_copy(deep=True)
     file_source = FileSource(
@@ -159,8 +159,8 @@ def test_an_empty_window_is_skipped_with_the_reason(
     metrics: Metrics,
     tmp_path,
 ) -> None:
-    source = _demo.DemoSource()
-    _write(source.read(_demo.START - timedelta(hours=4), _demo.START), tmp_path / "a.parquet")
+    source = demo.DemoSource()
+    _write(source.read(demo.START - timedelta(hours=4), demo.START), tmp_path / "a.parquet")
     loop = ModelLoop(
         demo_policy, sqlite_registry, metrics, source=FileSource(str(tmp_path / "*.parquet"), "ts")
     )

@@ -8,7 +8,7 @@ import pytest
 
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.errors import ReoptdError
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, parse_policy
@@ -88,7 +88,7 @@ def test_a_challenger_over_a_limit_is_rejected(
     loop = ModelLoop(_policy(), sqlite_registry, metrics)
     loop.cycle(clock.now())  # v1 without limits
     loop.update_policy(_policy(**{PROMOTE: PROMOTE + limit}))
-    clock.set(_demo.DRIFT_AT + timedelta(hours=2))
+    clock.set(demo.DRIFT_AT + timedelta(hours=2))
     run = loop.optimize(clock.now(), trigger="manual")
     assert run.outcome == "rejected" and message in run.reason
     assert sqlite_registry.model(loop.name).champion_version == 1

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from reoptd.data import DemoSource, FileSource, labelled, open_source, validate_batch
-from reoptd.data._demo import (
+from reoptd.data.demo import (
     DRIFT_AT,
     LABEL_DELAY,
     NUMERICAL,

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reoptd.clock import AcceleratedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy, load_policy
 from reoptd.service import Service
@@ -174,7 +174,7 @@ def _promotions(text: str) -> float:
 def _service(policy: Policy, registry: Store, port: int = 0) -> Service:
     """The demo on an accelerated clock (a 30 min check every 0.6 s), with the process metrics
     the CLI daemon exports."""
-    clock = AcceleratedClock(_demo.START, speed=3000)
+    clock = AcceleratedClock(demo.START, speed=3000)
     metrics = Metrics(process=True)
     metrics.watch_champions(registry, clock)
     return Service([ModelLoop(policy, registry, metrics)], clock, metrics, metrics_port=port)

@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import r2_score
 
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.errors import OptimizeError, PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import SklearnModel, build_model, load_model
@@ -23,12 +23,12 @@ from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 
-AFTER_DRIFT = _demo.START + timedelta(hours=6)
+AFTER_DRIFT = demo.START + timedelta(hours=6)
 TORCH_TRAIN = "train: {family: torch, params: {epochs: 20}, window: 2h, min_rows: 300}\n"
-SOURCE = _demo.DemoSource(label_delay=timedelta(0))
+SOURCE = demo.DemoSource(label_delay=timedelta(0))
 # before the drift: three hours to learn from, the next hour to score on
-TRAIN = SOURCE.read(_demo.START - timedelta(hours=2), _demo.START + timedelta(hours=1))
-TEST = SOURCE.read(_demo.START + timedelta(hours=1), _demo.START + timedelta(hours=2))
+TRAIN = SOURCE.read(demo.START - timedelta(hours=2), demo.START + timedelta(hours=1))
+TEST = SOURCE.read(demo.START + timedelta(hours=1), demo.START + timedelta(hours=2))
 
 REGRESSION = """
 version: 1

@@ -231,15 +231,15 @@ class _ReviewSource:
     name = "demo+reviews"
 
     def __init__(self) -> None:
-        from reoptd.data import _demo
+        from reoptd.data import demo
 
-        self._demo = _demo
-        self._inner = _demo.DemoSource()
+        self.demo = demo
+        self._inner = demo.DemoSource()
 
     def read(self, start, end) -> pd.DataFrame:
         frame = self._inner.read(start, end)
         rng = np.random.default_rng(int(pd.Timestamp(start).timestamp()))
-        after = (frame["ts"] >= pd.Timestamp(self._demo.DRIFT_AT)).mean()
+        after = (frame["ts"] >= pd.Timestamp(self.demo.DRIFT_AT)).mean()
         return frame.assign(review=_reviews(rng, len(frame), 0.5 * after).to_numpy())
 
 
@@ -249,7 +249,7 @@ def test_text_columns_are_checked_by_the_loop_and_not_fed_to_the_model(
     from datetime import timedelta
 
     from reoptd.cycle import ModelLoop
-    from reoptd.data import _demo
+    from reoptd.data import demo
 
     policy = _text_policy()
     data = policy.model_dump(by_alias=True, mode="json")
@@ -263,7 +263,7 @@ def test_text_columns_are_checked_by_the_loop_and_not_fed_to_the_model(
     assert "review" not in loop.champion().model.features
     clock.advance(timedelta(hours=1))
     calm = loop.cycle(clock.now()).check
-    clock.advance(_demo.DRIFT_AT - clock.now() + timedelta(hours=2))
+    clock.advance(demo.DRIFT_AT - clock.now() + timedelta(hours=2))
     changed = loop.cycle(clock.now()).check
     assert calm.status == "ok" and not calm.features["review"]["drifted"]
     assert changed.status == "ok" and changed.features["review"]["drifted"]

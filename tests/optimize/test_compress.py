@@ -20,7 +20,7 @@ from torch import nn
 
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.errors import PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import TORCH_MAGIC, SklearnModel, build_model, load_model
@@ -33,10 +33,10 @@ from reoptd.policy import Policy, explain, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 
-SOURCE = _demo.DemoSource(label_delay=timedelta(0))
-TRAIN = SOURCE.read(_demo.START - timedelta(hours=2), _demo.START + timedelta(hours=1))
-TEST = SOURCE.read(_demo.START + timedelta(hours=1), _demo.START + timedelta(hours=2))
-AFTER_DRIFT = _demo.START + timedelta(hours=6)
+SOURCE = demo.DemoSource(label_delay=timedelta(0))
+TRAIN = SOURCE.read(demo.START - timedelta(hours=2), demo.START + timedelta(hours=1))
+TEST = SOURCE.read(demo.START + timedelta(hours=1), demo.START + timedelta(hours=2))
+AFTER_DRIFT = demo.START + timedelta(hours=6)
 TORCH_TRAIN = (
     "train: {family: torch, params: {epochs: 15, hidden: [96, 96]}, window: 2h, min_rows: 300}\n"
 )

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.optimize import _tune
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 
-AFTER_DRIFT = _demo.START + timedelta(hours=6)
+AFTER_DRIFT = demo.START + timedelta(hours=6)
 
 
 def _policy(tune: str) -> Policy:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reoptd.data import DemoSource, _demo
+from reoptd.data import DemoSource, demo
 from reoptd.errors import PolicyError
 from reoptd.optimize import run_pipeline
 from reoptd.plugins import (
@@ -106,7 +106,7 @@ def test_a_family_and_a_step_added_from_a_test_module_run_in_a_policy(toys: None
     policy = parse_policy(
         _policy("{family: majority, window: 2h, min_rows: 100}", "[retrain, count_classes]")
     )
-    now = _demo.START + timedelta(hours=2)
+    now = demo.START + timedelta(hours=2)
     source = DemoSource(label_delay=timedelta(0))
     result = run_pipeline(policy, source, None, now)
     assert isinstance(result.ctx.challenger, Majority)

@@ -12,7 +12,7 @@ import pytest
 
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import explain, load_policy
 from reoptd.settings import DEMO_POLICY
@@ -49,7 +49,7 @@ def test_explain_history_replays_recorded_checks_through_an_edited_policy(
 ) -> None:
     home = tmp_path / "home"
     registry = SqlStore(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
-    clock = SimulatedClock(_demo.START)
+    clock = SimulatedClock(demo.START)
     loop = ModelLoop(load_policy(DEMO_POLICY), registry, Metrics())
     for _ in range(10):  # through the drift point at +3h
         loop.cycle(clock.now())

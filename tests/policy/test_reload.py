@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reoptd.clock import AcceleratedClock, SimulatedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import load_policy
 from reoptd.service import Service
@@ -61,7 +61,7 @@ def test_the_service_picks_up_an_edit_at_the_next_check(
 ) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(DEMO_POLICY.read_text())
-    clock = AcceleratedClock(_demo.START, speed=1800)  # a 30 min check each second
+    clock = AcceleratedClock(demo.START, speed=1800)  # a 30 min check each second
     metrics = Metrics()
     loop = ModelLoop(load_policy(path), sqlite_registry, metrics)
     service = Service([loop], clock, metrics, metrics_port=0)

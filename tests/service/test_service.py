@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reoptd.clock import AcceleratedClock
 from reoptd.cycle import ModelLoop
-from reoptd.data import _demo
+from reoptd.data import demo
 from reoptd.metrics import Metrics
 from reoptd.policy import Policy
 from reoptd.service import Service
@@ -46,7 +46,7 @@ def _value(samples, name: str, **labels: str) -> float | None:
 def test_service_detects_drift_promotes_and_exports_it_on_metrics(
     demo_policy: Policy, sqlite_registry: Store
 ) -> None:
-    clock = AcceleratedClock(_demo.START, speed=3000)  # a 30 min check every 0.6 s
+    clock = AcceleratedClock(demo.START, speed=3000)  # a 30 min check every 0.6 s
     metrics = Metrics()
     metrics.watch_champions(sqlite_registry, clock)
     service = Service(

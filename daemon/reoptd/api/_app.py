@@ -21,7 +21,7 @@ from reoptd.api import _models as api
 from reoptd.api._auth import TokenGuard
 from reoptd.clock import Clock
 from reoptd.cycle import PolicyWatcher
-from reoptd.data._ingest import (
+from reoptd.data import (
     BatchRejected,
     check_labels,
     check_predictions,

@@ -25,12 +25,10 @@ def demo_export(
     """
     from datetime import timedelta
 
-    from reoptd.data import _demo
+    from reoptd.data import demo
 
-    source = _demo.DemoSource(seed=seed, label_delay=timedelta(0))
-    frame = source.read(
-        _demo.START - timedelta(hours=history), _demo.START + timedelta(hours=hours)
-    )
+    source = demo.DemoSource(seed=seed, label_delay=timedelta(0))
+    frame = source.read(demo.START - timedelta(hours=history), demo.START + timedelta(hours=hours))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         frame.to_csv(out, index=False)
@@ -38,5 +36,5 @@ def demo_export(
         frame.to_parquet(out, index=False)
     typer.echo(
         f"{out}: {len(frame)} rows from {frame['ts'].iloc[0]:%Y-%m-%d %H:%M} to"
-        f" {frame['ts'].iloc[-1]:%Y-%m-%d %H:%M} UTC; drift at {_demo.DRIFT_AT:%Y-%m-%d %H:%M}"
+        f" {frame['ts'].iloc[-1]:%Y-%m-%d %H:%M} UTC; drift at {demo.DRIFT_AT:%Y-%m-%d %H:%M}"
     )

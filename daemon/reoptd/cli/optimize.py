@@ -48,7 +48,7 @@ def check(
     loop.start()
     outcome = loop.cycle(now)
     if html is not None:
-        from reoptd.monitor._html import write_drift_html
+        from reoptd.monitor import write_drift_html
 
         window = loop.source.read(now - policy.monitor.window, now)
         if window.empty:
@@ -175,7 +175,7 @@ def _file_source(policy, data: Path):
     import numpy as np
     import pandas as pd
 
-    from reoptd.backtest._history import load_history
+    from reoptd.backtest import load_history
     from reoptd.data import ReplaySource
 
     history = load_history(data, policy)

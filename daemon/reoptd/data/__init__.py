@@ -10,18 +10,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reoptd.lazy import lazy_exports
+from reoptd import lazy
 from reoptd.plugins import SOURCES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from reoptd.data._demo import DemoSource
     from reoptd.data._files import FileSource, parse_timestamps, read_table
-    from reoptd.data._ingest import IngestSource
+    from reoptd.data._ingest import (
+        BatchRejected,
+        IngestSource,
+        check_labels,
+        check_predictions,
+        store_labels,
+        store_predictions,
+    )
     from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
     from reoptd.data._replay import ReplaySource, naive_utc
     from reoptd.data._validate import labelled, validate_batch
+    from reoptd.data.demo import DemoSource
     from reoptd.policy import Policy
     from reoptd.store import Store
 
@@ -48,6 +55,7 @@ def open_source(policy: Policy, registry: Store | None = None) -> Source:
 
 
 __all__ = [
+    "BatchRejected",
     "DemoSource",
     "FileSource",
     "IngestSource",
@@ -56,23 +64,32 @@ __all__ = [
     "LabeledSource",
     "ReplaySource",
     "Source",
+    "check_labels",
+    "check_predictions",
     "join_labels",
     "labelled",
     "naive_utc",
     "open_source",
     "parse_timestamps",
     "read_table",
+    "store_labels",
+    "store_predictions",
     "validate_batch",
 ]
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__,
     {
-        "DemoSource": "._demo",
+        "DemoSource": ".demo",
         "FileSource": "._files",
         "parse_timestamps": "._files",
         "read_table": "._files",
+        "BatchRejected": "._ingest",
         "IngestSource": "._ingest",
+        "check_labels": "._ingest",
+        "check_predictions": "._ingest",
+        "store_labels": "._ingest",
+        "store_predictions": "._ingest",
         "LabeledSource": "._labels",
         "LabelFiles": "._labels",
         "LabelJoin": "._labels",

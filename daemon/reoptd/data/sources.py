@@ -28,7 +28,7 @@ def _label_files(policy: Any) -> Any:
 
 
 def _demo(policy: Any, store: Any) -> Any:
-    from reoptd.data._demo import DemoSource
+    from reoptd.data.demo import DemoSource
 
     return DemoSource(seed=policy.data.production.seed)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from reoptd import lazy
 from reoptd.errors import ArtifactError
-from reoptd.lazy import lazy_exports
 from reoptd.models.torch import MAGIC as TORCH_MAGIC
 from reoptd.plugins import FAMILIES
 
@@ -33,7 +33,7 @@ __all__ = [
     "load_model",
 ]
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__, {"SklearnModel": "._sklearn", "import_estimator": "._sklearn"}
 )
 

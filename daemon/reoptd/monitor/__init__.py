@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reoptd.lazy import lazy_exports
+from reoptd import lazy
 
 if TYPE_CHECKING:
     from reoptd.monitor._check import Champion, CheckResult, check, metric_names
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         feature_drift,
         feature_drift_report,
     )
+    from reoptd.monitor._html import write_drift_html
     from reoptd.monitor._performance import evaluate, score
     from reoptd.monitor._quality import Quality, QualityReference
 
@@ -34,9 +35,10 @@ __all__ = [
     "feature_drift_report",
     "metric_names",
     "score",
+    "write_drift_html",
 ]
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__,
     {
         "Champion": "._check",
@@ -47,6 +49,7 @@ __getattr__, __dir__ = lazy_exports(
         "FeatureDrift": "._drift",
         "feature_drift": "._drift",
         "feature_drift_report": "._drift",
+        "write_drift_html": "._html",
         "evaluate": "._performance",
         "score": "._performance",
         "Quality": "._quality",

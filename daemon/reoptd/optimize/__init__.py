@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reoptd.lazy import lazy_exports
+from reoptd import lazy
 
 if TYPE_CHECKING:
     from reoptd.optimize._base import RunContext, Step
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunContext", "RunResult", "Step", "prepare", "run_pipeline"]
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__,
     {
         "RunContext": "._base",

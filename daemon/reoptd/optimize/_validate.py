@@ -8,7 +8,7 @@ from typing import Any
 from reoptd.errors import OptimizeError
 from reoptd.monitor import evaluate, metric_names
 from reoptd.optimize._base import RunContext
-from reoptd.policy._units import format_size
+from reoptd.policy import format_size
 
 
 class Validate:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reoptd.lazy import lazy_exports
+from reoptd import lazy
 from reoptd.plugins import FAMILIES, ModelFamily
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__,
     {
         "SETTINGS_LOCK": "._mlp",

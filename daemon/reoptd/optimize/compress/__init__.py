@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reoptd.lazy import lazy_exports
+from reoptd import lazy
 
 if TYPE_CHECKING:
     from reoptd.optimize.compress._measure import Latency, latencies, latency, size_bytes
@@ -54,7 +54,7 @@ __all__ = [
     "structured_prune",
 ]
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = lazy.lazy_exports(
     __name__,
     {
         "Latency": "._measure",

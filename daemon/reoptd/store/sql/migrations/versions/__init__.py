@@ -1,0 +1,3 @@
+"""One module per schema revision (Alembic)."""
+
+__all__: list[str] = []
