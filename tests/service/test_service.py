@@ -59,7 +59,10 @@ def test_service_detects_drift_promotes_and_exports_it_on_metrics(
         samples: dict = {}
         while time.monotonic() < deadline:
             samples = _scrape(service.metrics_url)
-            if (_value(samples, "reoptd_promotions_total", model=name) or 0) >= 2:
+            promotions = _value(samples, "reoptd_promotions_total", model=name) or 0
+            # The champion count is read from the store at scrape time and the run's counter is
+            # exported right after the run: wait until the scrape has both.
+            if promotions >= 2 and _promoted_runs(samples, name) >= promotions:
                 break
             time.sleep(0.5)
     finally:
@@ -80,6 +83,16 @@ def test_service_detects_drift_promotes_and_exports_it_on_metrics(
     assert _value(samples, "reoptd_model_size_bytes", model=name) > 0
     assert _value(samples, "reoptd_feature_drift_score", model=name, feature="tenure") is not None
     assert _value(samples, "reoptd_check_duration_seconds_count", model=name) >= 3
+
+
+def _promoted_runs(samples, name: str) -> float:
+    return sum(
+        value
+        for (metric, labels), value in samples.items()
+        if metric == "reoptd_reoptimizations_total"
+        and ("model", name) in labels
+        and ("outcome", "promoted") in labels
+    )
 
 
 def _free_port() -> int:
