@@ -76,7 +76,8 @@ class Champion:
             from reoptd.settings import Settings
             from reoptd.store import open_store
 
-            settings = Settings(home=Path(home))  # type: ignore[arg-type]
+            assert home is not None  # exactly one of url= and home=, checked above
+            settings = Settings(home=Path(home))
             self._registry = open_store(settings.database_url, settings.artifacts)
         self._stop = threading.Event()
         self._current: _Loaded | None = None

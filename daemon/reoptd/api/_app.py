@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -38,6 +38,9 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 ModelName = Annotated[str, Path(description="the policy's `model:` name")]
 
+#: a route's extra OpenAPI responses, as FastAPI's ``responses=`` takes them
+Responses = dict[int | str, dict[str, Any]]
+
 _INGEST_BODY = {
     "required": True,
     "content": {
@@ -61,7 +64,7 @@ _INGEST_BODY = {
 def _event(model: str, row: EventRecord) -> api.Event:
     return api.Event(
         model=model,
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=row.kind,
         from_version=row.from_version,
         to_version=row.to_version,
         reason=row.reason,
@@ -107,8 +110,8 @@ def create_app(
             403: {"model": api.Error, "description": "mutation disabled: no token configured"},
         },
     )
-    not_found = {404: {"model": api.Error, "description": "no such model or version"}}
-    conflict = {409: {"model": api.Error, "description": "the model's state forbids it"}}
+    not_found: Responses = {404: {"model": api.Error, "description": "no such model or version"}}
+    conflict: Responses = {409: {"model": api.Error, "description": "the model's state forbids it"}}
 
     @app.exception_handler(ModelNotFound)
     @app.exception_handler(VersionNotFound)
@@ -380,7 +383,11 @@ def create_app(
         return policy
 
     async def ingest(
-        name: str, request: Request, kind: str, check: Callable, store: Callable
+        name: str,
+        request: Request,
+        kind: Literal["predictions", "labels"],
+        check: Callable,
+        store: Callable,
     ) -> api.Ingested:
         """Read a batch, ``check`` every row against the policy (``BatchRejected`` names the bad
         ones), and ``store`` all of it in one transaction."""
@@ -390,7 +397,7 @@ def create_app(
         count = await run_in_threadpool(store, registry, policy, checked, clock.now())
         return api.Ingested(model=name, kind=kind, accepted=count)
 
-    ingest_responses: dict[int | str, dict[str, Any]] = {
+    ingest_responses: Responses = {
         400: {"model": api.Error, "description": "the body is not JSON / CSV"},
         413: {"model": api.Error, "description": "body or batch over the size limit"},
         415: {"model": api.Error, "description": "unsupported content type"},

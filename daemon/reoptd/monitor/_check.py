@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,8 @@ class Champion:
     _detector: DriftDetector | None = field(default=None, repr=False)
     _outputs: PredictionDrift | None = field(default=None, repr=False)
     _quality: QualityReference | None = field(default=None, repr=False)
-    _estimator: PerformanceEstimator | bool | None = field(default=False, repr=False)
-    _target: TargetDrift | bool | None = field(default=False, repr=False)
+    _estimator: PerformanceEstimator | Literal[False] | None = field(default=False, repr=False)
+    _target: TargetDrift | Literal[False] | None = field(default=False, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         if self._detector is None:
@@ -78,7 +79,7 @@ class Champion:
                     self._estimator = PerformanceEstimator.build(
                         self.model, rows, policy.target, where
                     )
-        return self._estimator  # type: ignore[return-value]
+        return self._estimator
 
     def target_drift(self, policy: Policy) -> TargetDrift | None:
         """Target drift against the reference's labels; None when the reference has none."""
@@ -87,7 +88,7 @@ class Champion:
             column = policy.target
             if column in self.reference.columns and self.reference[column].notna().any():
                 self._target = TargetDrift(policy, self.reference[column])
-        return self._target  # type: ignore[return-value]
+        return self._target
 
 
 @dataclass

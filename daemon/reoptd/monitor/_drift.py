@@ -193,7 +193,7 @@ def _prepare(
         except ValueError as exc:
             raise DataError(f"drift method for {name!r}: {exc}", column=name) from None
     if values is None:
-        problem = "reference has no such column"
+        problem: str | None = "reference has no such column"
         return _ReferenceColumn(kind, None, problem, None, method, threshold, test)
     clean, problem = typed(values, kind)
     if clean is not None and clean.empty:

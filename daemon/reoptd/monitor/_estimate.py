@@ -20,6 +20,7 @@ versions registered before holdout rows were kept, and the estimate says so (``c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+
+if TYPE_CHECKING:
+    from reoptd.models import Model
 
 #: labelled rows calibration needs, and the count from which isotonic regression is a candidate
 MIN_CALIBRATION_ROWS = 50
@@ -140,7 +144,7 @@ class PerformanceEstimator:
 
     @classmethod
     def build(
-        cls, model: object, rows: pd.DataFrame, target: str, calibrated_on: str
+        cls, model: Model, rows: pd.DataFrame, target: str, calibrated_on: str
     ) -> PerformanceEstimator | None:
         """Calibrate ``model`` on the labelled ``rows``; None when they cannot support it (too
         few, one class only, or a model without a positive-class score)."""
@@ -148,7 +152,7 @@ class PerformanceEstimator:
         classes = np.sort(rows[target].unique())
         if len(rows) < MIN_CALIBRATION_ROWS or len(classes) != 2:
             return None
-        scores = model.predict_score(rows)  # type: ignore[attr-defined]
+        scores = model.predict_score(rows)
         if scores is None:
             return None
         positive = classes[1]

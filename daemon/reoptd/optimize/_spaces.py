@@ -70,8 +70,7 @@ def distribution(param: Param) -> od.BaseDistribution:
         low, high = param.int_
         return od.IntDistribution(low, high, log=param.log, step=int(param.step or 1))
     assert param.float_ is not None
-    low, high = param.float_
-    return od.FloatDistribution(low, high, log=param.log, step=param.step)
+    return od.FloatDistribution(*param.float_, log=param.log, step=param.step)
 
 
 def grid(space: dict[str, Param], limit: int = 100_000) -> dict[str, list[Any]]:

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import optuna
 import pandas as pd
@@ -26,6 +26,10 @@ from reoptd.optimize._base import RunContext
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy import Param, Policy
+
+if TYPE_CHECKING:
+    from reoptd.models import SklearnModel
+    from reoptd.models.torch import TorchMLP
 
 log = logging.getLogger("reoptd.optimize")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,7 +52,9 @@ class Tune:
         name, resumed = _study_name(storage, ctx.study_prefix, policy.model, fingerprint, ctx.now)
         multi = spec.sampler == "nsga2"
         higher = policy.higher_is_better()
-        directions = ["maximize" if higher else "minimize"] + (["minimize"] if multi else [])
+        directions: list[Literal["maximize", "minimize"]] = ["maximize" if higher else "minimize"]
+        if multi:
+            directions.append("minimize")
         study = optuna.create_study(
             storage=storage,
             study_name=name,
@@ -138,10 +144,12 @@ class _Objective:
         iterations = self.iterations
         if policy.train.family == "torch" and not self.multi:
             # an epoch is the torch MLP's stage: score each one, let the pruner stop the trial
-            model.fit(self.train, self.train[target], on_epoch=self._reporter(trial, model))
+            mlp = cast("TorchMLP", model)  # the torch family builds a TorchMLP
+            mlp.fit(self.train, self.train[target], on_epoch=self._reporter(trial, mlp))
             value = evaluate(model, self.valid, target, [metric])[metric]
         elif iterations and not self.multi and iterations not in params:
-            estimator = model.pipeline.named_steps["est"]
+            # ITERATIONS names scikit-learn estimators only (see default_key)
+            estimator = cast("SklearnModel", model).pipeline.named_steps["est"]
             total = int(estimator.get_params()[iterations])
             estimator.set_params(warm_start=True)
             stages = sorted({max(1, total * k // 4) for k in (1, 2, 3, 4)})

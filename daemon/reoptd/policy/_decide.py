@@ -101,11 +101,11 @@ def decide(
     blocked = False
     guards = policy.guards
     if guards.cooldown and state.last_run_at is not None:
-        since = now - state.last_run_at
-        if since < guards.cooldown:
+        elapsed = now - state.last_run_at
+        if elapsed < guards.cooldown:
             blocked = True
             reasons.append(
-                f"cooldown: last run {_ago(since)} ago < {format_duration(guards.cooldown)}"
+                f"cooldown: last run {_ago(elapsed)} ago < {format_duration(guards.cooldown)}"
             )
         else:
             reasons.append("cooldown ok")
@@ -171,8 +171,8 @@ def _evaluate(
         watched = set(spec_f.features)
         over, full = _streak(checks, spec_f.for_, lambda c: bool(watched & set(c.drifted)))
         hit = full and over == spec_f.for_
-        latest = sorted(watched & set(checks[-1].drifted)) if checks else []
-        named = ", ".join(latest) if latest else "none"
+        drifted = sorted(watched & set(checks[-1].drifted)) if checks else []
+        named = ", ".join(drifted) if drifted else "none"
         return hit, (f"critical features drifted: {named} ({over}/{spec_f.for_} checks)")
     if trigger.prediction_drift is not None:
         need = trigger.prediction_drift.for_

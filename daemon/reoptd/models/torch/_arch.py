@@ -12,7 +12,7 @@ without bias, rank -> out with bias).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from torch import nn
 
@@ -23,7 +23,7 @@ def low_rank_module(inputs: int, rank: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, rank, bias=False), nn.Linear(rank, outputs))
 
 
-def is_low_rank(module: nn.Module) -> bool:
+def is_low_rank(module: nn.Module) -> TypeGuard[nn.Sequential]:
     return (
         isinstance(module, nn.Sequential)
         and len(module) == 2

@@ -32,12 +32,14 @@ def factorize(layer: nn.Linear, energy: float) -> nn.Module:
             return layer
         root = torch.sqrt(s[:rank])
         module = low_rank_module(layer.in_features, rank, layer.out_features)
-        module[0].weight.copy_((root[:, None] * vh[:rank]).float())
-        module[1].weight.copy_((u[:, :rank] * root[None, :]).float())
+        first, second = module[0], module[1]  # low_rank_module's two Linear layers
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
+        first.weight.copy_((root[:, None] * vh[:rank]).float())
+        second.weight.copy_((u[:, :rank] * root[None, :]).float())
         if layer.bias is not None:
-            module[1].bias.copy_(layer.bias)
+            second.bias.copy_(layer.bias)
         else:
-            module[1].bias.zero_()
+            second.bias.zero_()
         return module
 
 

@@ -45,6 +45,8 @@ def structured_prune(
     with torch.no_grad():
         for here, after in itertools.pairwise(positions):
             layer, following = net[here], net[after]
+            # positions holds the Linear layers only (and each is replaced by a Linear)
+            assert isinstance(layer, nn.Linear) and isinstance(following, nn.Linear)
             incoming = layer.weight.norm(dim=1)
             if layer.bias is not None:
                 incoming = torch.sqrt(incoming**2 + layer.bias**2)
