@@ -17,14 +17,15 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/reoptd run
 
-test: $(STAMP) servers
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint servers
 	$(VENV)/bin/pytest
 
+# Static checks: ruff (lint, format), mypy on the package, the import contracts (pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
