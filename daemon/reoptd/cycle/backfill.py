@@ -56,7 +56,7 @@ class Backfill:
 def backfill(
     policy: Policy,
     source: Source,
-    registry: Store,
+    store: Store,
     model_of: Callable[[int], Model],
     now: datetime,
 ) -> list[Backfill]:
@@ -70,7 +70,7 @@ def backfill(
     if spec.within is None:
         return []
     done = []
-    for old in due(policy, waiting(registry, policy.model, now - spec.within, now), now):
+    for old in due(policy, waiting(store, policy.model, now - spec.within, now), now):
         assert old.id is not None
         signals = Signals.from_json(old.signals)
         try:
@@ -86,7 +86,7 @@ def backfill(
         record = signals.backfill
         record.tried = now
         if result is None:
-            registry.update_check(old.id, signals=signals.to_json())
+            store.update_check(old.id, signals=signals.to_json())
             continue
         record.at = now
         record.labelled_rows = result.labelled_rows
@@ -95,7 +95,7 @@ def backfill(
             record.labelled_rows_before = old.labelled_rows
         if record.metrics_before is None:
             record.metrics_before = dict(old.metrics)
-        registry.update_check(
+        store.update_check(
             old.id,
             metrics=result.metrics,
             labelled_rows=result.labelled_rows,
@@ -142,10 +142,10 @@ def _tried(check: CheckRecord) -> datetime | None:
     return None if record is None else record.tried
 
 
-def waiting(registry: Store, model: str, since: datetime, now: datetime) -> list[CheckRecord]:
+def waiting(store: Store, model: str, since: datetime, now: datetime) -> list[CheckRecord]:
     """Checks of ``model`` in ``[since, now)`` that still had unlabelled rows, straight from the
     store: a daemon checking every minute has 1,440 checks in a day, and only a few qualify."""
-    return registry.waiting_checks(model, since, now)
+    return store.waiting_checks(model, since, now)
 
 
 def rescore(

@@ -48,19 +48,19 @@ class ModelLoop:
     def __init__(
         self,
         policy: Policy,
-        registry: Store,
+        store: Store,
         metrics: Metrics,
         source: Source | None = None,
         *,
         watcher: PolicyWatcher | None = None,
     ) -> None:
         self.policy = policy
-        self.registry = registry
+        self.store = store
         self.metrics = metrics
-        self.source = source if source is not None else open_source(policy, registry)
+        self.source = source if source is not None else open_source(policy, store)
         self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
-        self.versions = Versions(registry, policy.model)  # loaded models, cached
-        self.promotion = Promotion(registry, self.versions.load)
+        self.versions = Versions(store, policy.model)  # loaded models, cached
+        self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         self._snapshot: Policy | None = None  # the policy last written to the model's row
 
@@ -73,7 +73,7 @@ class ModelLoop:
         and close the runs a crash or a kill left "running"."""
         self.metrics.declare(self.policy)
         self.watcher.start(self.name)
-        self.registry.close_interrupted_runs(self.name)
+        self.store.close_interrupted_runs(self.name)
 
     def update_policy(self, policy: Policy) -> None:
         self.watcher.put(policy)
@@ -90,7 +90,7 @@ class ModelLoop:
 
     def _use(self, policy: Policy) -> None:
         self.policy = policy
-        self.source = open_source(policy, self.registry)
+        self.source = open_source(policy, self.store)
         self.versions.forget()  # drift settings may have changed: rebuild the detector
 
     # -- the cycle ------------------------------------------------------------------------------
@@ -107,9 +107,7 @@ class ModelLoop:
             return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
         status, reason, result = self._check(now, champion)
         signals = result.signals if result is not None else Signals()
-        done = backfill(
-            self.policy, self.source, self.registry, self.versions.model_of(champion), now
-        )
+        done = backfill(self.policy, self.source, self.store, self.versions.model_of(champion), now)
         signals.backfilled = [r.summary() for r in done] or None
         if status == "ok":
             signals.labels = label_health(self.policy, self.source, now)
@@ -122,7 +120,7 @@ class ModelLoop:
         if result is None or self.promotion.act(self.policy, now, champion, judgement):
             return outcome  # no verdict to give, or a new champion the next check judges
         outcome.decision = decision = self._decide(now)
-        record = self.registry.add_decision(
+        record = self.store.add_decision(
             self.name,
             check_id=stored.id,
             at=now,
@@ -142,8 +140,8 @@ class ModelLoop:
         policy snapshot is written only when this loop's policy is new, not on every check."""
         if self._snapshot is not self.policy:
             self._snapshot = self.policy
-            return self.registry.ensure_model(self.policy, now)
-        return self.registry.model(self.name)
+            return self.store.ensure_model(self.policy, now)
+        return self.store.model(self.name)
 
     def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
         """Measure the window: (status, reason, result); ``result`` is None unless ``ok``."""
@@ -194,7 +192,7 @@ class ModelLoop:
                 "metrics": result.metrics,
                 "seconds": result.seconds,
             }
-        stored = self.registry.add_check(
+        stored = self.store.add_check(
             self.name,
             at=now,
             window_start=now - self.policy.monitor.window,
@@ -211,9 +209,9 @@ class ModelLoop:
         return stored
 
     def _decide(self, now: datetime) -> Decision:
-        state = self.registry.state(self.name, now)
+        state = self.store.state(self.name, now)
         # a margin over the longest streak: failed and skipped checks do not count towards it
-        history = self.registry.history(self.name, limit=checks_needed(self.policy) + 10)
+        history = self.store.history(self.name, limit=checks_needed(self.policy) + 10)
         return decide(self.policy, history, state, now)
 
     # -- re-optimization ------------------------------------------------------------------------
@@ -224,7 +222,7 @@ class ModelLoop:
         """Run the policy's pipeline; register the challenger; promote it if it won."""
         model = self._model(now)
         champion = self.champion() if model.champion_version is not None else None
-        run = self.registry.start_run(
+        run = self.store.start_run(
             self.name,
             started_at=now,
             trigger=trigger,
@@ -234,13 +232,13 @@ class ModelLoop:
         log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
         finished: dict[str, Any] = {"outcome": "failed", "reason": ""}
         try:
-            champion_row = self.registry.champion(self.name) if champion is not None else None
+            champion_row = self.store.champion(self.name) if champion is not None else None
             result = run_pipeline(
                 self.policy,
                 self.source,
                 champion,
                 now,
-                storage=self.registry.optuna_storage,
+                storage=self.store.optuna_storage,
                 study_prefix=f"reoptd.{self.name}",
                 champion_params=dict(champion_row.params) if champion_row else {},
                 progress=self.progress,
@@ -262,7 +260,7 @@ class ModelLoop:
         except (OptimizeError, DataError, ArtifactError) as exc:
             finished.update(outcome="failed", reason=str(exc))
         assert run.id is not None
-        run = self.registry.finish_run(run.id, finished_at=now, **finished)
+        run = self.store.finish_run(run.id, finished_at=now, **finished)
         self.metrics.export_run(self.name, run)
         log.info(
             "%s: re-optimization %s%s: %s",

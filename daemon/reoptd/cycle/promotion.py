@@ -49,8 +49,8 @@ class Judgement:
 class Promotion:
     """Promotion modes, shadow scoring and the post-promotion guard of one model."""
 
-    def __init__(self, registry: Store, load: Callable[[VersionRecord], Model]) -> None:
-        self.registry = registry
+    def __init__(self, store: Store, load: Callable[[VersionRecord], Model]) -> None:
+        self.store = store
         self.load = load  # another version's model (cached by the loop)
 
     # -- a new challenger --------------------------------------------------------------------
@@ -63,7 +63,7 @@ class Promotion:
         assert ctx.challenger is not None
         ts = ctx.train[policy.timestamp]
         validate, compress = result.steps.get("validate", {}), result.steps.get("compress", {})
-        return self.registry.add_version(
+        return self.store.add_version(
             policy.model,
             model_bytes=ctx.challenger.to_bytes(),
             reference_bytes=pack(policy, ctx.train, ctx.holdout),
@@ -99,26 +99,26 @@ class Promotion:
         now: datetime,
     ) -> tuple[str, str]:
         """Promote, hold or reject a registered challenger; its run's (outcome, reason)."""
-        name, registry = policy.model, self.registry
+        name, store = policy.model, self.store
         # Without a champion there is nothing to protect: the first version is promoted
         # whatever the mode.
         mode = policy.promote.mode if has_champion else "auto"
         if not won:
-            registry.set_status(name, version, "rejected")
+            store.set_status(name, version, "rejected")
             return "rejected", reason
         if mode == "shadow":
-            for old in registry.versions(name):
+            for old in store.versions(name):
                 if old.status == "shadow":  # a newer challenger replaces the one in shadow
-                    registry.set_status(name, old.version, "rejected")
-            registry.set_status(name, version, "shadow")
+                    store.set_status(name, old.version, "rejected")
+            store.set_status(name, version, "shadow")
             return (
                 "shadow",
                 f"{reason}; in shadow until it wins {policy.promote.shadow_checks} checks",
             )
         if mode == "manual":
-            registry.set_status(name, version, "pending")
+            store.set_status(name, version, "pending")
             return "pending", f"{reason}; waiting for approval (reoptd models approve)"
-        registry.promote(name, version, at=now, reason=reason)
+        store.promote(name, version, at=now, reason=reason)
         return "promoted", reason
 
     # -- each cycle ----------------------------------------------------------------------------
@@ -138,14 +138,14 @@ class Promotion:
         changed."""
         name = policy.model
         if judgement.rollback is not None:
-            self.registry.rollback(name, at=now, reason=judgement.rollback)
+            self.store.rollback(name, at=now, reason=judgement.rollback)
             log.warning("%s: rolled back: %s", name, judgement.rollback)
             return True
         verdict = judgement.shadow
         if verdict is None:
             return False
         if not verdict.better:
-            self.registry.set_status(name, verdict.version, "rejected")
+            self.store.set_status(name, verdict.version, "rejected")
             log.info(
                 "%s: shadow v%d lost (%s %.4f vs champion %.4f on %d rows); rejected",
                 name,
@@ -159,7 +159,7 @@ class Promotion:
         needed = policy.promote.shadow_checks
         judged = [
             shadow
-            for c in self.registry.checks(name, limit=needed * 4)
+            for c in self.store.checks(name, limit=needed * 4)
             if (shadow := Signals.from_json(c.signals).shadow) is not None
             and shadow.version == verdict.version
         ]
@@ -169,7 +169,7 @@ class Promotion:
             f"shadow v{verdict.version} beat champion v{champion.version} in"
             f" {len(judged)}/{needed} checks on rows it never saw"
         )
-        self.registry.promote(name, verdict.version, at=now, reason=reason)
+        self.store.promote(name, verdict.version, at=now, reason=reason)
         log.info("%s: %s: promoted", name, reason)
         return True
 
@@ -186,13 +186,13 @@ class Promotion:
         if spec is None:
             return
         name = policy.model
-        events = [e for e in self.registry.events(name) if e.to_version == champion.version]
+        events = [e for e in self.store.events(name) if e.to_version == champion.version]
         if not events or events[-1].from_version is None or events[-1].kind != "promote":
             return
         promoted = events[-1]
         if now - promoted.at > spec.within:
             return
-        previous = self.registry.version(name, events[-1].from_version)
+        previous = self.store.version(name, events[-1].from_version)
         rows = unseen(policy, result, promoted.at)
         if len(rows) < spec.min_labels:
             return
@@ -210,7 +210,7 @@ class Promotion:
 
     def _shadow(self, policy: Policy, champion: Champion, result: CheckResult) -> Verdict | None:
         """The newest challenger in shadow against the champion, on rows it never saw."""
-        shadows = [v for v in self.registry.versions(policy.model) if v.status == "shadow"]
+        shadows = [v for v in self.store.versions(policy.model) if v.status == "shadow"]
         if not shadows:
             return None
         shadow = shadows[-1]

@@ -68,8 +68,8 @@ class Versions:
     """A model's versions as loaded models: the champion with its reference (loaded and
     sha256-verified once per version), and one other version (a shadow or a predecessor)."""
 
-    def __init__(self, registry: Store, name: str) -> None:
-        self.registry = registry
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
         self.name = name
         self._champion: Champion | None = None
         self._other: dict[int, Model] = {}
@@ -79,13 +79,13 @@ class Versions:
         self._champion = None
 
     def champion(self) -> Champion:
-        row = self.registry.champion(self.name)
+        row = self.store.champion(self.name)
         if row is None:
             raise ArtifactError(f"model {self.name!r} has no champion")
         if self._champion is None or self._champion.version != row.version:
             started = time.perf_counter()
-            model = load_model(self.registry.load_artifact(row))
-            reference, calibration = unpack(self.registry.load_reference(row))
+            model = load_model(self.store.load_artifact(row))
+            reference, calibration = unpack(self.store.load_reference(row))
             self._champion = Champion(row.version, model, reference, row.train_end, calibration)
             log.debug(
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
@@ -95,7 +95,7 @@ class Versions:
     def load(self, version: VersionRecord) -> Model:
         cached = self._other.get(version.version)
         if cached is None:
-            cached = load_model(self.registry.load_artifact(version))
+            cached = load_model(self.store.load_artifact(version))
             self._other = {version.version: cached}
         return cached
 
@@ -105,6 +105,6 @@ class Versions:
         def model_of(version: int) -> Model:
             if version == champion.version:
                 return champion.model
-            return self.load(self.registry.version(self.name, version))
+            return self.load(self.store.version(self.name, version))
 
         return model_of
