@@ -22,11 +22,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reoptd.plugins import COMPRESS_METHODS, FAMILIES, SOURCES, STEPS, drift_methods_by_kind
 from reoptd.policy._plugin_blocks import Block as _Block
@@ -412,6 +413,26 @@ class Train(_Block):
                     " choose from " + ", ".join(family.params)
                 )
         return value
+
+    @model_validator(mode="after")
+    def _family_check(self) -> Train:
+        """The family's own check of the estimator and its parameters (the sklearn family
+        refuses any class off the operator's allowlist, and parameters it does not take)."""
+        check = FAMILIES.get(self.family).check
+        problems = [] if check is None else check(self.estimator, self.params)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Train",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=tuple(field.split(".", 1)),
+                        input=self.params,
+                    )
+                    for field, message in problems
+                ],
+            )
+        return self
 
     @property
     def learner(self) -> str:
