@@ -4,7 +4,12 @@ file stops nothing: not ``reoptd run``, not a running model whose file is edited
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -304,3 +309,112 @@ def test_a_bad_edit_to_a_running_policy_keeps_the_last_valid_one(
     clock.advance(timedelta(minutes=30))
     assert loop.cycle(clock.now()).check.status == "ok"  # and the model keeps being checked
     assert not (tmp_path / "pwned").exists()
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_the_good_model_beside_hostile_files(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "demo.yaml").write_text(DEMO)
+    for encoding in ("latin-1", "utf-16", "binary"):
+        (policies / f"{encoding}.yaml").write_bytes(_encoded(encoding))
+    (policies / "bomb.yaml").write_text(policy_text("bomb", params="params:\n" + ALIAS_BOMB))
+    (policies / "deep.yaml").write_text("x: " + "[" * 20_000 + "]" * 20_000)
+    (policies / "evil.yaml").write_text(
+        policy_text("evil", "subprocess.Popen", "params: {args: [touch, pwned]}")
+    )
+    with (policies / "huge.yaml").open("wb") as file:
+        file.truncate(50 * 1024 * 1024)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "REOPTD_HOME": str(tmp_path / "home")}
+    command = [str(Path(sys.executable).parent / "reoptd"), "run", "--policies", str(policies)]
+    options = ["--clock", "simulated", "--speed", "2000", "--metrics-port", str(port), "--no-api"]
+    proc = subprocess.Popen(
+        [*command, *options, "--exit-after", "120"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        scraped: dict = {}
+        deadline = time.monotonic() + 90
+        ok = ("reoptd_checks_total", (("model", "demo_churn"), ("outcome", "ok")))
+        while time.monotonic() < deadline and proc.poll() is None and not scraped.get(ok):
+            time.sleep(1)
+            scraped = _scrape(port)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    for bad in ("latin-1", "utf-16", "binary", "bomb", "deep", "evil", "huge"):
+        assert f"skipping policy {policies / bad}.yaml" in output, output
+    assert scraped.get(ok, 0) >= 1, output
+    assert scraped[("reoptd_policy_file_errors_total", ())] == 7
+    assert scraped[("reoptd_policy_valid", (("model", "evil"),))] == 0
+    assert scraped[("reoptd_policy_valid", (("model", "demo_churn"),))] == 1
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_tune_space_names_only_the_estimators_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text(
+        policy_text().replace(
+            "pipeline: [retrain, validate]",
+            "pipeline: [retrain, tune, validate]\ntune:\n  space:\n"
+            "    max_iter: {int: [10, 100]}\n    max_dept: {int: [2, 5]}",
+        )
+    )
+    message = refusal(path)
+    assert "tune.space.max_dept: HistGradientBoostingClassifier has no parameter" in message
+    assert "did you mean `max_depth`?" in message
+
+
+def test_an_allowed_third_party_estimator_is_checked_by_its_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "reoptd_test_estimators.py").write_text(
+        "from sklearn.ensemble import RandomForestClassifier\n"
+        "class Strict(RandomForestClassifier):\n"
+        "    def __init__(self, *, extra=1, **kwargs):\n"
+        "        super().__init__(**kwargs)\n"
+        "        self.extra = extra\n"
+        "from sklearn.base import BaseEstimator, ClassifierMixin\n"
+        "class Loose(ClassifierMixin, BaseEstimator):\n"
+        "    def __init__(self, **kwargs):\n"
+        "        self.kwargs = kwargs\n"
+        "    def fit(self, X, y): return self\n"
+        "    def predict(self, X): return X\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("REOPTD_ALLOWED_ESTIMATOR_MODULES", "sklearn.,reoptd_test_estimators.")
+    path = tmp_path / "p.yaml"
+    strict = "reoptd_test_estimators.Strict"
+    path.write_text(policy_text("p", strict, "params: {extra: 2, n_estimators: 5}"))
+    assert load_policy(path).train.params == {"extra": 2, "n_estimators": 5}
+    path.write_text(policy_text("p", strict, "params: {n_estimator: 5}"))
+    assert "did you mean `n_estimators`?" in refusal(path)
+    # **kwargs all the way down: any name may be meant, the estimator checks it when built
+    path.write_text(policy_text("p", "reoptd_test_estimators.Loose", "params: {anything: 5}"))
+    assert load_policy(path).train.params == {"anything": 5}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,7 +67,9 @@ def _check(estimator: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         cls = resolve_estimator(estimator)
     except EstimatorRefused as exc:
         return [("estimator", str(exc))]
-    known = sorted(cls._get_param_names())  # type: ignore[attr-defined]  # sklearn's own
+    known = _param_names(cls)
+    if known is None:
+        return []  # the estimator takes any keyword (``**kwargs`` down to its base): it checks
     problems = []
     for name in params:
         if name in known:
@@ -75,6 +78,23 @@ def _check(estimator: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         hint = f" — did you mean `{close[0]}`?" if close else f"; choose from {', '.join(known)}"
         problems.append((f"params.{name}", f"{cls.__name__} has no parameter {str(name)!r}{hint}"))
     return problems
+
+
+def _param_names(cls: type) -> list[str] | None:
+    """The parameters ``cls(...)`` takes by name, from the ``__init__`` signatures along its
+    MRO while each passes ``**kwargs`` on; None when every one does (any name may be meant)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        params = list(inspect.signature(init).parameters.values())[1:]  # after self
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return sorted(names)
+    return None
 
 
 def _build(policy: Any, params: dict[str, Any] | None) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.error import Mark
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.error import Mark
 
 from reoptd.errors import PolicyError
 from reoptd.policy._schema import Policy

@@ -748,6 +748,11 @@ class Policy(_Block):
                     f"tune.space: family {family.name} has no parameter"
                     f" {', '.join(map(repr, unknown))}; choose from " + ", ".join(family.params)
                 )
+        if family.check is not None and self.tune.space:
+            space = dict.fromkeys(self.tune.space)
+            for field, message in family.check(self.train.estimator, space):
+                if field.startswith("params."):  # (the estimator's own problem: train.estimator)
+                    problems.append(f"tune.space.{field.removeprefix('params.')}: {message}")
         if len(set(steps)) != len(steps):
             problems.append("pipeline: a step is listed twice")
         if "retrain" not in steps and not ("compress" in steps and set(steps) <= _COMPRESS_ONLY):
