@@ -54,6 +54,9 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def parse_policy(text: str, name: str = "<policy>") -> Policy:
+    limit = PolicyLimits().policy_max_bytes
+    if len(text) > limit:  # characters: at least as many bytes
+        raise PolicyError(name, [f"{name}: {_too_big(len(text.encode()), limit)}"])
     try:
         node, data = _read_yaml(text)
     except _Refused as exc:
