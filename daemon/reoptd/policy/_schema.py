@@ -376,8 +376,10 @@ class Train(_Block):
     estimator: str = Field(
         "",
         validate_default=True,
-        description="import path, e.g. sklearn.ensemble.RandomForestClassifier (family sklearn,"
-        " required); family torch: leave out or write `mlp`",
+        description="import path of a scikit-learn estimator, e.g."
+        " sklearn.ensemble.RandomForestClassifier (family sklearn, required), from a module the"
+        " operator allows (REOPTD_ALLOWED_ESTIMATOR_MODULES, default sklearn.); family torch:"
+        " leave out or write `mlp`",
     )
     params: dict[str, object] = Field(default_factory=dict, description="estimator parameters")
     window: Duration = Field(timedelta(days=30), description="train on labelled rows this recent")
