@@ -5,6 +5,7 @@ The CLI calls these; tests build the same parts directly with their own argument
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from reoptd.store import Store, open_store
 
 if TYPE_CHECKING:
     from reoptd.metrics import Metrics
+
+log = logging.getLogger("reoptd")
 
 #: how much faster than real time the demo's simulated clock runs by default
 DEMO_SPEED = 300.0
@@ -57,6 +60,17 @@ def read_policies(directory: Path | None) -> tuple[list[Policy], list[PolicyErro
     if not directory.is_dir():
         raise PolicyError(str(directory), [f"{directory}: not a directory of policy files"])
     return load_policies(directory)
+
+
+def report_policy_errors(errors: list[PolicyError], metrics: Metrics | None = None) -> None:
+    """Log each skipped policy file and why; a file whose model can be read sets that model's
+    ``reoptd_policy_valid`` to 0, every one counts in ``reoptd_policy_file_errors_total``."""
+    for error in errors:
+        log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
+        if metrics is not None:
+            metrics.policy_file_errors.inc()
+            if error.model is not None:
+                metrics.policy_valid.labels(error.model).set(0)
 
 
 def find_policy(directory: Path | None, model: str) -> Policy:

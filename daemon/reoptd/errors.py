@@ -23,11 +23,13 @@ class ReoptdError(Exception):
 
 
 class PolicyError(ReoptdError):
-    """A policy file is malformed. ``problems`` lists each one as ``file:line: field: message``."""
+    """A policy file is malformed. ``problems`` lists each one as ``file:line: field: message``;
+    ``model`` is the model it names, when that much of it could be read."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], *, model: str | None = None) -> None:
         self.path = path
         self.problems = problems
+        self.model = model
         super().__init__("\n".join(problems))
 
 

@@ -183,6 +183,11 @@ class Metrics:
         self.policy_valid = Gauge(
             "reoptd_policy_valid", "1 if the model's policy file is valid", m, registry=r
         )
+        self.policy_file_errors = Counter(
+            "reoptd_policy_file_errors",
+            "Policy files skipped at start as invalid (see the log for each file and why)",
+            registry=r,
+        )
         self.webhook_failures = Counter(
             "reoptd_webhook_failures",
             "Webhook deliveries given up after every retry failed",

@@ -177,6 +177,10 @@ class ModelFamily:
     learner: str = ""
     #: ``tune.space`` entries (as written in a policy) searched when the policy gives none
     default_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``check(estimator, params)``: the problems of ``train.estimator`` and ``train.params``
+    #: as ``(field, message)`` pairs, ``field`` relative to ``train`` (``estimator``,
+    #: ``params.max_iter``); run when a policy is validated, so a policy never names code
+    check: Callable[[str, Mapping[str, Any]], list[tuple[str, str]]] | None = None
 
 
 @dataclass(frozen=True)

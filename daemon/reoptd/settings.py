@@ -14,7 +14,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEMO_POLICY = Path(__file__).parent / "demo" / "demo.yaml"
 
 
-class Settings(BaseSettings):
+class PolicyLimits(BaseSettings):
+    """The settings policy validation reads (and nothing else, so that an unrelated bad variable
+    never stops ``reoptd policy validate``). Set by the operator, never by a policy file."""
+
+    model_config = SettingsConfigDict(env_prefix="REOPTD_")
+
+    allowed_estimator_modules: str = Field(
+        default="sklearn.",
+        description="comma-separated module prefixes `train.estimator` may name (e.g."
+        " `sklearn.,xgboost.`); any other import path is refused",
+    )
+    policy_max_bytes: int = Field(
+        default=1_048_576, ge=1, description="largest policy file read (bytes); larger: refused"
+    )
+
+    @property
+    def estimator_prefixes(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.allowed_estimator_modules.split(",") if p.strip())
+
+
+class Settings(PolicyLimits):
     model_config = SettingsConfigDict(env_prefix="REOPTD_")
 
     home: Path = Field(default=Path(".reoptd"), description="state directory")

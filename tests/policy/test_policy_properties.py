@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reoptd.errors import PolicyError
+from reoptd.models.sklearn import resolve_estimator
 from reoptd.policy import METRICS, Policy, parse_duration, parse_fraction, parse_policy
 from reoptd.policy._schema import TRIGGER_KINDS
 
@@ -30,13 +31,16 @@ SETTINGS = settings(
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True).filter(lambda n: n != "ts")
 MODELS = st.from_regex(r"[A-Za-z0-9_.-]{1,24}", fullmatch=True)
 FILE_NAMES = st.from_regex(r"(policies/)?[a-z][a-z0-9_-]{0,12}\.ya?ml", fullmatch=True)
-ESTIMATORS = st.sampled_from(
-    [
+#: the estimators valid policies name, with the parameters each takes (a policy may name no other)
+ESTIMATOR_PARAMS = {
+    path: sorted(resolve_estimator(path)._get_param_names())  # type: ignore[attr-defined]
+    for path in (
         "sklearn.ensemble.HistGradientBoostingClassifier",
         "sklearn.ensemble.RandomForestRegressor",
         "sklearn.linear_model.LogisticRegression",
-    ]
-)
+    )
+}
+ESTIMATORS = st.sampled_from(sorted(ESTIMATOR_PARAMS))
 # Evidently's methods by column type (the policy refuses one of the wrong type)
 NUM_METHODS = st.sampled_from(["wasserstein", "psi", "ks", "jensenshannon"])
 CAT_METHODS = st.sampled_from(["psi", "jensenshannon", "chisquare", "TVD"])
@@ -242,12 +246,15 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
         )
     if draw(st.booleans()):
         data["pipeline"] = draw(pipelines())
+    # the names an estimator takes (a policy may name no other); any values (checked at fit)
+    estimator = draw(ESTIMATORS)
     params = st.dictionaries(
-        NAMES, st.one_of(st.integers(-1000, 1000), FLOATS, st.booleans(), st.none(), NAMES)
+        st.sampled_from(ESTIMATOR_PARAMS[estimator]),
+        st.one_of(st.integers(-1000, 1000), FLOATS, st.booleans(), st.none(), NAMES),
     )
     data["train"] = draw(
         st.fixed_dictionaries(
-            {"estimator": ESTIMATORS},
+            {"estimator": st.just(estimator)},
             optional={
                 "family": st.just("sklearn"),
                 "params": params,

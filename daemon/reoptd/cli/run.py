@@ -60,11 +60,10 @@ def run(
     log = logging.getLogger("reoptd")
     settings = _settings(policies)
     loaded, errors = assemble.read_policies(settings.policies)
-    for error in errors:
-        log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
+    metrics = Metrics(max_features=settings.max_feature_series, process=True)
+    assemble.report_policy_errors(errors, metrics)
     if not loaded:
         raise ReoptdError("no valid policy to run; fix the errors above")
-    metrics = Metrics(max_features=settings.max_feature_series, process=True)
     registry = assemble.open_registry(settings, metrics)
     if speed is None and assemble.is_demo(loaded):
         speed = assemble.DEMO_SPEED

@@ -104,15 +104,20 @@ class PolicyWatcher:
                     ],
                 )
         except PolicyError as exc:
-            if self.metrics is not None:
-                self.metrics.policy_valid.labels(name).set(0)
-            log.error(
-                "%s: policy edit rejected, the last valid policy keeps running:\n  %s",
-                name,
-                "\n  ".join(exc.problems),
-            )
-            return None
-        return policy
+            problems = exc.problems
+        except Exception as exc:  # whatever the file holds, the cycle goes on with the last one
+            log.exception("%s: reading the edited policy %s failed", name, path)
+            problems = [f"{path}: cannot be read: {type(exc).__name__}: {exc}"]
+        else:
+            return policy
+        if self.metrics is not None:
+            self.metrics.policy_valid.labels(name).set(0)
+        log.error(
+            "%s: policy edit rejected, the last valid policy keeps running:\n  %s",
+            name,
+            "\n  ".join(problems),
+        )
+        return None
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -6,7 +6,6 @@ ignored, not fatal), so any estimator works on the policy's columns unchanged.
 
 from __future__ import annotations
 
-import importlib
 import io
 import pickle
 from typing import Any
@@ -18,18 +17,17 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from reoptd.errors import ArtifactError, OptimizeError
+from reoptd.models.sklearn import EstimatorRefused, resolve_estimator
 from reoptd.policy import Policy
 
 
 def import_estimator(path: str) -> type:
-    module_name, _, attr = path.rpartition(".")
+    """The estimator class of ``train.estimator``, checked again against the operator's
+    allowlist (a policy built without validation must not run code either)."""
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        raise OptimizeError(f"train.estimator: cannot import {path!r}") from None
-    if not isinstance(cls, type):
-        raise OptimizeError(f"train.estimator: {path!r} is not a class")
-    return cls
+        return resolve_estimator(path)
+    except EstimatorRefused as exc:
+        raise OptimizeError(f"train.estimator: {exc}") from None
 
 
 class SklearnModel:

@@ -22,11 +22,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reoptd.plugins import COMPRESS_METHODS, FAMILIES, SOURCES, STEPS, drift_methods_by_kind
 from reoptd.policy._plugin_blocks import Block as _Block
@@ -375,8 +376,10 @@ class Train(_Block):
     estimator: str = Field(
         "",
         validate_default=True,
-        description="import path, e.g. sklearn.ensemble.RandomForestClassifier (family sklearn,"
-        " required); family torch: leave out or write `mlp`",
+        description="import path of a scikit-learn estimator, e.g."
+        " sklearn.ensemble.RandomForestClassifier (family sklearn, required), from a module the"
+        " operator allows (REOPTD_ALLOWED_ESTIMATOR_MODULES, default sklearn.); family torch:"
+        " leave out or write `mlp`",
     )
     params: dict[str, object] = Field(default_factory=dict, description="estimator parameters")
     window: Duration = Field(timedelta(days=30), description="train on labelled rows this recent")
@@ -412,6 +415,26 @@ class Train(_Block):
                     " choose from " + ", ".join(family.params)
                 )
         return value
+
+    @model_validator(mode="after")
+    def _family_check(self) -> Train:
+        """The family's own check of the estimator and its parameters (the sklearn family
+        refuses any class off the operator's allowlist, and parameters it does not take)."""
+        check = FAMILIES.get(self.family).check
+        problems = [] if check is None else check(self.estimator, self.params)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Train",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=tuple(field.split(".", 1)),
+                        input=self.params,
+                    )
+                    for field, message in problems
+                ],
+            )
+        return self
 
     @property
     def learner(self) -> str:
@@ -727,6 +750,11 @@ class Policy(_Block):
                     f"tune.space: family {family.name} has no parameter"
                     f" {', '.join(map(repr, unknown))}; choose from " + ", ".join(family.params)
                 )
+        if family.check is not None and self.tune.space:
+            space = dict.fromkeys(self.tune.space)
+            for field, message in family.check(self.train.estimator, space):
+                if field.startswith("params."):  # (the estimator's own problem: train.estimator)
+                    problems.append(f"tune.space.{field.removeprefix('params.')}: {message}")
         if len(set(steps)) != len(steps):
             problems.append("pipeline: a step is listed twice")
         if "retrain" not in steps and not ("compress" in steps and set(steps) <= _COMPRESS_ONLY):
