@@ -141,8 +141,16 @@ class Metrics:
         self.rows_seen = Counter("reoptd_rows_seen", "Production rows checked", m, registry=r)
         self.data_errors = Counter(
             "reoptd_data_errors",
-            "Batches rejected as bad data (missing column, dtype, NaN)",
+            "Batches rejected as bad data (missing column, dtype, NaN, inf)",
             m,
+            registry=r,
+        )
+        self.cycle_errors = Counter(
+            "reoptd_cycle_errors",
+            "Cycles cut short by an unexpected error, by stage (check, backfill, promotion,"
+            " record, decide, optimize; store: the database could not be reached), each"
+            " recorded as a failed check or run naming the error",
+            [*m, "stage"],
             registry=r,
         )
         self.checks = Counter(
