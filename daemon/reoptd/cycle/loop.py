@@ -109,9 +109,10 @@ class ModelLoop:
         """
         try:
             self._stage = "record"
+            model = self._model(now)
             self._record_outage(now)
             self._stage = "check"
-            return self._cycle(now)
+            return self._cycle(now, model)
         except Exception as exc:  # the one guard of the cycle: every failure is recorded
             return self._failed(now, exc)
 
@@ -156,8 +157,7 @@ class ModelLoop:
         )
         self._outage = None
 
-    def _cycle(self, now: datetime) -> CycleOutcome:
-        model = self._model(now)
+    def _cycle(self, now: datetime, model: ModelRecord) -> CycleOutcome:
         if model.champion_version is None:
             self._stage = "optimize"
             return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
@@ -206,8 +206,9 @@ class ModelLoop:
         """The model's row, read fresh (a CLI promotion may have changed the champion). The
         policy snapshot is written only when this loop's policy is new, not on every check."""
         if self._snapshot is not self.policy:
-            self._snapshot = self.policy
-            return self.store.ensure_model(self.policy, now)
+            row = self.store.ensure_model(self.policy, now)
+            self._snapshot = self.policy  # written: a failed write is retried next cycle
+            return row
         return self.store.model(self.name)
 
     def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:

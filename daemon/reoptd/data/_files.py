@@ -40,16 +40,14 @@ class TableCache:
             log.warning("%s: skipped: the file vanished before it was read", path)
             self._cache.pop(str(path), None)
             return None
-        except IsADirectoryError:
-            log.warning("%s: skipped: a directory, not a file", path)
-            return None
         except OSError as exc:
             raise DataError(f"{path}: cannot open: {exc}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO, a directory, a device: never read
+            os.close(fd)
+            log.warning("%s: skipped: not a regular file (only regular files are read)", path)
+            return None
         with os.fdopen(fd, "rb") as file:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                log.warning("%s: skipped: not a regular file (only regular files are read)", path)
-                return None
             key = (info.st_mtime, info.st_size)
             cached = self._cache.get(str(path))
             if cached and cached[0] == key:
