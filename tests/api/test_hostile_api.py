@@ -109,7 +109,9 @@ def test_malformed_json_without_a_token_is_a_401_not_a_parser_message(
     served: Served, path: str
 ) -> None:
     with served.client(token=None) as http:
-        answer = http.post(path, content=b'{"rows": [', headers={"Content-Type": "application/json"})
+        answer = http.post(
+            path, content=b'{"rows": [', headers={"Content-Type": "application/json"}
+        )
     assert answer.status_code == 401, answer.text
     assert "json" not in answer.text.lower()
     with served.client(token="wrong") as http:
