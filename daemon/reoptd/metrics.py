@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("reoptd.metrics")
 
 OUTCOMES = ("promoted", "rejected", "pending", "shadow", "failed")
+#: the parts of a cycle an unexpected error is counted under (``reoptd_cycle_errors_total``)
+CYCLE_STAGES = ("check", "backfill", "promotion", "record", "decide", "optimize", "store")
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -433,6 +435,8 @@ class Metrics:
                 self.reoptimizations.labels(name, kind, outcome)
         self.rows_seen.labels(name)
         self.data_errors.labels(name)
+        for stage in CYCLE_STAGES:
+            self.cycle_errors.labels(name, stage)
         self.backfilled_windows.labels(name)
         self.policy_valid.labels(name).set(1)
 
