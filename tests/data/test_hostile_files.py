@@ -102,3 +102,15 @@ def test_label_files_of_two_kinds_are_refused_naming_file_row_and_column(
     assert "a.parquet are numbers" in message and info.value.column == "churned"
     os.remove(tmp_path / "b.parquet")
     assert len(feed.labels(T0)) == 3
+
+
+def test_an_infinite_label_is_a_data_error_naming_the_target(demo_policy: Policy) -> None:
+    from reoptd.data import DemoSource
+    from reoptd.data.demo import START
+
+    frame = DemoSource().read(START, START + timedelta(hours=1))
+    frame[demo_policy.target] = frame[demo_policy.target].astype(float)
+    frame.loc[frame.index[0], demo_policy.target] = -np.inf
+    with pytest.raises(DataError, match="target column 'churned' has 1 non-finite") as info:
+        validate_batch(frame, demo_policy, "labels.csv")
+    assert info.value.column == "churned"

@@ -59,6 +59,14 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 f"{where}: target column {policy.target!r} should be numerical for regression",
                 column=policy.target,
             )
+        if ptypes.is_numeric_dtype(target) and not ptypes.is_bool_dtype(target):
+            infinite = int(np.isinf(target.to_numpy(dtype=float)).sum())
+            if infinite:
+                raise DataError(
+                    f"{where}: target column {policy.target!r} has {infinite} non-finite"
+                    f" label(s) (inf, -inf) in {len(frame)} rows",
+                    column=policy.target,
+                )
     else:
         frame[policy.target] = float("nan")
     return frame
