@@ -69,8 +69,10 @@ def test_any_exception_in_a_cycle_is_recorded_counted_and_the_next_cycle_runs(
 
     source.fault = FileNotFoundError(2, "No such file or directory", "batch-7.csv")
     clock.advance(demo_policy.monitor.every)
-    failed = loop.cycle(clock.now()).check
+    cut = loop.cycle(clock.now())
+    failed = cut.check
     assert failed is not None and failed.status == "failed"
+    assert cut.error is not None and cut.error.startswith("FileNotFoundError:")
     assert failed.reason.startswith("check: FileNotFoundError:") and "batch-7.csv" in failed.reason
     assert _errors(metrics, name, "check") == 1
 
@@ -118,7 +120,8 @@ def test_cycles_during_a_database_outage_are_recorded_after_it(
         _refuse(admin, database, True)
         try:
             first = clock.advance(every)
-            loop.cycle(first)  # nothing raised: the cycle could not record, and says so
+            down = loop.cycle(first)  # nothing raised: the cycle could not record, and says so
+            assert down.check is None and (down.error or "").startswith("StoreUnavailable: ")
             last = clock.advance(every)
             loop.cycle(last)
             assert _errors(metrics, name, "store") == 2

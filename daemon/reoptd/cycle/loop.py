@@ -40,6 +40,8 @@ class CycleOutcome:
     check: CheckRecord | None = None
     decision: Decision | None = None
     run: RunRecord | None = None
+    #: the unexpected error that cut the cycle short (class: message), recorded when it could be
+    error: str | None = None
 
 
 class ModelLoop:
@@ -124,7 +126,7 @@ class ModelLoop:
             log.error("%s: cycle not recorded, the store is unavailable: %s", self.name, exc)
             first = self._outage[0] if self._outage else now
             self._outage = (first, now, str(exc))
-            return CycleOutcome()
+            return CycleOutcome(error=cause)
         log.exception("%s: cycle failed in %s: %s", self.name, stage, cause)
         try:
             stored = self._record(now, "failed", f"{stage}: {cause}"[:2000])
@@ -132,8 +134,8 @@ class ModelLoop:
             log.error("%s: the failed cycle could not be recorded: %s", self.name, again)
             first = self._outage[0] if self._outage else now
             self._outage = (first, now, f"{type(again).__name__}: {again}")
-            return CycleOutcome()
-        return CycleOutcome(check=stored)
+            return CycleOutcome(error=cause)
+        return CycleOutcome(check=stored, error=cause)
 
     def _record_outage(self, now: datetime) -> None:
         """Record the store outage the previous cycles met (raises StoreUnavailable if the
