@@ -136,3 +136,27 @@ def test_cycles_during_a_database_outage_are_recorded_after_it(
         assert not [r for r in store.runs(name) if r.outcome == "running"]
     finally:
         store.close()
+
+
+def test_a_model_whose_cycles_crash_does_not_disturb_another(
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    other = demo_policy.model_copy(update={"model": "other_model"})
+    broken, fine = FlakySource(), FlakySource()
+    broken.fault = RecursionError("maximum recursion depth exceeded")
+    fine.fault = "empty"  # fails its bootstrap at once, as a reoptd error: no training needed
+    loops = [
+        ModelLoop(demo_policy, sqlite_registry, metrics, source=broken),
+        ModelLoop(other, sqlite_registry, metrics, source=fine),
+    ]
+    for _ in range(3):
+        for loop in loops:
+            loop.cycle(clock.now())
+        clock.advance(demo_policy.monitor.every)
+    crashed = sqlite_registry.runs(demo_policy.model)
+    assert [r.outcome for r in crashed] == ["failed"] * 3
+    assert all(r.reason.startswith("RecursionError: maximum recursion") for r in crashed)
+    assert [r.outcome for r in sqlite_registry.runs("other_model")] == ["failed"] * 3
+    assert not any("RecursionError" in r.reason for r in sqlite_registry.runs("other_model"))
+    assert _errors(metrics, demo_policy.model, "optimize") == 3
+    assert _errors(metrics, "other_model", "optimize") == 0
