@@ -130,10 +130,11 @@ class ModelLoop:
         log.exception("%s: cycle failed in %s: %s", self.name, stage, cause)
         try:
             stored = self._record(now, "failed", f"{stage}: {cause}"[:2000])
-        except Exception as again:  # the store failed too: remember the outage
+        except Exception as again:
             log.error("%s: the failed cycle could not be recorded: %s", self.name, again)
-            first = self._outage[0] if self._outage else now
-            self._outage = (first, now, f"{type(again).__name__}: {again}")
+            if isinstance(again, StoreUnavailable):  # remembered, recorded after recovery
+                first = self._outage[0] if self._outage else now
+                self._outage = (first, now, str(again))
             return CycleOutcome(error=cause)
         return CycleOutcome(check=stored, error=cause)
 
