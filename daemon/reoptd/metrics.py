@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("reoptd.metrics")
 
 OUTCOMES = ("promoted", "rejected", "pending", "shadow", "failed")
+#: the parts of a cycle an unexpected error is counted under (``reoptd_cycle_errors_total``)
+CYCLE_STAGES = ("check", "backfill", "promotion", "record", "decide", "optimize", "store")
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -141,8 +143,16 @@ class Metrics:
         self.rows_seen = Counter("reoptd_rows_seen", "Production rows checked", m, registry=r)
         self.data_errors = Counter(
             "reoptd_data_errors",
-            "Batches rejected as bad data (missing column, dtype, NaN)",
+            "Batches rejected as bad data (missing column, dtype, NaN, inf)",
             m,
+            registry=r,
+        )
+        self.cycle_errors = Counter(
+            "reoptd_cycle_errors",
+            "Cycles cut short by an unexpected error, by stage (check, backfill, promotion,"
+            " record, decide, optimize; store: the database could not be reached), each"
+            " recorded as a failed check or run naming the error",
+            [*m, "stage"],
             registry=r,
         )
         self.checks = Counter(
@@ -430,6 +440,8 @@ class Metrics:
                 self.reoptimizations.labels(name, kind, outcome)
         self.rows_seen.labels(name)
         self.data_errors.labels(name)
+        for stage in CYCLE_STAGES:
+            self.cycle_errors.labels(name, stage)
         self.backfilled_windows.labels(name)
         self.policy_valid.labels(name).set(1)
 

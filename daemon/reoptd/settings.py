@@ -51,7 +51,10 @@ class Settings(PolicyLimits):
         default=None, description="bearer token of mutating API routes; unset: they are disabled"
     )
     api_max_body_bytes: int = Field(
-        default=5_000_000, ge=1, description="largest ingestion request body accepted (bytes)"
+        default=32 * 2**20,
+        ge=1,
+        description="largest ingestion request body accepted (bytes); 32 MiB holds the"
+        " 50,000 rows of api_max_rows (the demo policy's rows as JSON: about 10 MB)",
     )
     api_max_rows: int = Field(default=50_000, ge=1, description="most rows in one ingest batch")
     webhook_urls: str = Field(

@@ -9,12 +9,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from reoptd import __version__
 from reoptd.api import _models as api
@@ -25,10 +26,18 @@ from reoptd.data import (
     BatchRejected,
     check_labels,
     check_predictions,
+    label_kind,
     store_labels,
     store_predictions,
+    stored_label_kind,
 )
-from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError, VersionNotFound
+from reoptd.errors import (
+    ArtifactError,
+    ModelNotFound,
+    ReoptdError,
+    StoreUnavailable,
+    VersionNotFound,
+)
 from reoptd.policy import Policy
 from reoptd.signals import Signals
 from reoptd.store import EventRecord, Store, VersionRecord
@@ -83,7 +92,7 @@ def create_app(
     *,
     token: str | None = None,
     scheduler_running: Callable[[], bool] | None = None,
-    max_body_bytes: int = 5_000_000,
+    max_body_bytes: int = 32 * 2**20,
     max_rows: int = 50_000,
 ) -> FastAPI:
     """The API over ``registry`` and ``policies``; times of promotions come from ``clock``.
@@ -103,8 +112,10 @@ def create_app(
         " ingestion of production rows and labels. Mutating routes need"
         " `Authorization: Bearer <REOPTD_API_TOKEN>`.",
     )
+    guard = TokenGuard(token)
     mutating = APIRouter(
-        dependencies=[Depends(TokenGuard(token))],
+        route_class=guard.route_class(),  # the token first, before any body is parsed
+        dependencies=[Depends(guard)],
         responses={
             401: {"model": api.Error, "description": "missing or wrong bearer token"},
             403: {"model": api.Error, "description": "mutation disabled: no token configured"},
@@ -126,8 +137,9 @@ def create_app(
         )
 
     @app.exception_handler(ArtifactError)
-    async def _artifact(_request: Request, exc: ArtifactError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    @app.exception_handler(StoreUnavailable)  # the database is down: retry later, not a 500
+    async def _unavailable(_request: Request, exc: ReoptdError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(ReoptdError)
     async def _conflict(_request: Request, exc: ReoptdError) -> JSONResponse:
@@ -332,11 +344,14 @@ def create_app(
         """The batch's rows and whether they came as CSV text; 413/415/400 before validation."""
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            await _drain(request, 0)
             raise _Status(413, f"request body of {length} bytes is over {max_body_bytes} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        stream = request.stream()
+        async for chunk in stream:  # chunked or not: a running count stops at the limit
             size += len(chunk)
             if size > max_body_bytes:
+                await _drain(request, size, stream)
                 raise _Status(413, f"request body is over {max_body_bytes} bytes")
             chunks.append(chunk)
         raw = b"".join(chunks)
@@ -393,9 +408,20 @@ def create_app(
         ones), and ``store`` all of it in one transaction."""
         policy = ingest_policy(name)
         rows, text_values = await read_rows(request)
-        checked = check(policy, rows, text=text_values)
+        if kind == "labels":
+            known = label_kinds.get(name)
+            if known is None:
+                known = await run_in_threadpool(stored_label_kind, registry, policy, clock.now())
+            checked = check(policy, rows, text=text_values, known=known)
+        else:
+            checked = check(policy, rows, text=text_values)
         count = await run_in_threadpool(store, registry, policy, checked, clock.now())
+        if kind == "labels" and checked:
+            label_kinds[name] = label_kind(checked[0].label)
         return api.Ingested(model=name, kind=kind, accepted=count)
+
+    #: the kind of each model's stored labels (number, string, boolean), learnt once
+    label_kinds: dict[str, str] = {}
 
     ingest_responses: Responses = {
         400: {"model": api.Error, "description": "the body is not JSON / CSV"},
@@ -434,6 +460,23 @@ def create_app(
 
     app.include_router(mutating)
     return app
+
+
+#: bytes of an oversized body read and thrown away so the client, still sending, gets the 413
+#: instead of a reset connection; a longer body is cut off there (the connection closes)
+DRAIN_BYTES = 64 * 2**20
+
+
+async def _drain(request: Request, read: int, stream: AsyncIterator[bytes] | None = None) -> None:
+    """Read the rest of an oversized body, keeping nothing, up to ``DRAIN_BYTES`` in all."""
+    chunks = request.stream() if stream is None else stream
+    try:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read > DRAIN_BYTES:
+                return
+    except ClientDisconnect:
+        return
 
 
 class _Status(Exception):

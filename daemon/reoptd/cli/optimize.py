@@ -47,6 +47,8 @@ def check(
     loop = ModelLoop(policy, registry, Metrics())
     loop.start()
     outcome = loop.cycle(now)
+    if outcome.check is None and outcome.error is not None:  # nothing could be recorded
+        raise ReoptdError(f"{policy.model}: the cycle could not be recorded: {outcome.error}")
     if html is not None:
         from reoptd.monitor import write_drift_html
 

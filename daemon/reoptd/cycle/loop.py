@@ -22,7 +22,7 @@ from reoptd.cycle.promotion import Judgement, Promotion
 from reoptd.cycle.reference import Versions
 from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
-from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
+from reoptd.errors import ArtifactError, DataError, EmptyWindow, ReoptdError, StoreUnavailable
 from reoptd.metrics import Metrics
 from reoptd.monitor import Champion, CheckResult, check
 from reoptd.optimize import run_pipeline
@@ -40,6 +40,8 @@ class CycleOutcome:
     check: CheckRecord | None = None
     decision: Decision | None = None
     run: RunRecord | None = None
+    #: the unexpected error that cut the cycle short (class: message), recorded when it could be
+    error: str | None = None
 
 
 class ModelLoop:
@@ -63,6 +65,9 @@ class ModelLoop:
         self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         self._snapshot: Policy | None = None  # the policy last written to the model's row
+        self._stage = "check"  # the part of the cycle under way, for the error counter
+        self._outage: tuple[datetime, datetime, str] | None = None  # store down: first, last, why
+        self._unfinished: int | None = None  # a run whose final write failed
 
     @property
     def name(self) -> str:
@@ -96,9 +101,68 @@ class ModelLoop:
     # -- the cycle ------------------------------------------------------------------------------
 
     def cycle(self, now: datetime) -> CycleOutcome:
-        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
-        model = self._model(now)
+        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1.
+
+        Nothing escapes it: any exception (a driver's, sklearn's, an OS error) is logged with its
+        traceback, counted in ``reoptd_cycle_errors_total{model,stage}`` and recorded as a failed
+        check naming its class and message, and the next cycle runs as usual. While the store
+        cannot be reached nothing can be recorded: the outage is remembered and recorded, once,
+        as a failed check "database unreachable from T1 to T2" by the first cycle that can write.
+        """
+        try:
+            self._stage = "record"
+            model = self._model(now)
+            self._record_outage(now)
+            self._stage = "check"
+            return self._cycle(now, model)
+        except Exception as exc:  # the one guard of the cycle: every failure is recorded
+            return self._failed(now, exc)
+
+    def _failed(self, now: datetime, exc: Exception) -> CycleOutcome:
+        cause = f"{type(exc).__name__}: {exc}"
+        stage = "store" if isinstance(exc, StoreUnavailable) else self._stage
+        self.metrics.cycle_errors.labels(self.name, stage).inc()
+        if isinstance(exc, StoreUnavailable):
+            log.error("%s: cycle not recorded, the store is unavailable: %s", self.name, exc)
+            first = self._outage[0] if self._outage else now
+            self._outage = (first, now, str(exc))
+            return CycleOutcome(error=cause)
+        log.exception("%s: cycle failed in %s: %s", self.name, stage, cause)
+        try:
+            stored = self._record(now, "failed", f"{stage}: {cause}"[:2000])
+        except Exception as again:
+            log.error("%s: the failed cycle could not be recorded: %s", self.name, again)
+            if isinstance(again, StoreUnavailable):  # remembered, recorded after recovery
+                first = self._outage[0] if self._outage else now
+                self._outage = (first, now, str(again))
+            return CycleOutcome(error=cause)
+        return CycleOutcome(check=stored, error=cause)
+
+    def _record_outage(self, now: datetime) -> None:
+        """Record the store outage the previous cycles met (raises StoreUnavailable if the
+        store is still down; the outage is then extended by the guard)."""
+        if self._outage is None:
+            return
+        first, last, why = self._outage
+        if self._unfinished is not None:
+            self.store.finish_run(
+                self._unfinished,
+                finished_at=now,
+                outcome="failed",
+                reason=f"database unreachable when the run finished: {why}"[:2000],
+            )
+            self._unfinished = None
+        self._record(
+            now,
+            "failed",
+            f"database unreachable from {first.isoformat()} to {last.isoformat()}"
+            f" (cycles not run; last error: {why})"[:2000],
+        )
+        self._outage = None
+
+    def _cycle(self, now: datetime, model: ModelRecord) -> CycleOutcome:
         if model.champion_version is None:
+            self._stage = "optimize"
             return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
         try:
             champion = self.champion()
@@ -107,18 +171,23 @@ class ModelLoop:
             return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
         status, reason, result = self._check(now, champion)
         signals = result.signals if result is not None else Signals()
+        self._stage = "backfill"
         done = backfill(self.policy, self.source, self.store, self.versions.model_of(champion), now)
         signals.backfilled = [r.summary() for r in done] or None
         if status == "ok":
             signals.labels = label_health(self.policy, self.source, now)
         judgement = Judgement()
+        self._stage = "promotion"
         if result is not None:
             judgement = self.promotion.judge(self.policy, now, champion, result)
             signals.guard, signals.shadow = judgement.guard, judgement.shadow
+        self._stage = "record"
         stored = self._record(now, status, reason, champion.version, result, signals)
         outcome = CycleOutcome(check=stored)
+        self._stage = "promotion"
         if result is None or self.promotion.act(self.policy, now, champion, judgement):
             return outcome  # no verdict to give, or a new champion the next check judges
+        self._stage = "decide"
         outcome.decision = decision = self._decide(now)
         record = self.store.add_decision(
             self.name,
@@ -132,6 +201,7 @@ class ModelLoop:
         verdict = "RE-OPTIMIZE" if decision.fire else "hold"
         log.info("%s: decision %s (%s)", self.name, verdict, decision.summary)
         if decision.fire:
+            self._stage = "optimize"
             outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
         return outcome
 
@@ -139,8 +209,9 @@ class ModelLoop:
         """The model's row, read fresh (a CLI promotion may have changed the champion). The
         policy snapshot is written only when this loop's policy is new, not on every check."""
         if self._snapshot is not self.policy:
-            self._snapshot = self.policy
-            return self.store.ensure_model(self.policy, now)
+            row = self.store.ensure_model(self.policy, now)
+            self._snapshot = self.policy  # written: a failed write is retried next cycle
+            return row
         return self.store.model(self.name)
 
     def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
@@ -229,6 +300,7 @@ class ModelLoop:
             champion_version=model.champion_version,
             decision_id=decision_id,
         )
+        self._unfinished = run.id  # closed after an outage if its final write fails
         log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
         finished: dict[str, Any] = {"outcome": "failed", "reason": ""}
         try:
@@ -257,10 +329,15 @@ class ModelLoop:
                 has_champion=champion is not None,
                 now=now,
             )
-        except (OptimizeError, DataError, ArtifactError) as exc:
+        except ReoptdError as exc:  # reoptd's own errors name what went wrong
             finished.update(outcome="failed", reason=str(exc))
+        except Exception as exc:  # anything else (sklearn, OS, driver): failed, with the cause
+            log.exception("%s: re-optimization crashed", self.name)
+            self.metrics.cycle_errors.labels(self.name, "optimize").inc()
+            finished.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
         assert run.id is not None
         run = self.store.finish_run(run.id, finished_at=now, **finished)
+        self._unfinished = None
         self.metrics.export_run(self.name, run)
         log.info(
             "%s: re-optimization %s%s: %s",

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
         IngestSource,
         check_labels,
         check_predictions,
+        label_kind,
         store_labels,
         store_predictions,
+        stored_label_kind,
     )
     from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
     from reoptd.data._replay import ReplaySource, naive_utc
@@ -67,6 +69,7 @@ __all__ = [
     "check_labels",
     "check_predictions",
     "join_labels",
+    "label_kind",
     "labelled",
     "naive_utc",
     "open_source",
@@ -74,6 +77,7 @@ __all__ = [
     "read_table",
     "store_labels",
     "store_predictions",
+    "stored_label_kind",
     "validate_batch",
 ]
 
@@ -88,8 +92,10 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "IngestSource": "._ingest",
         "check_labels": "._ingest",
         "check_predictions": "._ingest",
+        "label_kind": "._ingest",
         "store_labels": "._ingest",
         "store_predictions": "._ingest",
+        "stored_label_kind": "._ingest",
         "LabeledSource": "._labels",
         "LabelFiles": "._labels",
         "LabelJoin": "._labels",

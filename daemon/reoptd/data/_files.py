@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import glob
+import logging
+import os
+import stat
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
 from reoptd.clock import utc
 from reoptd.errors import DataError
+
+log = logging.getLogger("reoptd.data")
 
 
 class TableCache:
@@ -25,15 +31,38 @@ class TableCache:
         self.prepare = prepare
         self._cache: dict[str, tuple[tuple[float, int], pd.DataFrame]] = {}
 
-    def load(self, path: Path) -> pd.DataFrame:
-        stat = path.stat()
-        key = (stat.st_mtime, stat.st_size)
-        cached = self._cache.get(str(path))
-        if cached and cached[0] == key:
-            return cached[1]
-        frame = self.prepare(path, read_table(path, self.fmt))
+    def load(self, path: Path) -> pd.DataFrame | None:
+        """The file's table, or None (with a warning) when it is not a regular file (a FIFO, a
+        directory, a device) or vanished since the glob listed it."""
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            log.warning("%s: skipped: the file vanished before it was read", path)
+            self._cache.pop(str(path), None)
+            return None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot open: {exc}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO, a directory, a device: never read
+            os.close(fd)
+            log.warning("%s: skipped: not a regular file (only regular files are read)", path)
+            return None
+        with os.fdopen(fd, "rb") as file:
+            key = (info.st_mtime, info.st_size)
+            cached = self._cache.get(str(path))
+            if cached and cached[0] == key:
+                return cached[1]
+            os.set_blocking(fd, True)
+            frame = self.prepare(path, read_table(path, self.fmt, file))
         self._cache[str(path)] = (key, frame)
         return frame
+
+    def load_all(self, pattern: str) -> list[tuple[Path, pd.DataFrame]]:
+        """The tables of the regular files matching ``pattern``, in file-name order; files that
+        are not regular or vanish meanwhile are skipped with a warning."""
+        paths = [Path(f) for f in sorted(glob.glob(pattern))]
+        loaded = [(path, self.load(path)) for path in paths]
+        return [(path, frame) for path, frame in loaded if frame is not None]
 
 
 class FileSource:
@@ -54,10 +83,9 @@ class FileSource:
         self._tables = TableCache(fmt, self._prepare)
 
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
-        files = sorted(glob.glob(self.pattern))
-        if not files:
-            raise DataError(f"no files match {self.pattern!r}")
-        frames = [self._tables.load(Path(f)) for f in files]
+        frames = [frame for _, frame in self._tables.load_all(self.pattern)]
+        if not frames:
+            raise DataError(f"no files match {self.pattern!r} (or none is a readable regular file)")
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         ts = frame[self.timestamp]
         window = frame[(ts >= pd.Timestamp(utc(start))) & (ts < pd.Timestamp(utc(end)))]
@@ -73,11 +101,13 @@ class FileSource:
         return frame
 
 
-def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
-    """One Parquet or CSV file as a DataFrame; errors name the file."""
+def read_table(path: Path, fmt: str = "auto", file: BinaryIO | None = None) -> pd.DataFrame:
+    """One Parquet or CSV file as a DataFrame (read from ``file`` when it is open); errors name
+    the file."""
     kind = fmt if fmt != "auto" else ("csv" if path.suffix.lower() == ".csv" else "parquet")
+    source: Path | BinaryIO = path if file is None else file
     try:
-        return pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        return pd.read_csv(source) if kind == "csv" else pd.read_parquet(source)
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise DataError(f"{path}: cannot read as {kind}: {exc}") from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -102,9 +102,24 @@ def _timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 date-time string, got {_show(value)}")
     try:  # strict ISO 8601: pandas would also take words such as "now"
-        return utc(datetime.fromisoformat(value.strip()))
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"not an ISO 8601 date-time: {_show(value)}") from None
+    try:
+        stamp = utc(parsed)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise ValueError(f"date-time out of range once converted to UTC: {_show(value)}") from None
+    if not _EARLIEST <= stamp <= _LATEST:  # windows are read as pandas timestamps
+        raise ValueError(
+            f"date-time out of range: {_show(value)} (from {_EARLIEST:%Y-%m-%d}"
+            f" to {_LATEST:%Y-%m-%d} UTC)"
+        )
+    return stamp
+
+
+#: the range of event times a window can hold (pandas' nanosecond timestamps)
+_EARLIEST = pd.Timestamp.min.ceil("s").to_pydatetime().replace(tzinfo=UTC)
+_LATEST = pd.Timestamp.max.floor("s").to_pydatetime().replace(tzinfo=UTC)
 
 
 def _cell(problems: list[Problem], index: int, column: str, parse: Any, row: Mapping) -> Any:
@@ -181,8 +196,33 @@ def _category(value: Any) -> str:
     raise ValueError(f"expected a category (string or number), got {_show(value)}")
 
 
-def check_labels(policy: Policy, rows: Sequence[Any], *, text: bool = False) -> list[Label]:
-    """Rows of (id, target) validated against the policy's task, or ``BatchRejected``."""
+def label_kind(value: Any) -> str:
+    """What kind of label ``value`` is: ``number``, ``string`` or ``boolean``."""
+    if isinstance(value, bool):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
+
+
+def stored_label_kind(store: Store, policy: Policy, now: datetime) -> str | None:
+    """The kind of the labels stored for the rows of the model's current window (None if it
+    has none): a batch of another kind is refused, since one string "1" beside numeric labels
+    breaks every retrain on the window."""
+    try:
+        found = store.ingested(policy.model, now - policy.monitor.window, now)
+    except ModelNotFound:
+        return None
+    return next((label_kind(r.label) for r in found if r.label is not None), None)
+
+
+def check_labels(
+    policy: Policy, rows: Sequence[Any], *, text: bool = False, known: str | None = None
+) -> list[Label]:
+    """Rows of (id, target) validated against the policy's task, or ``BatchRejected``.
+
+    A classification's labels are all of one kind (numbers, strings or booleans): ``known``
+    (the kind stored before, see ``stored_label_kind``) or else the batch's first label's; a
+    label of another kind is refused naming its row and column.
+    """
     problems = _rows(rows)
     if problems:
         raise BatchRejected(policy.model, problems)
@@ -204,6 +244,7 @@ def check_labels(policy: Policy, rows: Sequence[Any], *, text: bool = False) -> 
             return _number(value, text)
 
     out: list[Label] = []
+    placed: list[tuple[int, Label]] = []  # (row, label) of the well-formed rows
     ids: list[tuple[int, str | None]] = []
     for index, row in enumerate(rows):
         before = len(problems)
@@ -212,10 +253,38 @@ def check_labels(policy: Policy, rows: Sequence[Any], *, text: bool = False) -> 
         ids.append((index, row_id))
         if len(problems) == before:
             out.append(Label(row_id, label))
+            placed.append((index, out[-1]))
     _ids(problems, ids)
+    if policy.task == "classification":
+        _same_kind(problems, policy, placed, known)
     if problems:
         raise BatchRejected(policy.model, sorted(problems, key=lambda p: p.row))
     return out
+
+
+def _same_kind(
+    problems: list[Problem],
+    policy: Policy,
+    labels: list[tuple[int, Label]],
+    known: str | None,
+) -> None:
+    """A problem for each label whose kind differs from ``known`` or the batch's first label's."""
+    if not labels:
+        return
+    expected = known or label_kind(labels[0][1].label)
+    where = "the labels stored before" if known else "the batch's first label"
+    for row, label in labels:
+        kind = label_kind(label.label)
+        if kind != expected:
+            problems.append(
+                Problem(
+                    row,
+                    policy.target,
+                    f"label {_show(label.label)} is a {kind}, but {where}"
+                    f" {'are' if known else 'is a'} {expected}{'s' if known else ''}:"
+                    " a model's labels must all be of one kind",
+                )
+            )
 
 
 def _ensure(store: Store, policy: Policy, at: datetime) -> None:

@@ -9,12 +9,13 @@ arrived and NaN where it has not, so the check, the backfill and the retrain nee
 
 from __future__ import annotations
 
-import glob
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from reoptd.clock import utc
@@ -94,13 +95,17 @@ class LabelFiles:
         self.fmt = fmt
         self.arrived = arrived
         self.columns = [policy.id, policy.target] + ([arrived] if arrived else [])
+        self.task = policy.task
         self.name = f"label files {pattern}"
         self._tables = TableCache(fmt, self._prepare)
 
     def labels(self, until: datetime) -> pd.DataFrame:
-        frames = [self._tables.load(Path(f)) for f in sorted(glob.glob(self.pattern))]
-        if not frames:
+        tables = self._tables.load_all(self.pattern)
+        if not tables:
             return pd.DataFrame(columns=self.columns)
+        if self.task == "classification":
+            same_kind(tables, self.columns[1])
+        frames = [frame for _, frame in tables]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if self.arrived is None:
             return frame
@@ -115,6 +120,36 @@ class LabelFiles:
         if self.arrived is not None:
             frame[self.arrived] = parse_timestamps(frame, self.arrived, str(path))
         return frame
+
+
+def same_kind(tables: list[tuple[Path, pd.DataFrame]], target: str) -> None:
+    """Raise ``DataError`` naming the file, row and column of the first label whose kind
+    (number, string, boolean) differs from the first file's first label's: a string "1" beside
+    numeric labels would fail every retrain on the window ("Unknown label type")."""
+    expected: tuple[str, Path, Any] | None = None
+    for path, frame in tables:
+        values = frame[target]
+        for row, value in zip(values.index, values, strict=True):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            kind = _kind(value)
+            if expected is None:
+                expected = (kind, path, value)
+            elif kind != expected[0]:
+                raise DataError(
+                    f"{path}: row {row}: label column {target!r}: {value!r} is a {kind}, but"
+                    f" the labels of {expected[1]} are {expected[0]}s (e.g. {expected[2]!r}):"
+                    " a model's labels must all be of one kind",
+                    column=target,
+                )
+            if values.dtype != object:
+                break  # a typed column: one value tells its kind
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
 
 
 class LabeledSource:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
@@ -12,9 +13,9 @@ from reoptd.policy import Policy
 def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFrame:
     """Return ``frame`` with typed feature columns, or raise ``DataError`` naming the column.
 
-    A missing feature column, a numerical column holding text, or a NaN in any feature fails the
-    batch: a drift verdict on silently coerced data would be worse than none. The target column may
-    be absent or NaN (labels arrive late).
+    A missing feature column, a numerical column holding text or inf, or a NaN in any feature
+    fails the batch: a drift verdict on silently coerced data would be worse than none. The target
+    column may be absent or NaN (labels arrive late).
     """
     missing = [c for c in policy.features.all if c not in frame.columns]
     if missing:
@@ -33,7 +34,14 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 + (f" (e.g. {sample[0]!r})" if sample else ""),
                 column=column,
             )
-        frame[column] = values.astype(float)
+        frame[column] = values = values.astype(float)
+        infinite = int(np.isinf(values.to_numpy()).sum())
+        if infinite:
+            raise DataError(
+                f"{where}: column {column!r} has {infinite} non-finite value(s) (inf, -inf)"
+                f" in {len(frame)} rows",
+                column=column,
+            )
     for column in policy.features.all:
         nans = int(frame[column].isna().sum())
         if nans:
@@ -51,6 +59,14 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 f"{where}: target column {policy.target!r} should be numerical for regression",
                 column=policy.target,
             )
+        if ptypes.is_numeric_dtype(target) and not ptypes.is_bool_dtype(target):
+            infinite = int(np.isinf(target.to_numpy(dtype=float)).sum())
+            if infinite:
+                raise DataError(
+                    f"{where}: target column {policy.target!r} has {infinite} non-finite"
+                    f" label(s) (inf, -inf) in {len(frame)} rows",
+                    column=policy.target,
+                )
     else:
         frame[policy.target] = float("nan")
     return frame
