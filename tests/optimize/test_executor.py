@@ -6,10 +6,12 @@ Real child processes, no mocks. The runaway step is an MLP with ``max_iter: 1000
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
+import optuna
 import pytest
 
 from reoptd.clock import SimulatedClock
@@ -58,12 +60,22 @@ def executor() -> Iterator[LocalProcessExecutor]:
 
 @pytest.mark.slow
 def test_a_runaway_step_is_stopped_at_its_budget_and_the_champion_stays(
-    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics, executor: LocalProcessExecutor
+    sqlite_registry: Store,
+    clock: SimulatedClock,
+    metrics: Metrics,
+    executor: LocalProcessExecutor,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     loop = ModelLoop(_policy(), sqlite_registry, metrics, executor=executor)
     loop.start()
     clock.set(demo.DRIFT_AT)
-    first = loop.optimize(clock.now(), trigger="bootstrap")
+    with caplog.at_level(logging.INFO, logger="reoptd"):
+        first = loop.optimize(clock.now(), trigger="bootstrap")
+    # the child's log lines reach the daemon's log
+    assert any(
+        r.processName.startswith("reoptd-run-") and "step retrain done" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
     # a normal run through the child process registers and promotes, as an inline one does
     assert first.outcome == "promoted", first.reason
     assert first.steps["retrain"]["rows"] > 0 and "challenger" in first.steps["validate"]
@@ -127,3 +139,19 @@ def test_a_step_without_a_budget_gets_the_default() -> None:
     assert all(step.budget is None for step in policy.pipeline)
     assert {step.limit for step in policy.pipeline} == {timedelta(hours=1)}
     assert _policy(budget="5s").pipeline[0].limit.total_seconds() == 5
+
+
+@pytest.mark.slow
+def test_a_tune_step_in_the_child_keeps_its_study_in_the_daemons_database(
+    sqlite_registry: Store, metrics: Metrics, executor: LocalProcessExecutor
+) -> None:
+    text = DEMO_POLICY.read_text().replace(
+        "pipeline: [retrain, validate]",
+        "pipeline: [retrain, tune, validate]\ntune: {trials: 4, sampler: tpe}",
+    )
+    policy = parse_policy(text, "tune.yaml")
+    loop = ModelLoop(policy, sqlite_registry, metrics, executor=executor)
+    run = loop.optimize(demo.START + timedelta(hours=6), trigger="bootstrap")
+    assert run.outcome == "promoted", run.reason
+    study = optuna.load_study(study_name=run.steps["tune"]["study"], storage=sqlite_registry.url)
+    assert len(study.get_trials()) == run.steps["tune"]["trials"] == 4

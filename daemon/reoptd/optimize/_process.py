@@ -98,7 +98,8 @@ class Job:
             study_prefix=ctx.study_prefix,
             champion_params=ctx.champion_params,
             progress=ctx.progress,
-            log_level=logging.getLogger().getEffectiveLevel(),
+            # the child sends what the parent may log; the parent's loggers filter again
+            log_level=min(logging.getLogger().getEffectiveLevel(), log.getEffectiveLevel()),
             threads=_threads(),
         )
 
@@ -242,7 +243,7 @@ class _ProcessExecution(Execution):
                 elif kind == "step":
                     step, budget = payload
                     deadline = time.monotonic() + budget
-                    log.debug("%s: step %s started (budget %.0fs)", model, step, budget)
+                    log.debug("%s: step %s started (budget %gs)", model, step, budget)
                 elif kind == "error":
                     raise OptimizeError(payload)
                 elif kind == "outcome":
@@ -346,7 +347,7 @@ class _Forward(logging.Handler):
             fields = dict(record.__dict__)
             fields["msg"], fields["args"] = record.getMessage(), None
             if record.exc_info:
-                fields["exc_text"] = self.format(record).split("\n", 1)[-1]
+                fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
             fields["exc_info"] = None
             self.channel.send("log", fields)
         except Exception:  # a log record must never fail the run
