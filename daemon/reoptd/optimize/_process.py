@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
@@ -361,14 +362,20 @@ def _forward(fields: dict[str, Any]) -> None:
         logger.handle(record)
 
 
-def _orphan_watch() -> None:
-    """Exit when the parent is gone (a kill -9 of the daemon): a runaway step must not outlive
-    it. The parent of a forkserver child is the forkserver, which exits with the daemon."""
-    parent = os.getppid()
+def _orphan_watch(conn: Connection) -> None:
+    """Exit when the daemon is gone (kill -9): a runaway step must not outlive it. Not by the
+    parent's pid: the forkserver, this process's parent, outlives the daemon while any child
+    holds its "alive" pipe. The daemon alone holds the reading end of ``conn``, and polling a
+    pipe's writing end reports POLLERR once no reader is left."""
+    if not hasattr(select, "poll"):
+        return
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLOUT)
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(3)
+        for _fd, events in poller.poll(0):
+            if events & (select.POLLERR | select.POLLHUP):
+                os._exit(3)
 
 
 def _child(job: Job, conn: Connection) -> None:
@@ -379,7 +386,7 @@ def _child(job: Job, conn: Connection) -> None:
         root.removeHandler(handler)
     root.addHandler(_Forward(channel))
     root.setLevel(job.log_level)
-    threading.Thread(target=_orphan_watch, name="orphan-watch", daemon=True).start()
+    threading.Thread(target=_orphan_watch, args=(conn,), name="orphan-watch", daemon=True).start()
     from threadpoolctl import threadpool_limits
 
     from reoptd.optimize._pipeline import run_steps
