@@ -7,6 +7,9 @@ Real child processes, no mocks. The runaway step is an MLP with ``max_iter: 1000
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -155,3 +158,30 @@ def test_a_tune_step_in_the_child_keeps_its_study_in_the_daemons_database(
     assert run.outcome == "promoted", run.reason
     study = optuna.load_study(study_name=run.steps["tune"]["study"], storage=sqlite_registry.url)
     assert len(study.get_trials()) == run.steps["tune"]["trials"] == 4
+
+
+@pytest.mark.slow
+def test_a_killed_child_fails_its_run_with_the_cause(
+    sqlite_registry: Store,
+    clock: SimulatedClock,
+    metrics: Metrics,
+    executor: LocalProcessExecutor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the kernel's OOM killer does to a run: the run fails, saying so; the loop goes on."""
+    loop = ModelLoop(_policy(runaway=True), sqlite_registry, metrics, executor=executor)
+    clock.set(demo.DRIFT_AT)
+    runs: list = []
+    caplog.set_level(logging.DEBUG, logger="reoptd.optimize")
+    worker = threading.Thread(target=lambda: runs.append(loop.optimize(clock.now())))
+    worker.start()
+    pid = None
+    while pid is None and worker.is_alive():
+        found = [re.search(r"run process (\d+) started", r.getMessage()) for r in caplog.records]
+        pid = next((int(m.group(1)) for m in found if m), None)
+        worker.join(0.2)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    worker.join(60)  # a bound on a hang
+    (run,) = runs
+    assert run.outcome == "failed" and "killed by SIGKILL (out of memory?)" in run.reason
