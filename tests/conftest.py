@@ -32,6 +32,11 @@ from reoptd.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Re-optimizations run in the calling thread unless a test asks for the process executor (the
+# daemon's default): a child process per run would make the many runs of the suite slower. The
+# daemons the tests start inherit this; tests of budgets and shutdown set `process`.
+os.environ.setdefault("REOPTD_EXECUTOR", "inline")
+
 
 @pytest.fixture
 def demo_policy() -> Policy:

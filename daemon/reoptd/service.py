@@ -24,6 +24,7 @@ from reoptd.clock import Clock
 from reoptd.cycle import ModelLoop
 from reoptd.errors import ReoptdError
 from reoptd.metrics import Metrics
+from reoptd.optimize import Executor
 
 if TYPE_CHECKING:
     from reoptd.api import ApiServer
@@ -94,6 +95,8 @@ class Service:
                 loop.policy.monitor.every,
                 every,
             )
+        for executor in self._executors():
+            executor.start()
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start()
         log.info("metrics on %s", self.metrics_url)
@@ -124,11 +127,18 @@ class Service:
         for scheduled in event.scheduled_run_times:
             self.metrics.scheduler_lag.observe(max(0.0, (now - scheduled).total_seconds()))
 
+    def _executors(self) -> list[Executor]:
+        return list({id(loop.executor): loop.executor for loop in self.loops}.values())
+
     def stop(self) -> None:
-        """Stop scheduling, let a running cycle finish, close the metrics server."""
+        """Stop scheduling, stop the running re-optimizations (their runs fail with the reason;
+        the process executor terminates them at once), let the cycles record that and finish,
+        close the metrics server."""
         self._stop.set()
         if self.api is not None:
             self.api.stop()
+        for executor in self._executors():
+            executor.shutdown()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self._server is not None:

@@ -7,6 +7,7 @@ the database elsewhere (any SQLAlchemy URL, e.g. ``postgresql+psycopg://user@hos
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(PolicyLimits):
     home: Path = Field(default=Path(".reoptd"), description="state directory")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home if unset")
     policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
+    executor: Literal["inline", "process"] = Field(
+        default="process",
+        description="where re-optimization steps run: `process` (a child process, stopped at a"
+        " step's budget or when the daemon stops) or `inline` (the calling thread; budgets only"
+        " checked when a step returns)",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     max_feature_series: int = Field(

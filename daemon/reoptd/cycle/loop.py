@@ -25,8 +25,9 @@ from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, ReoptdError, StoreUnavailable
 from reoptd.metrics import Metrics
 from reoptd.monitor import Champion, CheckResult, check
-from reoptd.optimize import run_pipeline
+from reoptd.optimize import Executor, open_executor, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide
+from reoptd.settings import Settings
 from reoptd.signals import Signals
 from reoptd.store import CheckRecord, ModelRecord, RunRecord, Store
 
@@ -55,12 +56,15 @@ class ModelLoop:
         source: Source | None = None,
         *,
         watcher: PolicyWatcher | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
         self.metrics = metrics
         self.source = source if source is not None else open_source(policy, store)
         self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
+        # where runs execute (default: REOPTD_EXECUTOR); the service stops it when it stops
+        self.executor = executor if executor is not None else open_executor(Settings().executor)
         self.versions = Versions(store, policy.model)  # loaded models, cached
         self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
@@ -314,6 +318,7 @@ class ModelLoop:
                 study_prefix=f"reoptd.{self.name}",
                 champion_params=dict(champion_row.params) if champion_row else {},
                 progress=self.progress,
+                executor=self.executor,
             )
             version = self.promotion.register(
                 self.policy, result, now, trigger, model.champion_version

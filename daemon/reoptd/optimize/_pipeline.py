@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import OptimizeError
 from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext, Step
+from reoptd.optimize._runner import Executor, InlineExecutor
 from reoptd.plugins import STEPS
 from reoptd.policy import Policy, format_duration
 
@@ -50,30 +52,19 @@ def run_pipeline(
     source: Source,
     champion: Champion | None,
     now: datetime,
+    *,
+    executor: Executor | None = None,
     **context: Any,
 ) -> RunResult:
-    """Run the policy's steps in order; raises ``OptimizeError`` if any step cannot finish.
+    """Gather the run's rows here, run the policy's steps on ``executor`` (default: in this
+    thread); raises ``OptimizeError`` if any step cannot finish or overruns its budget.
     ``context`` fills the optional parts of ``RunContext`` (Optuna storage, champion params)."""
     started = time.perf_counter()
     ctx = prepare(policy, source, champion, now)
     for key, value in context.items():
         setattr(ctx, key, value)
     result = RunResult(ctx)
-    for spec in policy.pipeline:
-        step: Step = STEPS.get(spec.name).create()
-        t0 = time.perf_counter()
-        record = step.run(ctx)
-        seconds = time.perf_counter() - t0
-        record["seconds"] = round(seconds, 4)
-        result.steps[spec.name] = record
-        log.info("%s: step %s done in %.2fs", policy.model, spec.name, seconds)
-        if spec.budget is not None and seconds > spec.budget.total_seconds():
-            # sklearn cannot be interrupted mid-fit: the budget is enforced on the result, and a
-            # step that overran never produces a champion.
-            raise OptimizeError(
-                f"step {spec.name} took {seconds:.1f}s, over its budget of"
-                f" {format_duration(spec.budget)}; the challenger is discarded"
-            )
+    result.steps = (executor or InlineExecutor()).submit(ctx).result()
     if "validate" not in policy.steps:
         # a compress-only run that kept the champion uncompressed has nothing new to promote
         ctx.promote = ctx.challenger is not None and not (
@@ -82,3 +73,30 @@ def run_pipeline(
         ctx.reason = "pipeline has no validate step: challenger promoted unvalidated"
     result.seconds = time.perf_counter() - started
     return result
+
+
+def run_steps(
+    ctx: RunContext, on_step: Callable[[str, float], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run the policy's steps in order on ``ctx``; their records by name. ``on_step(name,
+    budget_seconds)`` is called as each step starts (the process executor's deadline)."""
+    policy = ctx.policy
+    steps: dict[str, dict[str, Any]] = {}
+    for spec in policy.pipeline:
+        step: Step = STEPS.get(spec.name).create()
+        if on_step is not None:
+            on_step(spec.name, spec.limit.total_seconds())
+        t0 = time.perf_counter()
+        record = step.run(ctx)
+        seconds = time.perf_counter() - t0
+        record["seconds"] = round(seconds, 4)
+        steps[spec.name] = record
+        log.info("%s: step %s done in %.2fs", policy.model, spec.name, seconds)
+        if seconds > spec.limit.total_seconds():
+            # in this thread a step cannot be interrupted: the budget is enforced on its result,
+            # and a step that overran never produces a champion
+            raise OptimizeError(
+                f"step {spec.name} took {seconds:.1f}s, over its budget of"
+                f" {format_duration(spec.limit)}; the challenger is discarded"
+            )
+    return steps

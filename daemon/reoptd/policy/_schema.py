@@ -42,6 +42,8 @@ METRICS: dict[str, dict[str, bool]] = {
     "regression": {"rmse": False, "mae": False, "r2": True},
 }
 DEFAULT_METRIC = {"classification": "f1", "regression": "rmse"}
+#: the budget of a pipeline step whose policy writes none: a runaway step is stopped after it
+DEFAULT_STEP_BUDGET = timedelta(hours=1)
 
 
 class Features(_Block):
@@ -583,8 +585,15 @@ class Step(_Block):
 
     name: str
     budget: Duration | None = Field(
-        None, description="the run fails (champion kept) if the step takes longer than this"
+        None,
+        description="the step is stopped and the run fails (champion kept) if it takes longer"
+        " than this (default 1h)",
     )
+
+    @property
+    def limit(self) -> timedelta:
+        """The budget in force: the one written, or ``DEFAULT_STEP_BUDGET``."""
+        return self.budget if self.budget is not None else DEFAULT_STEP_BUDGET
 
 
 class Rollback(_Block):
