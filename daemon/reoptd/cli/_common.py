@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -57,8 +58,30 @@ def _logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
+    # alembic logs its plugin setup and migration context at INFO on every command
+    for noisy in ("alembic", "apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+#: what a table cell shows for a value that does not exist (yet)
+NONE = "—"
+
+
+def _table(headers: list[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
+    """A plain-text table: a header row, a rule, one line per row, columns left-aligned; a
+    missing value (``None``) shows as an em dash."""
+    cells = [[NONE if c is None else str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return indent + "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    rule = ["-" * w for w in widths]
+    return "\n".join([line(headers), line(rule), *(line(row) for row in cells)])
+
+
+def _version(number: int | None, missing: str = NONE) -> str:
+    return missing if number is None else f"v{number}"
 
 
 def _short(value: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,7 +56,23 @@ def check(
             raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
         written = write_drift_html(policy, loop.champion().reference, window, html)
         typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
+    _exit_on_failure(policy.model, outcome)
+
+
+def _exit_on_failure(model: str, outcome: Any) -> None:
+    """Exit 1, logged at ERROR, when the cycle's check or its re-optimization (a bootstrap
+    included) failed."""
+    log = logging.getLogger("reoptd.cli")
+    failed = False
     if outcome.check is not None and outcome.check.status == "failed":
+        log.error("%s: check failed: %s", model, outcome.check.reason)
+        failed = True
+    if outcome.run is not None and outcome.run.outcome == "failed":
+        log.error(
+            "%s: re-optimization (%s) failed: %s", model, outcome.run.trigger, outcome.run.reason
+        )
+        failed = True
+    if failed:
         raise typer.Exit(1)
 
 
