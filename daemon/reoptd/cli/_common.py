@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -52,12 +53,41 @@ def _settings(policies: Path | None = None) -> Settings:
     return settings
 
 
-def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        help="text: one readable line per record; json: one JSON object per line (time, level,"
+        " name, message, and exc_info for errors), for log shippers.",
+    ),
+]
+
+
+def _logging(verbose: bool = False, log_format: LogFormat = LogFormat.text) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if log_format is LogFormat.json:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level"},
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+            )
+        )
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
     # alembic logs its plugin setup and migration context at INFO on every command
     for noisy in ("alembic", "apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
