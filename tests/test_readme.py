@@ -78,9 +78,7 @@ def test_the_commands_table_names_each_command_once_with_real_flags() -> None:
         match = re.fullmatch(r"`reoptd ([a-z]+(?: [a-z]+)?)\b.*`", cell)
         assert match, cell
         words = match.group(1).split()
-        name = next(
-            (" ".join(words[:n]) for n in (2, 1) if " ".join(words[:n]) in commands), None
-        )
+        name = next((" ".join(words[:n]) for n in (2, 1) if " ".join(words[:n]) in commands), None)
         assert name is not None, f"{cell}: no such command"
         seen.append(name)
         shown = set(FLAG.findall(cell))
@@ -117,9 +115,7 @@ def _ingest_calls() -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("name", ["churn-api-manual.yaml"])
-def test_the_ingest_example_posts_rows_a_shipped_policy_accepts(
-    tmp_path: Path, name: str
-) -> None:
+def test_the_ingest_example_posts_rows_a_shipped_policy_accepts(tmp_path: Path, name: str) -> None:
     from fastapi.testclient import TestClient
 
     from reoptd.api import create_app
