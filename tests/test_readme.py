@@ -43,6 +43,16 @@ def _tables() -> dict[str, list[list[str]]]:
     return tables
 
 
+def test_the_examples_are_counted_right() -> None:
+    numbers = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    match = re.search(r"(\w+) commented examples live in", README)
+    assert match is not None
+    shipped = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
+    assert numbers.index(match[1].lower()) + 1 == len(shipped)
+    for name in shipped:
+        assert f"policies/{name}" in README, name
+
+
 def _commands() -> dict[str, Any]:
     """Each leaf command of the app by its path (`models show`) with its click object."""
     found: dict[str, Any] = {}

@@ -166,6 +166,9 @@ def optimize(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2))
     if run_row.outcome == "failed":
+        logging.getLogger("reoptd.cli").error(
+            "%s: re-optimization failed: %s", policy.model, run_row.reason
+        )
         raise typer.Exit(1)
 
 
