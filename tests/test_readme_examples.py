@@ -57,3 +57,36 @@ def test_the_readme_example_runs_as_written(tmp_path: Path, name: str) -> None:
         report = json.loads((tmp_path / "compress.json").read_text())
         assert report["model"] == "churn_mlp" and report["outcome"] != "failed"
         assert report["candidates"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "policy", "data"),
+    [
+        ("demand", "demand-regressor.yaml", "demand.csv"),
+        ("fraud", "fraud-shadow.yaml", "f.parquet"),
+    ],
+)
+def test_the_other_examples_run_on_generated_data(
+    tmp_path: Path, kind: str, policy: str, data: str
+) -> None:
+    """docs/example_data.py writes rows the regressor and the fraud examples train on."""
+    spec = importlib.util.spec_from_file_location("example_data", ROOT / "docs" / "example_data.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([kind, str(tmp_path / data)]) == 0
+    command = f"reoptd optimize --policy {{root}}/policies/{policy} --data {tmp_path / data}"
+    (output,) = REGENERATE.run_sample(REGENERATE.Sample(kind, [command]), tmp_path)
+    assert "re-optimization promoted v1" in output
+    assert "Discarding nonzero nanoseconds" not in output
+
+
+@pytest.mark.slow
+def test_the_churn_classifier_example_runs_on_a_day_of_the_demo(tmp_path: Path) -> None:
+    commands = [
+        "reoptd demo export day.parquet --hours 24",
+        "reoptd optimize --policy {root}/policies/churn-classifier.yaml --data day.parquet",
+    ]
+    outputs = REGENERATE.run_sample(REGENERATE.Sample("churn", commands), tmp_path)
+    assert "re-optimization promoted v1" in outputs[-1]

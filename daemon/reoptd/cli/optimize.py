@@ -205,5 +205,6 @@ def _file_source(policy, data: Path):
         history.policy.target,
         np.array(history.ts),
     )
-    now = history.frame[history.policy.timestamp].iloc[-1] + pd.Timedelta(microseconds=1)
+    last = history.frame[history.policy.timestamp].iloc[-1]
+    now = last.floor("us") + pd.Timedelta(microseconds=1)  # a datetime holds no nanoseconds
     return source, now.to_pydatetime()
