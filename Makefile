@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export REOPTD_HOME ?= $(CURDIR)/.reoptd
 
-.PHONY: run test lint format servers lock clean
+.PHONY: run test lint format servers lock clean readme-samples
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The README's sample outputs, re-run and rewritten in place (docs/regenerate.py; a few minutes).
+readme-samples: $(STAMP)
+	$(VENV)/bin/python docs/regenerate.py
 
 # Real servers the `external` tests start on loopback (PostgreSQL), from Debian packages.
 servers:

@@ -178,17 +178,17 @@ def test_metric_drop_fires_when_worse_than_validation_by_more_than_drop() -> Non
     assert decision.fire is True
     assert decision.triggers == ["metric"]
     (reason,) = decision.reasons
-    assert reason == "f1 0.650 is +0.150 worse than validation 0.800 (> drop 0.1)"
+    assert reason == "f1 0.650 is 0.150 below validation 0.800 (drop limit 0.1)"
 
 
 def test_metric_drop_within_tolerance_does_not_fire() -> None:
     policy = make_policy(F1_DROP)
     decision = decide(policy, checks(labelled(0.75)), VALIDATED, NOW)
     assert decision.fire is False
-    assert decision.reasons == ["f1 0.750 is +0.050 worse than validation 0.800 (<= drop 0.1)"]
+    assert decision.reasons == ["f1 0.750 is 0.050 below validation 0.800 (drop limit 0.1)"]
     better = decide(policy, checks(labelled(0.95)), VALIDATED, NOW)
     assert better.fire is False
-    assert "-0.150 worse" in better.summary
+    assert "0.150 above validation" in better.summary
 
 
 def test_metric_drop_of_exactly_drop_is_not_more() -> None:
@@ -242,10 +242,10 @@ def test_metric_drop_for_rmse_means_higher_is_worse() -> None:
     state = state_with(champion_metrics={"rmse": 2.0})
     worse = decide(policy, checks(labelled(3.0, name="rmse")), state, NOW)
     assert worse.fire is True
-    assert worse.reasons == ["rmse 3.000 is +1.000 worse than validation 2.000 (> drop 0.5)"]
+    assert worse.reasons == ["rmse 3.000 is 1.000 above validation 2.000 (drop limit 0.5)"]
     better = decide(policy, checks(labelled(1.0, name="rmse")), state, NOW)
     assert better.fire is False
-    assert better.reasons == ["rmse 1.000 is -1.000 worse than validation 2.000 (<= drop 0.5)"]
+    assert better.reasons == ["rmse 1.000 is 1.000 below validation 2.000 (drop limit 0.5)"]
     slightly = decide(policy, checks(labelled(2.4, name="rmse")), state, NOW)
     assert slightly.fire is False
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -105,7 +106,10 @@ def create_app(
     routes; without it they answer 403.
     """
     watcher = policies if isinstance(policies, PolicyWatcher) else PolicyWatcher(policies)
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this process, not a CDN:
+    # the daemon runs on hosts without internet access
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="reoptd",
         version=__version__,
         description="Models, their versions and checks; champion artifacts; promotion;"

@@ -147,4 +147,6 @@ def label_times(history: History, delay: Span) -> np.ndarray:
 
 
 def _aware(value: np.datetime64) -> pd.Timestamp:
-    return pd.Timestamp(value).tz_localize("UTC")
+    """UTC, floored to the microsecond: the clock the daemon's code runs on is a ``datetime``,
+    and a Timestamp with nanoseconds warns "Discarding nonzero nanoseconds" when converted."""
+    return pd.Timestamp(value).tz_localize("UTC").floor("us")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -51,14 +53,65 @@ def _settings(policies: Path | None = None) -> Settings:
     return settings
 
 
-def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        help="text: one readable line per record; json: one JSON object per line (time, level,"
+        " name, message, and exc_info for errors), for log shippers.",
+    ),
+]
+
+
+def _logging(verbose: bool = False, log_format: LogFormat = LogFormat.text) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if log_format is LogFormat.json:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level"},
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+            )
+        )
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    # alembic logs its plugin setup and migration context at INFO on every command
+    for noisy in ("alembic", "apscheduler", "evidently", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+#: what a table cell shows for a value that does not exist (yet)
+NONE = "—"
+
+
+def _table(headers: list[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
+    """A plain-text table: a header row, a rule, one line per row, columns left-aligned; a
+    missing value (``None``) shows as an em dash."""
+    cells = [[NONE if c is None else str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return indent + "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    rule = ["-" * w for w in widths]
+    return "\n".join([line(headers), line(rule), *(line(row) for row in cells)])
+
+
+def _version(number: int | None, missing: str = NONE) -> str:
+    return missing if number is None else f"v{number}"
 
 
 def _short(value: object) -> str:

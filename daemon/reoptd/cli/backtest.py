@@ -70,7 +70,7 @@ def backtest(
 
     _logging(verbose)
     if not verbose:
-        for name in ("reoptd.loop", "reoptd.optimize"):
+        for name in ("reoptd.loop", "reoptd.optimize", "reoptd.backfill"):  # not across the bar
             logging.getLogger(name).setLevel(logging.WARNING)
     policy = load_policy(policy_file)
     warmup_span = _warmup_span(warmup, data)

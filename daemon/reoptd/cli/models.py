@@ -11,6 +11,8 @@ from reoptd.cli._common import (
     _iso,
     _settings,
     _short,
+    _table,
+    _version,
     models_app,
 )
 
@@ -19,12 +21,19 @@ from reoptd.cli._common import (
 def models_list() -> None:
     """Every model with its champion version."""
     registry = assemble.open_registry(_settings())
-    for model in registry.models():
-        versions = registry.versions(model.name)
-        typer.echo(
-            f"{model.name}\t{model.task}\tchampion v{model.champion_version}"
-            f"\t{len(versions)} versions"
-        )
+    rows: list[list[object]] = [
+        [
+            model.name,
+            model.task,
+            _version(model.champion_version, "no champion yet"),
+            len(registry.versions(model.name)),
+        ]
+        for model in registry.models()
+    ]
+    if not rows:
+        typer.echo("no models yet: start the daemon with `reoptd run`")
+        return
+    typer.echo(_table(["MODEL", "TASK", "CHAMPION", "VERSIONS"], rows))
 
 
 @models_app.command("show")
@@ -32,36 +41,56 @@ def models_show(model: str) -> None:
     """MODEL's versions (status, trigger, holdout metrics) and its champion history."""
     registry = assemble.open_registry(_settings())
     row = registry.model(model)
-    typer.echo(f"{row.name} ({row.task}): champion v{row.champion_version}")
+    champion = _version(row.champion_version, "no champion yet")
+    typer.echo(f"{row.name} ({row.task}): champion {champion}")
     tunes = {
         r.challenger_version: r.steps["tune"] for r in registry.runs(model) if "tune" in r.steps
     }
+    rows: list[list[object]] = []
+    details: list[str] = []
     for v in registry.versions(model):
         holdout = v.metrics.get("holdout", {})
         rival = v.metrics.get("champion_on_holdout", {})
         metric = v.metrics.get("metric", "")
-        score = f"{metric} {holdout[metric]:.4f}" if metric in holdout else ""
-        versus = f" vs parent {rival[metric]:.4f}" if metric in rival else ""
-        typer.echo(
-            f"  v{v.version}\t{v.status:9}\t{v.trigger:12}\t{_iso(v.created_at)}\t"
-            f"{v.train_rows} rows\t{score}{versus}\t{v.sha256[:12]}"
+        rows.append(
+            [
+                _version(v.version),
+                v.status,
+                v.trigger,
+                _iso(v.created_at),
+                v.train_rows,
+                f"{metric} {holdout[metric]:.4f}" if metric in holdout else None,
+                f"{rival[metric]:.4f}" if metric in rival else None,
+                v.sha256[:12],
+            ]
         )
         tune = tunes.get(v.version)
         if tune:
             params = ", ".join(f"{k}={_short(x)}" for k, x in tune["best_params"].items())
-            typer.echo(
-                f"      tune: study {tune['study']}, {tune['trials']} trials"
+            details.append(
+                f"  v{v.version} tune: study {tune['study']}, {tune['trials']} trials"
                 f" ({tune['pruned']} pruned, {tune['warm_trials']} warm), best"
                 f" {tune['best_value']:.4f} at trial {tune['best_trial']}: {params}"
             )
         packed = v.metrics.get("compression")
         if packed and packed.get("methods"):
-            typer.echo(
-                f"      compress: {packed['name']}, {packed['size_bytes']} bytes,"
+            details.append(
+                f"  v{v.version} compress: {packed['name']}, {packed['size_bytes']} bytes,"
                 f" p50 {packed['latency_p50_ms']:.3f} ms at batch {packed['batch_size']}"
             )
-    for e in registry.events(model):
-        typer.echo(f"  {_iso(e.at)} {e.kind} v{e.from_version} -> v{e.to_version}: {e.reason}")
+    if rows:
+        headers = ["VERSION", "STATUS", "TRIGGER", "CREATED", "ROWS", "HOLDOUT", "PARENT", "SHA256"]
+        typer.echo("\nversions:")
+        typer.echo(_table(headers, rows, indent="  "))
+    for detail in details:
+        typer.echo(detail)
+    events = [
+        [_iso(e.at), e.kind, _version(e.from_version), _version(e.to_version), e.reason]
+        for e in registry.events(model)
+    ]
+    if events:
+        typer.echo("\nchampion history:")
+        typer.echo(_table(["AT", "EVENT", "FROM", "TO", "REASON"], events, indent="  "))
 
 
 @models_app.command("promote")
@@ -71,7 +100,7 @@ def models_promote(model: str, version: int) -> None:
 
     registry = assemble.open_registry(_settings())
     event = registry.promote(model, version, at=SystemClock().now(), reason="manual (CLI)")
-    typer.echo(f"{model}: champion v{event.from_version} -> v{event.to_version}")
+    typer.echo(f"{model}: champion {_version(event.from_version)} -> {_version(event.to_version)}")
 
 
 @models_app.command("rollback")
@@ -81,7 +110,9 @@ def models_rollback(model: str) -> None:
 
     registry = assemble.open_registry(_settings())
     event = registry.rollback(model, at=SystemClock().now(), reason="manual rollback (CLI)")
-    typer.echo(f"{model}: rolled back v{event.from_version} -> v{event.to_version}")
+    typer.echo(
+        f"{model}: rolled back {_version(event.from_version)} -> {_version(event.to_version)}"
+    )
 
 
 @models_app.command("approve")
@@ -96,4 +127,5 @@ def models_approve(
 
     registry = assemble.open_registry(_settings())
     event = registry.approve(model, version, at=SystemClock().now(), reason="approved (CLI)")
-    typer.echo(f"{model}: approved, champion v{event.from_version} -> v{event.to_version}")
+    change = f"{_version(event.from_version)} -> {_version(event.to_version)}"
+    typer.echo(f"{model}: approved, champion {change}")

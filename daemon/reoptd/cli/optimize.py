@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +58,23 @@ def check(
             raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
         written = write_drift_html(policy, loop.champion().reference, window, html)
         typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
+    _exit_on_failure(policy.model, outcome)
+
+
+def _exit_on_failure(model: str, outcome: Any) -> None:
+    """Exit 1, logged at ERROR, when the cycle's check or its re-optimization (a bootstrap
+    included) failed."""
+    log = logging.getLogger("reoptd.cli")
+    failed = False
     if outcome.check is not None and outcome.check.status == "failed":
+        log.error("%s: check failed: %s", model, outcome.check.reason)
+        failed = True
+    if outcome.run is not None and outcome.run.outcome == "failed":
+        log.error(
+            "%s: re-optimization (%s) failed: %s", model, outcome.run.trigger, outcome.run.reason
+        )
+        failed = True
+    if failed:
         raise typer.Exit(1)
 
 
@@ -151,6 +168,9 @@ def optimize(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2))
     if run_row.outcome == "failed":
+        logging.getLogger("reoptd.cli").error(
+            "%s: re-optimization failed: %s", policy.model, run_row.reason
+        )
         raise typer.Exit(1)
 
 
@@ -187,5 +207,6 @@ def _file_source(policy, data: Path):
         history.policy.target,
         np.array(history.ts),
     )
-    now = history.frame[history.policy.timestamp].iloc[-1] + pd.Timedelta(microseconds=1)
+    last = history.frame[history.policy.timestamp].iloc[-1]
+    now = last.floor("us") + pd.Timedelta(microseconds=1)  # a datetime holds no nanoseconds
     return source, now.to_pydatetime()

@@ -10,6 +10,8 @@ import typer
 from reoptd import app as assemble
 from reoptd.cli._common import (
     ClockOpt,
+    LogFormat,
+    LogFormatOpt,
     PoliciesOpt,
     _logging,
     _settings,
@@ -43,6 +45,7 @@ def run(
         typer.Option(help="Port of the HTTP API (default $REOPTD_API_PORT or 8464; 0: any free)."),
     ] = None,
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
+    log_format: LogFormatOpt = LogFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464, the HTTP API
@@ -56,7 +59,7 @@ def run(
     from reoptd.metrics import Metrics
     from reoptd.service import Service
 
-    _logging(verbose)
+    _logging(verbose, log_format)
     log = logging.getLogger("reoptd")
     settings = _settings(policies)
     loaded, errors = assemble.read_policies(settings.policies)

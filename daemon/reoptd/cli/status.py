@@ -9,8 +9,11 @@ import typer
 
 from reoptd import app as assemble
 from reoptd.cli._common import (
+    NONE,
     _iso,
     _settings,
+    _table,
+    _version,
     app,
 )
 from reoptd.signals import Signals
@@ -60,26 +63,48 @@ def status(
     if not entries:
         typer.echo("no models yet: start the daemon with `reoptd run`")
         return
+    rows = []
     for e in entries:
-        share = "n/a" if e["drift_share"] is None else f"{e['drift_share']:.2f}"
-        typer.echo(
-            f"{e['name']}: champion v{e['champion_version']} of {e['versions']} versions;"
-            f" last check {e['last_check']} ({e['last_check_status']}), drift share {share}"
+        decision = e["last_decision"]
+        rows.append(
+            [
+                e["name"],
+                _version(e["champion_version"], "no champion yet"),
+                e["versions"],
+                _when(e["last_check"]),
+                e["last_check_status"],
+                None if e["drift_share"] is None else f"{e['drift_share']:.2f}",
+                None if decision is None else ("re-optimize" if decision["fire"] else "hold"),
+            ]
         )
+    headers = ["MODEL", "CHAMPION", "VERSIONS", "LAST CHECK", "STATUS", "DRIFT", "DECISION"]
+    typer.echo(_table(headers, rows))
+    for e in entries:
+        details = []
         if e["estimated"]:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in e["estimated"].items())
-            typer.echo(f"  estimated without labels: {shown}")
+            details.append(f"estimated without labels: {shown}")
         if e["last_backfill"]:
             b = e["last_backfill"]
             shown = ", ".join(f"{k} {v:.3f}" for k, v in b["metrics"].items())
-            typer.echo(
-                f"  last backfill {b['at']}: window ending {b['window_end']} re-scored with"
-                f" {b['labelled_rows']} labels (had {b['labelled_rows_before']}): {shown}"
+            details.append(
+                f"last backfill {_when(b['at'])}: window ending {_when(b['window_end'])}"
+                f" re-scored with {b['labelled_rows']} labels (had {b['labelled_rows_before']}):"
+                f" {shown}"
             )
         if e["last_decision"]:
             d = e["last_decision"]
             verdict = "re-optimize" if d["fire"] else "hold"
-            typer.echo(f"  last decision {d['at']}: {verdict} — {d['reasons']}")
+            details.append(f"last decision {_when(d['at'])}: {verdict} — {d['reasons']}")
+        if details:
+            typer.echo(f"\n{e['name']}:")
+            for detail in details:
+                typer.echo(f"  {detail}")
+
+
+def _when(iso: str | None) -> str:
+    """An ISO time as ``2026-01-02 04:00:00+00:00``; never ``None``."""
+    return NONE if iso is None else iso.replace("T", " ")
 
 
 def _last_backfill(registry, name: str) -> dict | None:

@@ -84,8 +84,9 @@ class Promotion:
                 "compression": compress.get("chosen_candidate"),
             },
             train_rows=len(ctx.train),
-            train_start=ts.min().to_pydatetime(),
-            train_end=ts.max().to_pydatetime(),
+            # datetimes hold microseconds: round outwards so the range still covers every row
+            train_start=ts.min().floor("us").to_pydatetime(),
+            train_end=ts.max().ceil("us").to_pydatetime(),
         )
 
     def place(

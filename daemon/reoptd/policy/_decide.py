@@ -257,9 +257,11 @@ def _metric(
     higher = policy.higher_is_better(name)
     drops = [(baseline - v) if higher else (v - baseline) for v in usable]
     hit = all(d > spec.drop for d in drops)
+    latest = usable[-1]
+    side = "below" if latest < baseline else "above" if latest > baseline else "level with"
+    gap = "" if latest == baseline else f"{abs(latest - baseline):.3f} "
     return hit, (
-        f"{name} {usable[-1]:.3f} is {drops[-1]:+.3f} worse than validation {baseline:.3f}"
-        f" ({'>' if hit else '<='} drop {spec.drop})"
+        f"{name} {latest:.3f} is {gap}{side} validation {baseline:.3f} (drop limit {spec.drop})"
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -331,8 +332,24 @@ TRIGGER_KINDS = (
 )
 
 
+def _one_trigger_kind(schema: dict[str, Any]) -> None:
+    """Exactly one kind with a value; a kind written without one (`- max_age:`) is absent."""
+    schema["oneOf"] = [
+        {
+            "required": [kind],
+            "properties": {
+                other: {"not": {"type": "null"}} if other == kind else {"type": "null"}
+                for other in TRIGGER_KINDS
+            },
+        }
+        for kind in TRIGGER_KINDS
+    ]
+
+
 class Trigger(_Block):
     """One entry of `triggers:`; exactly one of its keys is set."""
+
+    model_config = ConfigDict(json_schema_extra=_one_trigger_kind)
 
     drift_share: DriftShareTrigger | None = None
     drift_features: DriftFeaturesTrigger | None = None
@@ -371,7 +388,28 @@ class Guards(_Block):
     )
 
 
+def _estimator_of_family_schema(schema: dict[str, Any]) -> None:
+    """`estimator` is required by a family that trains any estimator (sklearn, the default) and
+    limited to the names of a family that trains its own (torch)."""
+    rules: list[dict[str, Any]] = []
+    for family in FAMILIES.plugins():
+        this: dict[str, Any] = {
+            "properties": {"family": {"const": family.name}},
+            "required": ["family"],
+        }
+        if family.name == "sklearn":
+            this = {"anyOf": [this, {"not": {"required": ["family"]}}]}
+        if family.estimators is None:
+            then = {"required": ["estimator"], "properties": {"estimator": {"minLength": 1}}}
+        else:
+            then = {"properties": {"estimator": {"enum": list(family.estimators)}}}
+        rules.append({"if": this, "then": then})
+    schema["allOf"] = rules
+
+
 class Train(_Block):
+    model_config = ConfigDict(json_schema_extra=_estimator_of_family_schema)
+
     family: Annotated[str, _registered(FAMILIES)] = Field(
         "sklearn", json_schema_extra=_names_schema(FAMILIES, "model family. ")
     )
@@ -583,7 +621,7 @@ class Compress(_PluginBlocks):
 class Step(_Block):
     """A pipeline step with its budget. In YAML: `retrain` or `{retrain: {budget: 10m}}`."""
 
-    name: str
+    name: str = Field(json_schema_extra=_names_schema(STEPS, "a pipeline step. "))
     budget: Duration | None = Field(
         None,
         description="the step is stopped and the run fails (champion kept) if it takes longer"
@@ -647,6 +685,7 @@ class Policy(_Block):
         default_factory=list,
         description="what starts a re-optimization; a list means any of them, or write"
         " {all: [...]} / {any: [...]}",
+        json_schema_extra=lambda schema: _triggers_schema(schema),
     )
     combine: Literal["any", "all"] = Field(
         "any", description="fire when any trigger fires, or only when all of them do"
@@ -655,6 +694,7 @@ class Policy(_Block):
     pipeline: list[Step] = Field(
         default_factory=lambda: [Step(name="retrain"), Step(name="validate")],
         description="steps of a run, in order: names, or {name: {budget: 10m}}",
+        json_schema_extra=lambda schema: _pipeline_schema(schema),
     )
     train: Train
     tune: Tune = Field(default_factory=Tune, description="the tune step, if the pipeline has it")
@@ -834,6 +874,55 @@ class Policy(_Block):
 
 
 _COMPRESS_ONLY = {"compress", "validate"}
+
+
+# -- the JSON Schema of the short forms ``Policy._friendly_forms`` accepts ----------------------
+
+
+def _triggers_schema(schema: dict[str, Any]) -> None:
+    """`triggers:` is a list of rules, or `{any: [...]}` / `{all: [...]}` holding one."""
+    rules = {key: schema.pop(key) for key in ("type", "items") if key in schema}
+    schema["anyOf"] = [
+        rules,
+        {
+            "type": "object",
+            "properties": {"any": rules, "all": rules},
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
+    ]
+
+
+def _pipeline_schema(schema: dict[str, Any]) -> None:
+    """Each pipeline entry: `retrain`, `{retrain: null | 10m | {budget: 10m}}`, or the long form
+    `{name: retrain, budget: 10m}` (see ``_step``)."""
+    names = {"enum": STEPS.names()}
+    budget = TypeAdapter(Duration).json_schema()
+    options = {
+        "anyOf": [
+            {"type": "null"},
+            budget,
+            {
+                "type": "object",
+                "properties": {"budget": {"anyOf": [budget, {"type": "null"}]}},
+                "additionalProperties": False,
+            },
+        ]
+    }
+    schema["items"] = {
+        "anyOf": [
+            {"type": "string", **names},
+            schema["items"],
+            {
+                "type": "object",
+                "propertyNames": names,
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": options,
+            },
+        ]
+    }
 
 
 def _step(entry: Any) -> Any:

@@ -107,7 +107,9 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": ["string", "number"],
-            "pattern": r"^\d+(\.\d+)?(us|ms|s|m|h|d|w)$",
+            "pattern": _DURATION.pattern,
+            "minimum": 0,
+            "maximum": _MAX_SECONDS,
             "description": "a duration: 45s, 15m, 6h, 30d, 1w, or seconds",
         }
     ),
@@ -117,12 +119,25 @@ Size = Annotated[
     int,
     BeforeValidator(parse_size),
     WithJsonSchema(
-        {"type": ["string", "integer"], "description": "a size: 200kB, 50MB, 1GiB, or bytes"}
+        {
+            "type": ["string", "number"],
+            "pattern": _SIZE.pattern,
+            "minimum": 0,
+            "description": "a size: 200kB, 50MB, 1GiB, or bytes",
+        }
     ),
 ]
 
 Fraction = Annotated[
     float,
     BeforeValidator(parse_fraction),
-    WithJsonSchema({"type": ["string", "number"], "description": "a fraction: 0.2 or 20%"}),
+    WithJsonSchema(
+        {
+            "type": ["string", "number"],
+            "pattern": r"^\s*(100(\.0*)?|\d{1,2}(\.\d*)?|\.\d+)\s*%\s*$",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "a fraction: 0.2 or 20%",
+        }
+    ),
 ]
