@@ -4,8 +4,10 @@ default, PostgreSQL in production. The only module of reoptd that speaks SQL.
 Every read returns frozen records built from the rows inside the session; no row leaves it. A
 driver error becomes ``StoreUnavailable`` naming the database (password hidden). A swap of
 champions is one transaction that first locks the model's row (``SELECT … FOR UPDATE`` on
-PostgreSQL; on SQLite a no-op ``UPDATE`` that takes the database's write lock, waiting up to the
-busy timeout), so concurrent promotions and rollbacks of one model are serialised.
+PostgreSQL; on SQLite ``BEGIN IMMEDIATE``, the database's write lock, waiting up to the busy
+timeout), so concurrent promotions and rollbacks of one model are serialised. pysqlite's own
+transaction handling is bypassed (``isolation_level=None`` and an explicit ``BEGIN``), so a
+transaction on SQLite really spans every statement in it, DDL included.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import case, event, func, text, update
+from sqlalchemy import case, event, func, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
@@ -64,6 +66,9 @@ log = logging.getLogger("reoptd.store.sql")
 
 R = TypeVar("R")
 
+#: execution option: on SQLite, begin the transaction with ``BEGIN IMMEDIATE`` (the write lock)
+IMMEDIATE = "reoptd_immediate"
+
 #: ids per ``IN (…)`` list when looking up ingested ids
 CHUNK = 500
 
@@ -79,10 +84,21 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling is off: it would commit before DDL and begin
+            # only before DML, so neither migrations nor read-then-write swaps were atomic.
+            # SQLAlchemy's "begin" event below emits the BEGIN itself.
+            conn.isolation_level = None
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # ``immediate``: take the write lock at BEGIN (waiting up to the busy timeout), for
+            # transactions that read and then write on what they read (swaps, locks, migrations)
+            immediate = conn.get_execution_options().get(IMMEDIATE)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -103,6 +119,7 @@ class SqlStore(Store):
         self.artifacts = open_artifacts(artifacts)
         self.listeners: list[Listener] = []
         self._sqlite = self.engine.dialect.name == "sqlite"
+        self._immediate = self.engine.execution_options(**{IMMEDIATE: True})
         try:
             upgrade(self.engine)
         except SQLAlchemyError as exc:
@@ -128,9 +145,12 @@ class SqlStore(Store):
             s.connection().execute(text("SELECT 1"))
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A session; ``immediate``: its transaction holds SQLite's write lock from the start
+        (PostgreSQL takes row locks as it goes: ``SELECT … FOR UPDATE``)."""
+        bind = self._immediate if immediate else self.engine
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
+            with Session(bind, expire_on_commit=False) as session:
                 yield session
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
@@ -228,13 +248,8 @@ class SqlStore(Store):
     def _swap(
         self, name: str, version: int | None, *, at: datetime, reason: str, kind: str
     ) -> EventRecord:
-        with self._session() as s:
-            if self._sqlite:  # take SQLite's write lock first: it stands in for the row lock
-                s.connection().execute(
-                    update(ModelRow)
-                    .where(col(ModelRow.name) == name)
-                    .values(champion_version=ModelRow.champion_version)
-                )
+        # SQLite: BEGIN IMMEDIATE takes the database's write lock, standing in for the row lock
+        with self._session(immediate=True) as s:
             model = s.exec(select(ModelRow).where(ModelRow.name == name).with_for_update()).first()
             if model is None:
                 raise ModelNotFound(name)
