@@ -69,7 +69,7 @@ def test_a_database_without_a_version_table_and_only_some_tables_is_not_stamped(
         )
     engine.dispose()
     SqlStore(url, tmp_path / "a").close()
-    assert FIRST_TABLES <= _tables(url)
+    assert _tables(url) >= FIRST_TABLES
     assert _revision(url) == HEAD
 
 
@@ -113,5 +113,5 @@ def test_a_kill_at_any_instant_of_the_first_start_leaves_a_database_the_next_sta
         # the next start
         SqlStore(url, tmp_path / "artifacts").close()
         assert _revision(url) == HEAD
-        assert FIRST_TABLES <= _tables(url)
+        assert _tables(url) >= FIRST_TABLES
     assert landed >= 5  # most kills landed inside the first start, not before or after it

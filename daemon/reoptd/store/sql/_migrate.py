@@ -69,7 +69,7 @@ def upgrade(engine: Engine) -> None:
                 f"the database is at schema revision {current}, newer than this reoptd knows "
                 f"({script.get_current_head()}): upgrade reoptd, or point REOPTD_DB_URL elsewhere"
             )
-        if current is None and FIRST_TABLES <= set(inspect(connection).get_table_names()):
+        if current is None and set(inspect(connection).get_table_names()) >= FIRST_TABLES:
             command.stamp(config, FIRST)
         elif current is not None:
             _complete(connection, FIRST_TABLES)  # the later revisions alter these
