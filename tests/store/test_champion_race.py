@@ -4,6 +4,7 @@ rolling back one model through the store the CLI and the API open. Every champio
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -23,10 +24,10 @@ _WORKER = textwrap.dedent(
     from reoptd.errors import ReoptdError
     from reoptd.store import open_store
 
-    url, artifacts, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, artifacts, seed, at = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     store = open_store(url, artifacts)
     rng = random.Random(seed)
-    at = datetime.fromisoformat("%s")
+    at = datetime.fromisoformat(at)
     print("ready", flush=True)
     sys.stdin.readline()
     for _ in range(40):
@@ -40,7 +41,6 @@ _WORKER = textwrap.dedent(
                 raise
     store.close()
     """
-    % T0
 )
 
 
@@ -64,7 +64,7 @@ def test_four_processes_changing_one_champion_leave_one_consistent_chain(
     store.promote("demo_churn", 1, at=at)
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, db_url, str(artifacts), str(seed)],
+            [sys.executable, "-c", _WORKER, db_url, str(artifacts), str(seed), T0],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -81,7 +81,7 @@ def test_four_processes_changing_one_champion_leave_one_consistent_chain(
     events = store.events("demo_churn")
     wrong = [
         (before.to_version, after.from_version)
-        for before, after in zip(events, events[1:], strict=False)
+        for before, after in itertools.pairwise(events)
         if after.from_version != before.to_version
     ]
     assert len(events) > 40
