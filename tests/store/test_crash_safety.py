@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from reoptd.store.sql import VERSION_TABLE, SqlStore, make_engine
 from reoptd.store.sql._migrate import FIRST_TABLES
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _tables(url: str) -> set[str]:
@@ -115,3 +115,56 @@ def test_a_kill_at_any_instant_of_the_first_start_leaves_a_database_the_next_sta
         assert _revision(url) == HEAD
         assert _tables(url) >= FIRST_TABLES
     assert landed >= 5  # most kills landed inside the first start, not before or after it
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import datetime, UTC
+    from reoptd.store import open_store
+
+    store = open_store(sys.argv[1], sys.argv[2])
+    with store.model_lock("demo_churn"):
+        store.start_run("demo_churn", started_at=datetime.now(UTC), trigger="drift_share")
+        print("holding", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_live_process_keeps_its_lock_and_its_run_and_loses_both_when_killed(
+    db_url: str, tmp_path: Path, demo_policy
+) -> None:
+    """The CLI beside the daemon: it waits (bounded) and then says who holds the model, and
+    never closes the daemon's in-flight run; once the daemon is killed, both are free."""
+    from datetime import UTC, datetime
+
+    from reoptd.errors import ModelBusy
+    from reoptd.store import INTERRUPTED, open_store
+
+    store = open_store(db_url, tmp_path / "artifacts")
+    store.ensure_model(demo_policy, datetime.now(UTC))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, db_url, str(tmp_path / "artifacts")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with (
+            pytest.raises(ModelBusy, match=f":{holder.pid}:"),
+            store.model_lock("demo_churn", wait=0.5),
+        ):
+            pass
+        assert store.close_interrupted_runs("demo_churn") == 0
+        assert [r.outcome for r in store.runs("demo_churn")] == ["running"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.close_interrupted_runs("demo_churn") == 1
+    (run,) = store.runs("demo_churn")
+    assert run.outcome == "failed" and run.reason == INTERRUPTED
+    with store.model_lock("demo_churn"):
+        pass
+    store.close()

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import case, event, func, text
+from sqlalchemy import case, delete, event, func, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
@@ -36,7 +36,18 @@ from reoptd.errors import (
 )
 from reoptd.policy import Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
-from reoptd.store.base import INTERRUPTED, Listener, Store, check_changes, repeated
+from reoptd.store.base import (
+    FORGET,
+    INTERRUPTED,
+    Listener,
+    Store,
+    alive,
+    check_changes,
+    gone,
+    new_owner,
+    repeated,
+    wall_now,
+)
 from reoptd.store.records import (
     ChampionSummary,
     CheckRecord,
@@ -46,6 +57,7 @@ from reoptd.store.records import (
     IngestedPrediction,
     IngestedRow,
     ModelRecord,
+    ProcessRecord,
     RunRecord,
     RunStats,
     VersionRecord,
@@ -56,8 +68,10 @@ from reoptd.store.sql._tables import (
     DecisionRow,
     EventRow,
     LabelRow,
+    LockRow,
     ModelRow,
     PredictionRow,
+    ProcessRow,
     RunRow,
     VersionRow,
 )
@@ -118,6 +132,7 @@ class SqlStore(Store):
         self.engine = make_engine(url)
         self.artifacts = open_artifacts(artifacts)
         self.listeners: list[Listener] = []
+        self.owner = new_owner()
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._immediate = self.engine.execution_options(**{IMMEDIATE: True})
         try:
@@ -170,6 +185,60 @@ class SqlStore(Store):
         if model_id is None:
             raise ModelNotFound(name)
         return model_id
+
+    # -- processes and locks ------------------------------------------------------------------
+
+    def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
+        host, pid, _tag = self.owner.rsplit(":", 2)
+        now = wall_now()
+        with self._session() as s:
+            row = s.get(ProcessRow, self.owner)
+            if row is None:
+                row = ProcessRow(owner=self.owner, host=host, pid=int(pid), seen_at=now)
+            row.seen_at = now
+            if clock_at is not None:
+                row.clock_at = clock_at
+                row.clock_speed = speed
+            s.add(row)
+            s.exec(delete(ProcessRow).where(col(ProcessRow.seen_at) < now - FORGET))
+            s.commit()
+
+    def processes(self) -> list[ProcessRecord]:
+        with self._session() as s:
+            rows = s.exec(select(ProcessRow).order_by(col(ProcessRow.seen_at)))
+            return [_record(ProcessRecord, r) for r in rows]
+
+    def _try_lock(self, name: str) -> str | None:
+        with self._session() as s:  # the lock's row exists before anyone locks it
+            if s.get(LockRow, name) is None:
+                s.add(LockRow(model=name, owner=""))
+                try:
+                    s.commit()
+                except IntegrityError:  # another process made it first
+                    s.rollback()
+        with self._session(immediate=True) as s:
+            lock = s.exec(select(LockRow).where(LockRow.model == name).with_for_update()).one()
+            if lock.owner and lock.owner != self.owner:
+                holder = s.get(ProcessRow, lock.owner)
+                if alive(
+                    None if holder is None else _record(ProcessRecord, holder),
+                    self.owner,
+                    wall_now(),
+                ):
+                    return lock.owner
+            lock.owner = self.owner
+            s.add(lock)
+            s.commit()
+        return None
+
+    def unlock_model(self, name: str) -> None:
+        with self._session() as s:
+            s.exec(
+                update(LockRow)
+                .where(col(LockRow.model) == name, col(LockRow.owner) == self.owner)
+                .values(owner="")
+            )
+            s.commit()
 
     # -- models -------------------------------------------------------------------------------
 
@@ -423,6 +492,7 @@ class SqlStore(Store):
                 started_at=started_at,
                 trigger=trigger,
                 champion_version=champion_version,
+                owner=self.owner,
             )
             return self._commit(s, row, RunRecord)
 
@@ -460,11 +530,13 @@ class SqlStore(Store):
             model_id = s.exec(select(ModelRow.id).where(ModelRow.name == name)).first()
             if model_id is None:
                 return 0
-            stale = list(
+            running = list(
                 s.exec(
                     select(RunRow).where(RunRow.model_id == model_id, RunRow.outcome == "running")
                 )
             )
+            processes = {p.owner: _record(ProcessRecord, p) for p in s.exec(select(ProcessRow))}
+            stale = [r for r in running if gone(r.owner, self.owner, processes)]
             for run in stale:
                 run.outcome = "failed"
                 run.reason = INTERRUPTED
