@@ -79,6 +79,11 @@ class Service:
                 "or REOPTD_METRICS_PORT)"
             ) from None
         self._heartbeat()  # the lease and the clock reading exist before the first cycle
+        for store in self._stores():  # files of runs cut off by a kill or a crash
+            try:
+                store.collect_artifacts()
+            except (ReoptdError, OSError) as exc:
+                log.warning("cannot collect orphaned artifacts: %s", exc)
         self.scheduler.add_job(
             self._heartbeat,
             IntervalTrigger(seconds=HEARTBEAT, timezone=UTC),

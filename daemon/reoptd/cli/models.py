@@ -33,6 +33,9 @@ def models_show(model: str) -> None:
     registry = assemble.open_registry(_settings())
     row = registry.model(model)
     typer.echo(f"{row.name} ({row.task}): champion v{row.champion_version}")
+    problem = registry.champion_problem(model)
+    if problem:
+        typer.echo(f"  CHAMPION UNUSABLE: {problem}")
     tunes = {
         r.challenger_version: r.steps["tune"] for r in registry.runs(model) if "tune" in r.steps
     }

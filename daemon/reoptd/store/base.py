@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reoptd.errors import ModelBusy, ReoptdError
+from reoptd.errors import ArtifactError, ModelBusy, ReoptdError
 from reoptd.policy import CheckView, ModelState, Policy
 from reoptd.signals import Signals
 from reoptd.store.artifacts import ArtifactStore
@@ -74,6 +74,8 @@ INTERRUPTED = "interrupted: the daemon stopped before the run finished"
 LEASE = timedelta(seconds=30)
 #: how often a live process renews its lease (seconds of real time)
 HEARTBEAT = 5.0
+#: an unreferenced artifact file younger than this (real time) may belong to a run in flight
+ARTIFACT_GRACE = timedelta(hours=1)
 #: process rows unseen for this long are deleted
 FORGET = timedelta(days=7)
 
@@ -313,6 +315,37 @@ class Store(ABC):
         if model.champion_version is None:
             return None
         return self.version(name, model.champion_version)
+
+    def champion_problem(self, name: str) -> str | None:
+        """Why the champion of ``name`` cannot be loaded (an artifact missing or failing its
+        sha256), or None when it verifies or there is none."""
+        champion = self.champion(name)
+        if champion is None:
+            return None
+        try:
+            self._verify(champion)
+        except ArtifactError as exc:
+            return f"champion v{champion.version} unusable: {exc}"
+        return None
+
+    def collect_artifacts(self, grace: timedelta = ARTIFACT_GRACE) -> list[str]:
+        """Delete artifact files no version references (a run cut off between writing its
+        artifacts and inserting its version, a temporary file of a killed write) once older
+        than ``grace`` (real time: a run in flight has not inserted its version yet); return
+        their keys. Run at the daemon's start. The artifact store belongs to this database."""
+        keep: set[str] = set()
+        for model in self.models():
+            for version in self.versions(model.name):
+                keep |= {version.sha256, version.reference_sha256}
+        cutoff = wall_now() - grace
+        removed = []
+        for key, name, written in list(self.artifacts.entries()):
+            if name not in keep and written < cutoff:
+                self.artifacts.remove(key)
+                removed.append(key)
+        if removed:
+            log.info("removed %d orphaned artifact file(s)", len(removed))
+        return removed
 
     def load_artifact(self, version: VersionRecord) -> bytes:
         """The version's model bytes, sha256-verified (``ArtifactError`` otherwise)."""
