@@ -52,8 +52,22 @@ def _config(connection: Connection) -> Config:
     return config
 
 
+def _current(engine: Engine) -> bool:
+    """Whether the database is at the newest revision with every table (read only: most starts,
+    a CLI command's among them, need no write lock)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        head = ScriptDirectory.from_config(_config(connection)).get_current_head()
+        if context.get_current_revision() != head:
+            return False
+        existing = set(inspect(connection).get_table_names())
+        return all(t.name in existing for t in SQLModel.metadata.sorted_tables)
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema, in one transaction."""
+    if _current(engine):
+        return
     # "reoptd_immediate" (see make_engine): BEGIN IMMEDIATE on SQLite
     with engine.execution_options(reoptd_immediate=True).begin() as connection:
         if connection.dialect.name == "postgresql":

@@ -161,8 +161,10 @@ class SqlStore(Store):
 
     @contextmanager
     def _session(self, *, immediate: bool = False) -> Iterator[Session]:
-        """A session; ``immediate``: its transaction holds SQLite's write lock from the start
-        (PostgreSQL takes row locks as it goes: ``SELECT … FOR UPDATE``)."""
+        """A session; ``immediate`` for every session that writes: on SQLite its transaction
+        holds the write lock from ``BEGIN`` (waiting up to the busy timeout), since a deferred
+        transaction that read first cannot write once another process committed (WAL's
+        SQLITE_BUSY_SNAPSHOT, not retried). PostgreSQL ignores it (row locks as it goes)."""
         bind = self._immediate if immediate else self.engine
         try:
             with Session(bind, expire_on_commit=False) as session:
@@ -191,7 +193,7 @@ class SqlStore(Store):
     def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
         host, pid, _tag = self.owner.rsplit(":", 2)
         now = wall_now()
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.get(ProcessRow, self.owner)
             if row is None:
                 row = ProcessRow(owner=self.owner, host=host, pid=int(pid), seen_at=now)
@@ -209,7 +211,7 @@ class SqlStore(Store):
             return [_record(ProcessRecord, r) for r in rows]
 
     def _try_lock(self, name: str) -> str | None:
-        with self._session() as s:  # the lock's row exists before anyone locks it
+        with self._session(immediate=True) as s:  # the lock's row exists before anyone locks it
             if s.get(LockRow, name) is None:
                 s.add(LockRow(model=name, owner=""))
                 try:
@@ -232,7 +234,7 @@ class SqlStore(Store):
         return None
 
     def unlock_model(self, name: str) -> None:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             s.exec(
                 update(LockRow)
                 .where(col(LockRow.model) == name, col(LockRow.owner) == self.owner)
@@ -244,7 +246,7 @@ class SqlStore(Store):
 
     def ensure_model(self, policy: Policy, at: datetime) -> ModelRecord:
         snapshot = policy.model_dump(mode="json", by_alias=True)
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.exec(select(ModelRow).where(ModelRow.name == policy.model)).first()
             if row is None:
                 row = ModelRow(name=policy.model, task=policy.task, created_at=at, policy=snapshot)
@@ -290,7 +292,7 @@ class SqlStore(Store):
         return row
 
     def _insert_version(self, name: str, *, at: datetime, **fields: Any) -> VersionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = self._model_id(s, name)
             latest = s.exec(
                 select(func.max(VersionRow.version)).where(VersionRow.model_id == model_id)
@@ -302,7 +304,7 @@ class SqlStore(Store):
             return _record(VersionRecord, row)
 
     def set_status(self, name: str, version: int, status: str, **metrics: Any) -> VersionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = self._version_row(s, name, version)
             row.status = status
             if metrics:
@@ -384,7 +386,7 @@ class SqlStore(Store):
         signals: dict[str, Any] | None = None,
         seconds: float = 0.0,
     ) -> CheckRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = CheckRow(
                 model_id=self._model_id(s, name),
                 at=at,
@@ -406,7 +408,7 @@ class SqlStore(Store):
 
     def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
         check_changes(check_id, changes)
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.get(CheckRow, check_id)
             if row is None:
                 raise ReoptdError(f"no check with id {check_id}")
@@ -451,7 +453,7 @@ class SqlStore(Store):
         triggers: list[str],
         reasons: str,
     ) -> DecisionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = DecisionRow(
                 model_id=self._model_id(s, name),
                 check_id=check_id,
@@ -485,7 +487,7 @@ class SqlStore(Store):
         champion_version: int | None = None,
         decision_id: int | None = None,
     ) -> RunRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = RunRow(
                 model_id=self._model_id(s, name),
                 decision_id=decision_id,
@@ -507,7 +509,7 @@ class SqlStore(Store):
         steps: dict[str, Any] | None = None,
         seconds: float = 0.0,
     ) -> RunRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise ReoptdError(f"no run with id {run_id}")
@@ -526,7 +528,7 @@ class SqlStore(Store):
             return [_record(RunRecord, r) for r in s.exec(query)]
 
     def close_interrupted_runs(self, name: str) -> int:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = s.exec(select(ModelRow.id).where(ModelRow.name == name)).first()
             if model_id is None:
                 return 0
@@ -588,7 +590,7 @@ class SqlStore(Store):
         again = repeated(ids)
         if again:
             raise DuplicateIds(name, list(dict.fromkeys(again)))
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = self._model_id(s, name)
             known: set[str] = set()
             for start in range(0, len(ids), CHUNK):  # bounded IN lists
