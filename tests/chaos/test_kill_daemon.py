@@ -83,7 +83,11 @@ def test_kill_9_at_random_instants_loses_nothing(tmp_path: Path) -> None:
         child = _daemon(home, log)
         if i < 3:  # the first starts: the kill lands in the imports or the migration
             time.sleep(rng.uniform(0.5, 3.0))
-        else:  # later ones: in a check, a backfill or a re-optimization
+        elif i % 2:  # inside a re-optimization: just after one of its steps finished
+            assert _wait_for(log, "reoptd starting", start, 60), log.read_text()[-3000:]
+            _wait_for(log, " done in ", start, 20)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:  # anywhere: in a check, a backfill or a re-optimization
             assert _wait_for(log, "reoptd starting", start, 60), log.read_text()[-3000:]
             time.sleep(rng.uniform(0.0, 3.0))
         child.kill()
