@@ -103,12 +103,23 @@ def make_clock(
     mode: str, policies: list[Policy], registry: Store, speed: float | None = None
 ) -> Clock:
     """``system``, ``simulated`` (accelerated by ``speed``), or ``auto``: simulated for demo
-    policies, system otherwise."""
+    policies, system otherwise. A simulated clock starts after the last recorded check, or at
+    the daemon's time if a daemon on a simulated clock is further on."""
     if mode == "auto":
         mode = "simulated" if is_demo(policies) else "system"
     if mode == "system":
         return SystemClock()
     start = resume_point(policies, registry)
+    daemon = registry.daemon_clock()
+    if daemon is not None:
+        start = max(start, daemon)
     if speed is None:
         return SimulatedClock(start)
     return AcceleratedClock(start, speed)
+
+
+def action_time(registry: Store) -> datetime:
+    """When a champion change made from the CLI happens: the daemon's time when a daemon runs
+    (or last ran) on a simulated clock, so the champion's age never goes negative and the
+    daemon's next decisions see it; the system clock otherwise."""
+    return registry.daemon_clock() or SystemClock().now()

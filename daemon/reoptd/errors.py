@@ -86,3 +86,16 @@ class DuplicateIds(ReoptdError):
 
 class OptimizeError(ReoptdError):
     """A re-optimization step failed; the champion stays as it was."""
+
+
+class ModelBusy(ReoptdError):
+    """Another live process (the daemon, another command) is running a cycle or a run of the
+    model."""
+
+    def __init__(self, model: str, holder: str, waited: float) -> None:
+        self.model = model
+        self.holder = holder
+        super().__init__(
+            f"model {model!r} is busy: {holder} is running a cycle or a re-optimization of it"
+            f" (waited {waited:g} s); try again when it is done"
+        )

@@ -155,6 +155,13 @@ class Metrics:
             [*m, "stage"],
             registry=r,
         )
+        self.champion_loadable = Gauge(
+            "reoptd_champion_loadable",
+            "1 if the champion's artifacts load and verify (sha256), 0 if it is missing or"
+            " corrupt (set by each cycle)",
+            m,
+            registry=r,
+        )
         self.checks = Counter(
             "reoptd_checks",
             "Monitoring checks by outcome (ok, failed, skipped)",

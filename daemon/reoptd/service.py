@@ -20,14 +20,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import start_http_server
 
-from reoptd.clock import Clock
+from reoptd.clock import Clock, SystemClock
 from reoptd.cycle import ModelLoop
-from reoptd.errors import ReoptdError
+from reoptd.errors import ModelBusy, ReoptdError
 from reoptd.metrics import Metrics
 from reoptd.optimize import Executor
+from reoptd.store import HEARTBEAT
 
 if TYPE_CHECKING:
     from reoptd.api import ApiServer
+    from reoptd.store import Store
 
 log = logging.getLogger("reoptd.service")
 
@@ -77,6 +79,18 @@ class Service:
                 f"{exc.strerror} (another reoptd running? choose a port with --metrics-port "
                 "or REOPTD_METRICS_PORT)"
             ) from None
+        self._heartbeat()  # the lease and the clock reading exist before the first cycle
+        for store in self._stores():  # files of runs cut off by a kill or a crash
+            try:
+                store.collect_artifacts()
+            except (ReoptdError, OSError) as exc:
+                log.warning("cannot collect orphaned artifacts: %s", exc)
+        self.scheduler.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=HEARTBEAT, timezone=UTC),
+            id="heartbeat",
+            name="lease and clock heartbeat",
+        )
         for loop in self.loops:
             loop.start()
             every = self.clock.real_seconds(loop.policy.monitor.every)
@@ -107,16 +121,33 @@ class Service:
         every = self.clock.real_seconds(loop.policy.monitor.every)
         return IntervalTrigger(seconds=max(every, 0.1), timezone=UTC)
 
+    def _stores(self) -> list[Store]:
+        return list({id(loop.store): loop.store for loop in self.loops}.values())
+
+    def _heartbeat(self) -> None:
+        """Renew the daemon's lease and record its clock (the CLI stamps its actions with it;
+        ``speed`` None: the system clock)."""
+        speed = None if isinstance(self.clock, SystemClock) else getattr(self.clock, "speed", 0.0)
+        for store in self._stores():
+            try:
+                store.heartbeat(clock_at=self.clock.now(), speed=speed)
+            except ReoptdError as exc:  # the database is away: the next beat retries
+                log.warning("cannot record the daemon's heartbeat: %s", exc)
+
     def _cycle(self, loop: ModelLoop) -> None:
         if self._stop.is_set():
             return
         self.metrics.jobs_running.inc()
         try:
-            old_every = loop.policy.monitor.every
-            if loop.reload_if_changed() and loop.policy.monitor.every != old_every:
-                self.scheduler.reschedule_job(loop.name, trigger=self._trigger(loop))
-                log.info("%s: now checking every %s", loop.name, loop.policy.monitor.every)
-            loop.cycle(self.clock.now())
+            # one cycle per model across processes: `reoptd check`/`optimize` may hold it
+            with loop.store.model_lock(loop.name):
+                old_every = loop.policy.monitor.every
+                if loop.reload_if_changed() and loop.policy.monitor.every != old_every:
+                    self.scheduler.reschedule_job(loop.name, trigger=self._trigger(loop))
+                    log.info("%s: now checking every %s", loop.name, loop.policy.monitor.every)
+                loop.cycle(self.clock.now())
+        except ModelBusy as exc:
+            log.info("%s: cycle skipped: %s", loop.name, exc)
         except Exception:  # one model's failure must never stop the others
             log.exception("%s: cycle crashed; the daemon goes on", loop.name)
         finally:

@@ -221,7 +221,8 @@ def test_a_scrape_reads_the_same_number_of_statements_whatever_the_models(
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
+        if not statement.startswith("BEGIN"):  # SQLite's explicit BEGIN is not a read
+            statements.append(statement)
 
     def add_model(name: str) -> None:
         registry.ensure_model(demo_policy.model_copy(update={"model": name}), T0)

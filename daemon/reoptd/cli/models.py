@@ -43,6 +43,9 @@ def models_show(model: str) -> None:
     row = registry.model(model)
     champion = _version(row.champion_version, "no champion yet")
     typer.echo(f"{row.name} ({row.task}): champion {champion}")
+    problem = registry.champion_problem(model)
+    if problem:
+        typer.echo(f"  CHAMPION UNUSABLE: {problem}")
     tunes = {
         r.challenger_version: r.steps["tune"] for r in registry.runs(model) if "tune" in r.steps
     }
@@ -96,20 +99,20 @@ def models_show(model: str) -> None:
 @models_app.command("promote")
 def models_promote(model: str, version: int) -> None:
     """Make VERSION of MODEL the champion (one transaction; its artifact is verified first)."""
-    from reoptd.clock import SystemClock
-
     registry = assemble.open_registry(_settings())
-    event = registry.promote(model, version, at=SystemClock().now(), reason="manual (CLI)")
+    event = registry.promote(
+        model, version, at=assemble.action_time(registry), reason="manual (CLI)"
+    )
     typer.echo(f"{model}: champion {_version(event.from_version)} -> {_version(event.to_version)}")
 
 
 @models_app.command("rollback")
 def models_rollback(model: str) -> None:
     """Return MODEL to the champion before the current one."""
-    from reoptd.clock import SystemClock
-
     registry = assemble.open_registry(_settings())
-    event = registry.rollback(model, at=SystemClock().now(), reason="manual rollback (CLI)")
+    event = registry.rollback(
+        model, at=assemble.action_time(registry), reason="manual rollback (CLI)"
+    )
     typer.echo(
         f"{model}: rolled back {_version(event.from_version)} -> {_version(event.to_version)}"
     )
@@ -123,9 +126,9 @@ def models_approve(
     ] = None,
 ) -> None:
     """Promote a version that won validation and waits for approval (promote.mode: manual)."""
-    from reoptd.clock import SystemClock
-
     registry = assemble.open_registry(_settings())
-    event = registry.approve(model, version, at=SystemClock().now(), reason="approved (CLI)")
+    event = registry.approve(
+        model, version, at=assemble.action_time(registry), reason="approved (CLI)"
+    )
     change = f"{_version(event.from_version)} -> {_version(event.to_version)}"
     typer.echo(f"{model}: approved, champion {change}")

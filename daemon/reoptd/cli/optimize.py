@@ -21,6 +21,9 @@ from reoptd.cli._common import (
 )
 from reoptd.errors import ReoptdError
 
+#: how long `check` and `optimize` wait for the daemon's cycle or run of the model (seconds)
+CLI_WAIT = 10.0
+
 
 @app.command()
 def check(
@@ -46,8 +49,9 @@ def check(
     the_clock = assemble.make_clock(clock, [policy], registry)
     now = the_clock.now()
     loop = ModelLoop(policy, registry, Metrics())
-    loop.start()
-    outcome = loop.cycle(now)
+    with registry.model_lock(policy.model, wait=CLI_WAIT):  # not beside the daemon's cycle
+        loop.start()
+        outcome = loop.cycle(now)
     if outcome.check is None and outcome.error is not None:  # nothing could be recorded
         raise ReoptdError(f"{policy.model}: the cycle could not be recorded: {outcome.error}")
     if html is not None:
@@ -139,9 +143,10 @@ def optimize(
     else:
         now = assemble.make_clock(clock, [policy], registry).now()
     loop = ModelLoop(policy, registry, Metrics(), source=source)
-    loop.start()
     loop.progress = sys.stderr.isatty()
-    run_row = loop.optimize(now, trigger="manual")
+    with registry.model_lock(policy.model, wait=CLI_WAIT):  # not beside the daemon's run
+        loop.start()
+        run_row = loop.optimize(now, trigger="manual")
     if report is not None:
         document: dict[str, Any] = {
             "model": policy.model,

@@ -25,7 +25,8 @@ def status(
 ) -> None:
     """Models, champion versions, last checks and decisions.
 
-    --json prints {"models": [{"name", "champion_version", "versions" (count), "last_check"
+    --json prints {"models": [{"name", "champion_version", "versions" (count),
+    "champion_problem" (why the champion's artifacts do not load, or null), "last_check"
     (ISO time), "last_check_status", "drift_share", "last_decision" {"at", "fire", "triggers",
     "reasons"}, "metrics" and "estimated" (the last check's measured and label-free metrics),
     "last_backfill" {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
@@ -41,6 +42,7 @@ def status(
                 "name": model.name,
                 "champion_version": model.champion_version,
                 "versions": len(registry.versions(model.name)),
+                "champion_problem": registry.champion_problem(model.name),
                 "last_check": _iso(last.at) if last else None,
                 "last_check_status": last.status if last else None,
                 "drift_share": last.drift_share if last else None,
@@ -81,6 +83,8 @@ def status(
     typer.echo(_table(headers, rows))
     for e in entries:
         details = []
+        if e["champion_problem"]:
+            details.append(f"CHAMPION UNUSABLE: {e['champion_problem']}")
         if e["estimated"]:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in e["estimated"].items())
             details.append(f"estimated without labels: {shown}")

@@ -172,7 +172,10 @@ class ModelLoop:
             champion = self.champion()
         except ArtifactError as exc:
             log.error("%s: champion v%s unusable: %s", self.name, model.champion_version, exc)
+            self.metrics.champion_loadable.labels(self.name).set(0)
+            self.metrics.data_errors.labels(self.name).inc()
             return CycleOutcome(check=self._record(now, "failed", f"champion artifact: {exc}"))
+        self.metrics.champion_loadable.labels(self.name).set(1)
         status, reason, result = self._check(now, champion)
         signals = result.signals if result is not None else Signals()
         self._stage = "backfill"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reoptd.store.artifacts import ArtifactStore, LocalArtifactStore, open_artifacts
-from reoptd.store.base import INTERRUPTED, Listener, Store, check_view
+from reoptd.store.base import HEARTBEAT, INTERRUPTED, LEASE, Listener, Store, check_view
 from reoptd.store.memory import MemoryStore
 from reoptd.store.records import (
     ChampionSummary,
@@ -21,6 +21,7 @@ from reoptd.store.records import (
     IngestedPrediction,
     IngestedRow,
     ModelRecord,
+    ProcessRecord,
     RunRecord,
     RunStats,
     VersionRecord,
@@ -40,7 +41,9 @@ def open_store(url: str, artifacts: str | Path | ArtifactStore) -> Store:
 
 
 __all__ = [
+    "HEARTBEAT",
     "INTERRUPTED",
+    "LEASE",
     "MEMORY_URL",
     "ArtifactStore",
     "ChampionSummary",
@@ -54,6 +57,7 @@ __all__ = [
     "LocalArtifactStore",
     "MemoryStore",
     "ModelRecord",
+    "ProcessRecord",
     "RunRecord",
     "RunStats",
     "Store",

@@ -15,6 +15,8 @@ import hashlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reoptd.errors import ArtifactError
@@ -38,6 +40,14 @@ class ArtifactStore(ABC):
     @abstractmethod
     def uri(self, sha256: str) -> str:
         """Where the bytes live, for people and for the version record's ``artifact_path``."""
+
+    def entries(self) -> Iterator[tuple[str, str, datetime]]:
+        """Every stored file as (key, sha256 or temporary name, last written, real time), for
+        ``Store.collect_artifacts``; a backend that cannot list yields nothing."""
+        return iter(())
+
+    def remove(self, key: str) -> None:  # noqa: B027 - optional, with ``entries``
+        """Delete the file ``key`` of ``entries`` (gone already: nothing to do)."""
 
     def get(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256``; raises ``ArtifactError`` if missing or altered."""
@@ -70,6 +80,7 @@ class LocalArtifactStore(ArtifactStore):
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if target.exists():
+            os.utime(target)  # fresh again: ``collect_artifacts`` spares it while it is reused
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -88,6 +99,21 @@ class LocalArtifactStore(ArtifactStore):
         finally:
             os.close(dir_fd)
         return digest
+
+    def entries(self) -> Iterator[tuple[str, str, datetime]]:
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("*/*"):
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            if path.is_file():
+                key = str(path.relative_to(self.root))
+                yield key, path.name, datetime.fromtimestamp(mtime, UTC)
+
+    def remove(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
     def read(self, sha256: str) -> bytes:
         target = self.path(sha256)

@@ -16,18 +16,33 @@ Guarantees every backend gives:
 - the champion changes only inside ``_swap``, atomically with its event, under a lock that
   serialises promotions and rollbacks of one model (each event's ``from_version`` is the
   champion before it); the target's artifacts are verified first;
-- a batch of ingested rows is stored whole or not at all.
+- a batch of ingested rows is stored whole or not at all;
+- one cycle or run per model across processes: ``model_lock`` is a lease held by one live
+  process (``owner``); a lock or a ``running`` run whose process is gone (not seen for ``LEASE``
+  of real time, or its pid dead on this host) is free / closed as interrupted, never one whose
+  process is alive.
+
+Leases are real time (``datetime.now``), not the injected clock: they are about processes, not
+about the model's simulated time. The daemon's clock is shared the other way round: the daemon
+records its reading in ``heartbeat``, and ``daemon_clock`` gives it to the CLI, so champion
+changes made from the CLI are stamped in the daemon's time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reoptd.errors import ReoptdError
+from reoptd.errors import ArtifactError, ModelBusy, ReoptdError
 from reoptd.policy import CheckView, ModelState, Policy
 from reoptd.signals import Signals
 from reoptd.store.artifacts import ArtifactStore
@@ -40,6 +55,7 @@ from reoptd.store.records import (
     IngestedPrediction,
     IngestedRow,
     ModelRecord,
+    ProcessRecord,
     RunRecord,
     RunStats,
     VersionRecord,
@@ -52,6 +68,55 @@ Listener = Callable[[str, EventRecord], object]
 
 #: what a run left ``running`` by a process that died is closed with
 INTERRUPTED = "interrupted: the daemon stopped before the run finished"
+
+#: a process not seen for this long (real time) is gone: its model locks are free, its runs are
+#: closed as interrupted
+LEASE = timedelta(seconds=30)
+#: how often a live process renews its lease (seconds of real time)
+HEARTBEAT = 5.0
+#: an unreferenced artifact file younger than this (real time) may belong to a run in flight
+ARTIFACT_GRACE = timedelta(hours=1)
+#: process rows unseen for this long are deleted
+FORGET = timedelta(days=7)
+
+
+def gone(run_owner: str | None, owner: str, processes: dict[str, ProcessRecord]) -> bool:
+    """Whether a ``running`` run of ``run_owner`` was cut off, as ``owner`` sees it at start:
+    its process is not alive, or it is ``owner``'s own (nothing runs yet), or it predates
+    owners."""
+    if run_owner is None or run_owner == owner:
+        return True
+    return not alive(processes.get(run_owner), owner, wall_now())
+
+
+def new_owner() -> str:
+    """A name for this process's use of a store: host, pid and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def wall_now() -> datetime:
+    """Real time, for leases only."""
+    return datetime.now(UTC)
+
+
+def alive(process: ProcessRecord | None, owner: str, now: datetime) -> bool:
+    """Whether the process behind ``process`` (``owner``, asking) still holds its leases: seen
+    within ``LEASE``, and on this host its pid still runs (another store of this very process is
+    not: a process has one daemon)."""
+    if process is None or now - process.seen_at > LEASE:
+        return False
+    if process.host != socket.gethostname():
+        return True
+    if process.pid == os.getpid():
+        return process.owner == owner
+    try:
+        os.kill(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
 
 #: check fields ``update_check`` may change (the rest are fixed when the check is recorded)
 CHECK_CHANGES = frozenset(
@@ -100,6 +165,8 @@ class Store(ABC):
     url: str
     #: model and reference bytes, verified on load
     artifacts: ArtifactStore
+    #: this store's process in leases, locks and runs (``new_owner``)
+    owner: str
     #: told of every promotion and rollback once committed, whatever made it (the loop, the API,
     #: the CLI): the webhooks hang here. A failing listener is logged, never raised.
     listeners: list[Listener]
@@ -122,6 +189,69 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: a store without connections has none to close
         """Release connections; the store is not used afterwards."""
+
+    # -- processes, leases and the daemon's clock ------------------------------------------------
+
+    @abstractmethod
+    def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
+        """Renew this process's lease (``seen_at``: now, real time); a daemon also records its
+        clock's reading ``clock_at`` and ``speed`` (simulated seconds per real second; None for
+        the system clock). Rows unseen for ``FORGET`` are deleted."""
+
+    @abstractmethod
+    def processes(self) -> list[ProcessRecord]:
+        """Every process that renewed a lease (live or not), oldest first."""
+
+    @abstractmethod
+    def _try_lock(self, name: str) -> str | None:
+        """Atomically take the lock of model ``name`` for ``owner`` unless another live process
+        (``alive``) holds it; None when taken (or already ours), else the holder's owner."""
+
+    @abstractmethod
+    def unlock_model(self, name: str) -> None:
+        """Release the lock of ``name`` if this process holds it."""
+
+    @contextmanager
+    def model_lock(self, name: str, *, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
+        """Hold model ``name``'s lock for a cycle or a run: wait up to ``wait`` seconds for the
+        holder, then ``ModelBusy`` naming it. The lease is renewed while held."""
+        self.heartbeat()
+        deadline = time.monotonic() + wait
+        while (holder := self._try_lock(name)) is not None:
+            if time.monotonic() >= deadline:
+                raise ModelBusy(name, holder, wait)
+            time.sleep(poll)
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(HEARTBEAT):
+                try:
+                    self.heartbeat()
+                except ReoptdError as exc:  # the database is away: the next beat retries
+                    log.warning("%s: cannot renew the lease of %s: %s", name, self.owner, exc)
+
+        renewer = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            self.unlock_model(name)
+
+    def daemon_clock(self) -> datetime | None:
+        """The daemon's time now, when the newest daemon runs a simulated or accelerated clock:
+        its last reading plus the real time since × its speed (a stopped daemon's clock stands
+        still); None when no daemon recorded a simulated clock (the system clock is right)."""
+        daemons = [p for p in self.processes() if p.clock_at is not None]
+        if not daemons:
+            return None
+        newest = max(daemons, key=lambda p: p.seen_at)
+        if newest.clock_speed is None or newest.clock_at is None:
+            return None
+        now = wall_now()
+        if not alive(newest, self.owner, now):
+            return newest.clock_at
+        return newest.clock_at + (now - newest.seen_at) * newest.clock_speed
 
     # -- models -------------------------------------------------------------------------------
 
@@ -185,6 +315,37 @@ class Store(ABC):
         if model.champion_version is None:
             return None
         return self.version(name, model.champion_version)
+
+    def champion_problem(self, name: str) -> str | None:
+        """Why the champion of ``name`` cannot be loaded (an artifact missing or failing its
+        sha256), or None when it verifies or there is none."""
+        champion = self.champion(name)
+        if champion is None:
+            return None
+        try:
+            self._verify(champion)
+        except ArtifactError as exc:
+            return f"champion v{champion.version} unusable: {exc}"
+        return None
+
+    def collect_artifacts(self, grace: timedelta = ARTIFACT_GRACE) -> list[str]:
+        """Delete artifact files no version references (a run cut off between writing its
+        artifacts and inserting its version, a temporary file of a killed write) once older
+        than ``grace`` (real time: a run in flight has not inserted its version yet); return
+        their keys. Run at the daemon's start. The artifact store belongs to this database."""
+        keep: set[str] = set()
+        for model in self.models():
+            for version in self.versions(model.name):
+                keep |= {version.sha256, version.reference_sha256}
+        cutoff = wall_now() - grace
+        removed = []
+        for key, name, written in list(self.artifacts.entries()):
+            if name not in keep and written < cutoff:
+                self.artifacts.remove(key)
+                removed.append(key)
+        if removed:
+            log.info("removed %d orphaned artifact file(s)", len(removed))
+        return removed
 
     def load_artifact(self, version: VersionRecord) -> bytes:
         """The version's model bytes, sha256-verified (``ArtifactError`` otherwise)."""
@@ -333,7 +494,7 @@ class Store(ABC):
         champion_version: int | None = None,
         decision_id: int | None = None,
     ) -> RunRecord:
-        """Record a re-optimization run as ``running``."""
+        """Record a re-optimization run as ``running``, owned by this store's ``owner``."""
 
     @abstractmethod
     def finish_run(
@@ -355,8 +516,10 @@ class Store(ABC):
 
     @abstractmethod
     def close_interrupted_runs(self, name: str) -> int:
-        """Mark runs left ``running`` by a process that died as failed (``INTERRUPTED``); return
-        how many. An unknown model has none."""
+        """Mark runs left ``running`` by a process that is gone (``alive`` is false: a process
+        killed or stopped mid-run, or this very store's own earlier runs, called at start) as
+        failed (``INTERRUPTED``); return how many. A run of another live process (the daemon,
+        seen by the CLI) is left alone. An unknown model has none."""
 
     def run_stats(self, name: str, since: datetime) -> RunStats:
         """The last run's start (any run), and the runs other than the bootstrap that started

@@ -19,7 +19,18 @@ from reoptd.clock import utc
 from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError, VersionNotFound
 from reoptd.policy import Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
-from reoptd.store.base import INTERRUPTED, Listener, Store, check_changes, repeated
+from reoptd.store.base import (
+    FORGET,
+    INTERRUPTED,
+    Listener,
+    Store,
+    alive,
+    check_changes,
+    gone,
+    new_owner,
+    repeated,
+    wall_now,
+)
 from reoptd.store.records import (
     CheckRecord,
     DecisionRecord,
@@ -28,6 +39,7 @@ from reoptd.store.records import (
     IngestedPrediction,
     IngestedRow,
     ModelRecord,
+    ProcessRecord,
     RunRecord,
     VersionRecord,
 )
@@ -62,6 +74,9 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._models: dict[str, _Model] = {}
         self._ids = 0
+        self.owner = new_owner()
+        self._processes: dict[str, ProcessRecord] = {}
+        self._locks: dict[str, str] = {}  # model -> owner holding its lock
 
     def _next_id(self) -> int:
         self._ids += 1
@@ -72,6 +87,48 @@ class MemoryStore(Store):
         if found is None:
             raise ModelNotFound(name)
         return found
+
+    # -- processes and locks --------------------------------------------------------------------
+
+    def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
+        host, pid, _tag = self.owner.rsplit(":", 2)
+        now = wall_now()
+        with self._lock:
+            known = self._processes.get(self.owner)
+            if clock_at is None and known is not None:
+                clock_at, speed = known.clock_at, known.clock_speed
+            self._processes[self.owner] = ProcessRecord(
+                owner=self.owner,
+                host=host,
+                pid=int(pid),
+                seen_at=now,
+                clock_at=None if clock_at is None else utc(clock_at),
+                clock_speed=speed,
+            )
+            for owner, process in list(self._processes.items()):
+                if process.seen_at < now - FORGET:
+                    del self._processes[owner]
+
+    def processes(self) -> list[ProcessRecord]:
+        with self._lock:
+            return sorted(self._processes.values(), key=lambda p: p.seen_at)
+
+    def _try_lock(self, name: str) -> str | None:
+        with self._lock:
+            holder = self._locks.get(name)
+            if (
+                holder
+                and holder != self.owner
+                and alive(self._processes.get(holder), self.owner, wall_now())
+            ):
+                return holder
+            self._locks[name] = self.owner
+            return None
+
+    def unlock_model(self, name: str) -> None:
+        with self._lock:
+            if self._locks.get(name) == self.owner:
+                del self._locks[name]
 
     @property
     def display_url(self) -> str:
@@ -310,6 +367,7 @@ class MemoryStore(Store):
                 started_at=utc(started_at),
                 trigger=trigger,
                 champion_version=champion_version,
+                owner=self.owner,
             )
             model.runs.append(record)
             return _copy(record)
@@ -352,7 +410,7 @@ class MemoryStore(Store):
                 return 0
             closed = 0
             for i, run in enumerate(model.runs):
-                if run.outcome == "running":
+                if run.outcome == "running" and gone(run.owner, self.owner, self._processes):
                     model.runs[i] = replace(run, outcome="failed", reason=INTERRUPTED)
                     closed += 1
             return closed

@@ -100,6 +100,21 @@ class RunRecord:
     challenger_version: int | None = None
     steps: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    owner: str | None = None  # the process that ran it (``ProcessRecord.owner``)
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process using the store (the daemon, a CLI command): seen at ``seen_at`` (real time);
+    a daemon also records its clock's reading then and how fast that clock runs (None: the
+    system clock)."""
+
+    owner: str
+    host: str
+    pid: int
+    seen_at: datetime
+    clock_at: datetime | None = None
+    clock_speed: float | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -398,6 +399,32 @@ class StoreContract:
         assert runs[1].outcome == "failed" and runs[1].reason == INTERRUPTED
         with pytest.raises(ReoptdError):
             store.finish_run(10**9, finished_at=T0, outcome="failed")
+        assert {r.owner for r in runs} == {store.owner}
+
+    # -- processes, model locks, the daemon's clock ---------------------------------------------
+
+    def test_contract_a_model_lock_is_held_released_and_taken_again(
+        self, store: Store, name: str
+    ) -> None:
+        with store.model_lock(name):
+            assert store._try_lock(name) is None  # the holder may take it again
+            (me,) = [p for p in store.processes() if p.owner == store.owner]
+            assert me.pid == os.getpid() and me.clock_at is None
+        with store.model_lock(name, wait=1.0):
+            pass
+        store.unlock_model("never-locked")  # nothing to release: no error
+
+    def test_contract_the_daemon_clock_is_recorded_and_extrapolated(self, store: Store) -> None:
+        assert store.daemon_clock() is None  # no daemon recorded a clock: the system clock
+        store.heartbeat(clock_at=T0, speed=0.0)  # a simulated clock standing still
+        assert store.daemon_clock() == T0
+        store.heartbeat()  # a renewal without a reading keeps the last reading
+        assert store.daemon_clock() == T0
+        store.heartbeat(clock_at=T0 + timedelta(hours=1), speed=3600.0)
+        now = store.daemon_clock()
+        assert now is not None and T0 + timedelta(hours=1) <= now < T0 + timedelta(days=2)
+        store.heartbeat(clock_at=T0, speed=None)  # the system clock: nothing to share
+        assert store.daemon_clock() is None
 
     # -- what decide sees ---------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ default, PostgreSQL in production. The only module of reoptd that speaks SQL.
 Every read returns frozen records built from the rows inside the session; no row leaves it. A
 driver error becomes ``StoreUnavailable`` naming the database (password hidden). A swap of
 champions is one transaction that first locks the model's row (``SELECT … FOR UPDATE`` on
-PostgreSQL; on SQLite a no-op ``UPDATE`` that takes the database's write lock, waiting up to the
-busy timeout), so concurrent promotions and rollbacks of one model are serialised.
+PostgreSQL; on SQLite ``BEGIN IMMEDIATE``, the database's write lock, waiting up to the busy
+timeout), so concurrent promotions and rollbacks of one model are serialised. pysqlite's own
+transaction handling is bypassed (``isolation_level=None`` and an explicit ``BEGIN``), so a
+transaction on SQLite really spans every statement in it, DDL included.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import case, event, func, text, update
+from sqlalchemy import case, delete, event, func, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
@@ -34,7 +36,18 @@ from reoptd.errors import (
 )
 from reoptd.policy import Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
-from reoptd.store.base import INTERRUPTED, Listener, Store, check_changes, repeated
+from reoptd.store.base import (
+    FORGET,
+    INTERRUPTED,
+    Listener,
+    Store,
+    alive,
+    check_changes,
+    gone,
+    new_owner,
+    repeated,
+    wall_now,
+)
 from reoptd.store.records import (
     ChampionSummary,
     CheckRecord,
@@ -44,6 +57,7 @@ from reoptd.store.records import (
     IngestedPrediction,
     IngestedRow,
     ModelRecord,
+    ProcessRecord,
     RunRecord,
     RunStats,
     VersionRecord,
@@ -54,8 +68,10 @@ from reoptd.store.sql._tables import (
     DecisionRow,
     EventRow,
     LabelRow,
+    LockRow,
     ModelRow,
     PredictionRow,
+    ProcessRow,
     RunRow,
     VersionRow,
 )
@@ -63,6 +79,9 @@ from reoptd.store.sql._tables import (
 log = logging.getLogger("reoptd.store.sql")
 
 R = TypeVar("R")
+
+#: execution option: on SQLite, begin the transaction with ``BEGIN IMMEDIATE`` (the write lock)
+IMMEDIATE = "reoptd_immediate"
 
 #: ids per ``IN (…)`` list when looking up ingested ids
 CHUNK = 500
@@ -79,10 +98,21 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling is off: it would commit before DDL and begin
+            # only before DML, so neither migrations nor read-then-write swaps were atomic.
+            # SQLAlchemy's "begin" event below emits the BEGIN itself.
+            conn.isolation_level = None
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # ``immediate``: take the write lock at BEGIN (waiting up to the busy timeout), for
+            # transactions that read and then write on what they read (swaps, locks, migrations)
+            immediate = conn.get_execution_options().get(IMMEDIATE)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -102,7 +132,9 @@ class SqlStore(Store):
         self.engine = make_engine(url)
         self.artifacts = open_artifacts(artifacts)
         self.listeners: list[Listener] = []
+        self.owner = new_owner()
         self._sqlite = self.engine.dialect.name == "sqlite"
+        self._immediate = self.engine.execution_options(**{IMMEDIATE: True})
         try:
             upgrade(self.engine)
         except SQLAlchemyError as exc:
@@ -128,9 +160,14 @@ class SqlStore(Store):
             s.connection().execute(text("SELECT 1"))
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A session; ``immediate`` for every session that writes: on SQLite its transaction
+        holds the write lock from ``BEGIN`` (waiting up to the busy timeout), since a deferred
+        transaction that read first cannot write once another process committed (WAL's
+        SQLITE_BUSY_SNAPSHOT, not retried). PostgreSQL ignores it (row locks as it goes)."""
+        bind = self._immediate if immediate else self.engine
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
+            with Session(bind, expire_on_commit=False) as session:
                 yield session
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
@@ -151,11 +188,65 @@ class SqlStore(Store):
             raise ModelNotFound(name)
         return model_id
 
+    # -- processes and locks ------------------------------------------------------------------
+
+    def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
+        host, pid, _tag = self.owner.rsplit(":", 2)
+        now = wall_now()
+        with self._session(immediate=True) as s:
+            row = s.get(ProcessRow, self.owner)
+            if row is None:
+                row = ProcessRow(owner=self.owner, host=host, pid=int(pid), seen_at=now)
+            row.seen_at = now
+            if clock_at is not None:
+                row.clock_at = clock_at
+                row.clock_speed = speed
+            s.add(row)
+            s.exec(delete(ProcessRow).where(col(ProcessRow.seen_at) < now - FORGET))
+            s.commit()
+
+    def processes(self) -> list[ProcessRecord]:
+        with self._session() as s:
+            rows = s.exec(select(ProcessRow).order_by(col(ProcessRow.seen_at)))
+            return [_record(ProcessRecord, r) for r in rows]
+
+    def _try_lock(self, name: str) -> str | None:
+        with self._session(immediate=True) as s:  # the lock's row exists before anyone locks it
+            if s.get(LockRow, name) is None:
+                s.add(LockRow(model=name, owner=""))
+                try:
+                    s.commit()
+                except IntegrityError:  # another process made it first
+                    s.rollback()
+        with self._session(immediate=True) as s:
+            lock = s.exec(select(LockRow).where(LockRow.model == name).with_for_update()).one()
+            if lock.owner and lock.owner != self.owner:
+                holder = s.get(ProcessRow, lock.owner)
+                if alive(
+                    None if holder is None else _record(ProcessRecord, holder),
+                    self.owner,
+                    wall_now(),
+                ):
+                    return lock.owner
+            lock.owner = self.owner
+            s.add(lock)
+            s.commit()
+        return None
+
+    def unlock_model(self, name: str) -> None:
+        with self._session(immediate=True) as s:
+            s.exec(
+                update(LockRow)
+                .where(col(LockRow.model) == name, col(LockRow.owner) == self.owner)
+                .values(owner="")
+            )
+            s.commit()
+
     # -- models -------------------------------------------------------------------------------
 
     def ensure_model(self, policy: Policy, at: datetime) -> ModelRecord:
         snapshot = policy.model_dump(mode="json", by_alias=True)
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.exec(select(ModelRow).where(ModelRow.name == policy.model)).first()
             if row is None:
                 row = ModelRow(name=policy.model, task=policy.task, created_at=at, policy=snapshot)
@@ -201,7 +292,7 @@ class SqlStore(Store):
         return row
 
     def _insert_version(self, name: str, *, at: datetime, **fields: Any) -> VersionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = self._model_id(s, name)
             latest = s.exec(
                 select(func.max(VersionRow.version)).where(VersionRow.model_id == model_id)
@@ -213,7 +304,7 @@ class SqlStore(Store):
             return _record(VersionRecord, row)
 
     def set_status(self, name: str, version: int, status: str, **metrics: Any) -> VersionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = self._version_row(s, name, version)
             row.status = status
             if metrics:
@@ -228,13 +319,8 @@ class SqlStore(Store):
     def _swap(
         self, name: str, version: int | None, *, at: datetime, reason: str, kind: str
     ) -> EventRecord:
-        with self._session() as s:
-            if self._sqlite:  # take SQLite's write lock first: it stands in for the row lock
-                s.connection().execute(
-                    update(ModelRow)
-                    .where(col(ModelRow.name) == name)
-                    .values(champion_version=ModelRow.champion_version)
-                )
+        # SQLite: BEGIN IMMEDIATE takes the database's write lock, standing in for the row lock
+        with self._session(immediate=True) as s:
             model = s.exec(select(ModelRow).where(ModelRow.name == name).with_for_update()).first()
             if model is None:
                 raise ModelNotFound(name)
@@ -300,7 +386,7 @@ class SqlStore(Store):
         signals: dict[str, Any] | None = None,
         seconds: float = 0.0,
     ) -> CheckRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = CheckRow(
                 model_id=self._model_id(s, name),
                 at=at,
@@ -322,7 +408,7 @@ class SqlStore(Store):
 
     def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
         check_changes(check_id, changes)
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.get(CheckRow, check_id)
             if row is None:
                 raise ReoptdError(f"no check with id {check_id}")
@@ -367,7 +453,7 @@ class SqlStore(Store):
         triggers: list[str],
         reasons: str,
     ) -> DecisionRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = DecisionRow(
                 model_id=self._model_id(s, name),
                 check_id=check_id,
@@ -401,13 +487,14 @@ class SqlStore(Store):
         champion_version: int | None = None,
         decision_id: int | None = None,
     ) -> RunRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = RunRow(
                 model_id=self._model_id(s, name),
                 decision_id=decision_id,
                 started_at=started_at,
                 trigger=trigger,
                 champion_version=champion_version,
+                owner=self.owner,
             )
             return self._commit(s, row, RunRecord)
 
@@ -422,7 +509,7 @@ class SqlStore(Store):
         steps: dict[str, Any] | None = None,
         seconds: float = 0.0,
     ) -> RunRecord:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise ReoptdError(f"no run with id {run_id}")
@@ -441,15 +528,17 @@ class SqlStore(Store):
             return [_record(RunRecord, r) for r in s.exec(query)]
 
     def close_interrupted_runs(self, name: str) -> int:
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = s.exec(select(ModelRow.id).where(ModelRow.name == name)).first()
             if model_id is None:
                 return 0
-            stale = list(
+            running = list(
                 s.exec(
                     select(RunRow).where(RunRow.model_id == model_id, RunRow.outcome == "running")
                 )
             )
+            processes = {p.owner: _record(ProcessRecord, p) for p in s.exec(select(ProcessRow))}
+            stale = [r for r in running if gone(r.owner, self.owner, processes)]
             for run in stale:
                 run.outcome = "failed"
                 run.reason = INTERRUPTED
@@ -501,7 +590,7 @@ class SqlStore(Store):
         again = repeated(ids)
         if again:
             raise DuplicateIds(name, list(dict.fromkeys(again)))
-        with self._session() as s:
+        with self._session(immediate=True) as s:
             model_id = self._model_id(s, name)
             known: set[str] = set()
             for start in range(0, len(ids), CHUNK):  # bounded IN lists

@@ -114,6 +114,28 @@ class RunRow(SQLModel, table=True):
     challenger_version: int | None = None
     steps: dict[str, Any] = _json()  # {step: {"seconds": ..., ...}}
     seconds: float = 0.0
+    owner: str | None = None  # the process running it (processes.owner)
+
+
+class ProcessRow(SQLModel, table=True):
+    """A process using the database: its lease (``seen_at``, real time) and, for a daemon, its
+    clock's reading."""
+
+    __tablename__ = "processes"
+    owner: str = Field(primary_key=True)
+    host: str
+    pid: int
+    seen_at: datetime = _time()
+    clock_at: datetime | None = _time(nullable=True)
+    clock_speed: float | None = None
+
+
+class LockRow(SQLModel, table=True):
+    """The lock of one model's cycles and runs: held by ``owner`` (empty: free)."""
+
+    __tablename__ = "model_locks"
+    model: str = Field(primary_key=True)
+    owner: str = ""
 
 
 class EventRow(SQLModel, table=True):

@@ -18,6 +18,9 @@ context.configure(
     # Optuna keeps its own Alembic history in `alembic_version` in the same database.
     version_table=VERSION_TABLE,
     compare_type=True,
+    # ``upgrade`` runs every revision inside its own transaction, which on SQLite really holds
+    # the DDL too (``make_engine`` bypasses pysqlite's implicit commits)
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     context.run_migrations()

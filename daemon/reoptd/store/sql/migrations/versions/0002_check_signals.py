@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("checks")}
+    if "signals" in columns:  # healed by an earlier start's repair (see ``_migrate``)
+        return
     with op.batch_alter_table("checks") as batch:
         batch.add_column(sa.Column("signals", sa.JSON(), nullable=False, server_default="{}"))
 
