@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -198,7 +199,8 @@ def test_check_command_runs_one_cycle_and_errors_are_not_tracebacks(tmp_path: Pa
     shown = subprocess.run(
         [REOPTD, "models", "show", "demo_churn"], env=env, capture_output=True, text=True
     )
-    assert "v1\tchampion" in shown.stdout
+    # the versions table (#15: columns with headers) has v1's row with status champion
+    assert re.search(r"^\s*v1\s+champion\s", shown.stdout, re.MULTILINE), shown.stdout
 
 
 def test_optimize_promote_and_rollback_from_the_cli(tmp_path: Path) -> None:
@@ -228,6 +230,9 @@ def test_optimize_promote_and_rollback_from_the_cli(tmp_path: Path) -> None:
     assert rolled.returncode == 0 and "v2 -> v1" in rolled.stdout
     assert champion() == 1
     listed = reoptd("models", "list")
-    assert "demo_churn\tclassification\tchampion v1\t2 versions" in listed.stdout
+    # the models table (#15: columns with headers): MODEL TASK CHAMPION VERSIONS
+    assert re.search(r"^demo_churn\s+classification\s+v1\s+2$", listed.stdout, re.MULTILINE), (
+        listed.stdout
+    )
     again = reoptd("models", "promote", "demo_churn", "1")
     assert again.returncode == 1 and "already the champion" in again.stderr
