@@ -246,4 +246,10 @@ def _compress(policy: Policy) -> str:
         f"{also}); it keeps {goal} among candidates that lose at most"
         f" {c.max_metric_drop:g} {policy.metric}, and never one worse than the uncompressed"
         " model on that objective (if none qualifies, the model stays uncompressed)."
+        + (
+            f" A latency win counts only when it is at least {c.min_speedup:g}x and the 95%"
+            " confidence intervals of the two medians do not overlap (less is timing noise)."
+            if c.objective == "latency"
+            else ""
+        )
     )

@@ -542,6 +542,13 @@ class Compress(_PluginBlocks):
     repetitions: int = Field(
         30, ge=5, description="timed predictions per candidate and batch size (after warm-up)"
     )
+    min_speedup: float = Field(
+        1.2,
+        ge=1.0,
+        description="with objective latency, a candidate must be at least this many times faster"
+        " (p50) than the uncompressed model, and the 95% confidence intervals of the two medians"
+        " must not overlap: smaller wins are timing noise and keep the uncompressed model",
+    )
 
     @model_validator(mode="after")
     def _cpu_timer_one_thread(self) -> Compress:
