@@ -128,7 +128,7 @@ def select(
 def _within_noise(
     baseline: Candidate, candidate: Candidate, batch_size: int, min_speedup: float
 ) -> str:
-    """Why ``candidate``'s latency win over ``baseline`` is not beyond timing noise ("" if it is)."""
+    """Why the latency win of ``candidate`` is within timing noise ("" when it is not)."""
     base, cand = baseline.latency[batch_size], candidate.latency[batch_size]
     ratio = base.p50_ms / max(cand.p50_ms, 1e-12)
     if ratio < min_speedup:
