@@ -96,10 +96,11 @@ class ModelLoop:
     # -- the cycle ------------------------------------------------------------------------------
 
     def cycle(self, now: datetime) -> CycleOutcome:
-        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1."""
+        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1, then
+        checks the window with it (the next cycle decides on what it sees)."""
         model = self._model(now)
         if model.champion_version is None:
-            return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
+            return self._bootstrap(now)
         try:
             champion = self.champion()
         except ArtifactError as exc:
@@ -134,6 +135,22 @@ class ModelLoop:
         if decision.fire:
             outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
         return outcome
+
+    def _bootstrap(self, now: datetime) -> CycleOutcome:
+        """Train version 1; when it was promoted, check the window with it at once, so a first
+        ``reoptd check`` or a first cycle of ``reoptd run`` shows the drift and metrics."""
+        run = self.optimize(now, trigger="bootstrap")
+        if self.store.model(self.name).champion_version is None:
+            return CycleOutcome(run=run)
+        try:
+            champion = self.champion()
+        except ArtifactError as exc:
+            log.error("%s: champion v%s unusable: %s", self.name, run.challenger_version, exc)
+            return CycleOutcome(run=run)
+        status, reason, result = self._check(now, champion)
+        signals = result.signals if result is not None else Signals()
+        stored = self._record(now, status, reason, champion.version, result, signals)
+        return CycleOutcome(check=stored, run=run)
 
     def _model(self, now: datetime) -> ModelRecord:
         """The model's row, read fresh (a CLI promotion may have changed the champion). The
