@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reoptd.data import naive_utc, parse_timestamps, read_table, validate_batch
-from reoptd.data._labels import LabelFiles, join_labels
+from reoptd.data import (
+    LabelFiles,
+    join_labels,
+    naive_utc,
+    parse_timestamps,
+    read_table,
+    validate_batch,
+)
 from reoptd.errors import DataError, ReoptdError
 from reoptd.policy import Policy, parse_duration
 
