@@ -19,7 +19,7 @@ from typing import Any
 
 from reoptd.cycle.backfill import backfill, label_health
 from reoptd.cycle.promotion import Judgement, Promotion
-from reoptd.cycle.reference import Versions
+from reoptd.cycle.reference import DriftReference, Versions
 from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, OptimizeError
@@ -60,6 +60,7 @@ class ModelLoop:
         self.source = source if source is not None else open_source(policy, store)
         self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
         self.versions = Versions(store, policy.model)  # loaded models, cached
+        self.reference = DriftReference()  # monitor.reference: what drift is measured against
         self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         self._snapshot: Policy | None = None  # the policy last written to the model's row
@@ -92,6 +93,7 @@ class ModelLoop:
         self.policy = policy
         self.source = open_source(policy, self.store)
         self.versions.forget()  # drift settings may have changed: rebuild the detector
+        self.reference.forget()
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -163,7 +165,8 @@ class ModelLoop:
     def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
         """Measure the window: (status, reason, result); ``result`` is None unless ``ok``."""
         try:
-            result = check(self.policy, self.source, champion, now)
+            seen_as = self.reference(self.policy, self.source, champion, now)
+            result = check(self.policy, self.source, seen_as, now)
         except EmptyWindow as exc:
             log.warning("%s: check skipped: %s", self.name, exc)
             return "skipped", str(exc), None

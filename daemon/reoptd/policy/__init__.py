@@ -14,6 +14,7 @@ from reoptd.policy._units import (
     parse_fraction,
     parse_size,
 )
+from reoptd.policy._warnings import policy_warnings
 
 __all__ = [
     "METRICS",
@@ -36,4 +37,5 @@ __all__ = [
     "parse_fraction",
     "parse_policy",
     "parse_size",
+    "policy_warnings",
 ]

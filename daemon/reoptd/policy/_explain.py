@@ -5,6 +5,7 @@ from __future__ import annotations
 from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy._schema import Policy, Trigger
 from reoptd.policy._units import format_duration, format_size
+from reoptd.policy._warnings import policy_warnings
 
 
 def explain(policy: Policy) -> list[str]:
@@ -29,6 +30,7 @@ def explain(policy: Policy) -> list[str]:
     if "compress" in policy.steps:
         lines.append(_compress(policy))
     lines.append(_promote(policy))
+    lines.extend(f"Warning: {w}" for w in policy_warnings(policy))
     return lines
 
 
@@ -62,13 +64,30 @@ def _monitor(policy: Policy) -> str:
     )
     return (
         f"Every {format_duration(m.every)} it checks the rows of the last "
-        f"{format_duration(m.window)} (skipping windows under {m.min_rows} rows) against up to "
-        f"{m.reference_rows} rows of the champion's training data: numerical features with "
+        f"{format_duration(m.window)} (skipping windows under {m.min_rows} rows) against "
+        f"{_reference(policy)}: numerical features with "
         f"{method(drift.method, drift.threshold)}, categorical ones with "
         f"{method(drift.cat_method, drift.cat_threshold)}{overrides}. The dataset counts as "
         f"drifted when {drift.drift_share:.0%} of features drift. It also measures "
         f"{policy.metric} on rows whose labels have arrived and the drift of the champion's "
         f"predictions."
+    )
+
+
+def _reference(policy: Policy) -> str:
+    """What the checked window is compared with (``monitor.reference``)."""
+    m = policy.monitor
+    if m.reference == "previous_window":
+        return (
+            f"the {format_duration(m.window)} just before it (the previous window: a shift is"
+            " flagged while it happens, then the new normal is the reference)"
+        )
+    if m.reference == "training":
+        return f"up to {m.reference_rows} rows of the champion's training data"
+    span = m.reference.fixed
+    return (
+        f"up to {m.reference_rows} production rows from {span.start:%Y-%m-%d %H:%M} to"
+        f" {span.end:%Y-%m-%d %H:%M} (a fixed reference, whichever version is champion)"
     )
 
 

@@ -12,7 +12,7 @@ describes whatever is registered when it is printed.
 from __future__ import annotations
 
 import difflib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -116,6 +116,11 @@ class Data(_Block):
         description="labels that arrive later in their own files, joined to predictions on the"
         " policy's `id` column (needs `id`)",
     )
+    label_delay: Duration | None = Field(
+        None,
+        description="how long a row's label takes to arrive (e.g. 2d); `policy validate` warns"
+        " about metric triggers it makes impossible. The demo stream's is 30m",
+    )
 
 
 def _methods_help(schema: dict[str, Any]) -> None:
@@ -189,6 +194,29 @@ class Multivariate(_Block):
     folds: int = Field(3, ge=2, le=10, description="cross-validation folds")
 
 
+class Span(_Block):
+    start: datetime = Field(description="first instant of the reference rows (UTC if no zone)")
+    end: datetime = Field(description="end of the reference rows (exclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if _aware(self.end) <= _aware(self.start):
+            raise ValueError("the reference's `end` must be after its `start`")
+        return self
+
+
+def _aware(when: datetime) -> datetime:
+    from datetime import UTC
+
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+class FixedReference(_Block):
+    """`reference: {fixed: {start: 2026-03-01, end: 2026-03-08}}`: drift against these rows."""
+
+    fixed: Span
+
+
 class Monitor(_Block):
     every: Duration = Field(
         timedelta(minutes=15), description="how often a check runs (at least 1s)"
@@ -197,6 +225,13 @@ class Monitor(_Block):
     min_rows: int = Field(50, ge=1, description="fewer rows than this skips the check")
     reference_rows: int = Field(
         5000, ge=10, description="rows of the champion's training data kept as drift reference"
+    )
+    reference: Literal["training", "previous_window"] | FixedReference = Field(
+        "training",
+        description="what the checked window is compared with for drift: training (a sample of"
+        " the champion's training rows), previous_window (the window just before, so a shift is"
+        " flagged while it happens and not for as long as the champion lives), or"
+        " {fixed: {start, end}} (production rows of a period you trust)",
     )
     drift: Drift = Field(default_factory=Drift)
     quality: Quality = Field(
