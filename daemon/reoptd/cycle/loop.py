@@ -230,6 +230,7 @@ class ModelLoop:
 
     def _decide(self, now: datetime) -> Decision:
         state = self.store.state(self.name, now)
+        self.metrics.export_thresholds(self.policy, state.champion_metrics)  # `drop` moves
         # a margin over the longest streak: failed and skipped checks do not count towards it
         history = self.store.history(self.name, limit=checks_needed(self.policy) + 10)
         return decide(self.policy, history, state, now)
