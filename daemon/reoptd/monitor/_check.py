@@ -214,7 +214,9 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
     result.labelled_rows = len(with_labels)
     result.labelled = with_labels
     if len(with_labels):
-        result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
+        result.metrics = evaluate(
+            champion.model, with_labels, policy.target, metric_names(policy), policy.promote.costs
+        )
     label_signals(policy, champion, frame, result, outputs)
     result.seconds = time.perf_counter() - started
     return result

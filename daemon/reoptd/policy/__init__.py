@@ -3,7 +3,7 @@
 from reoptd.policy._decide import CheckView, Decision, ModelState, checks_needed, decide
 from reoptd.policy._explain import explain
 from reoptd.policy._load import load_policies, load_policy, parse_policy
-from reoptd.policy._schema import METRICS, Param, Policy
+from reoptd.policy._schema import METRICS, Costs, Param, Policy
 from reoptd.policy._units import (
     Duration,
     Fraction,
@@ -19,6 +19,7 @@ from reoptd.policy._warnings import policy_warnings
 __all__ = [
     "METRICS",
     "CheckView",
+    "Costs",
     "Decision",
     "Duration",
     "Fraction",

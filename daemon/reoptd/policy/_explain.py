@@ -201,6 +201,10 @@ def _run(policy: Policy) -> str:
     )
 
 
+def _trigger_metrics(policy: Policy) -> list[str]:
+    return [t.metric.name or policy.metric for t in policy.triggers if t.metric is not None]
+
+
 def _promote(policy: Policy) -> str:
     p = policy.promote
     better = "higher" if policy.higher_is_better() else "lower"
@@ -208,6 +212,13 @@ def _promote(policy: Policy) -> str:
         f"The challenger must beat the champion's {policy.metric} on that holdout by at least "
         f"{p.min_improvement:g} ({better} is better)"
     )
+    if p.costs is not None and "value" in (policy.metric, *_trigger_metrics(policy)):
+        c = p.costs
+        text += (
+            f"; `value` is the mean value per row of its decisions: {c.tp:g} per true positive,"
+            f" {c.fp:g} per false positive, {c.fn:g} per false negative, {c.tn:g} per true"
+            " negative"
+        )
     limits = []
     if p.max_latency is not None:
         limits.append(f"predict a row in under {format_duration(p.max_latency)}")

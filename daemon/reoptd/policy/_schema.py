@@ -37,8 +37,18 @@ from reoptd.policy._units import Duration, Fraction, Size
 
 #: metric name -> True when higher is better
 METRICS: dict[str, dict[str, bool]] = {
-    "classification": {"accuracy": True, "f1": True, "roc_auc": True},
-    "regression": {"rmse": False, "mae": False, "r2": True},
+    "classification": {
+        "accuracy": True,
+        "f1": True,
+        "roc_auc": True,
+        "precision": True,
+        "recall": True,
+        "average_precision": True,
+        "log_loss": False,
+        "brier": False,
+        "value": True,  # business value per row from promote.costs
+    },
+    "regression": {"rmse": False, "mae": False, "r2": True, "mape": False},
 }
 DEFAULT_METRIC = {"classification": "f1", "regression": "rmse"}
 
@@ -616,8 +626,27 @@ class Rollback(_Block):
     min_labels: int = Field(100, ge=1, description="labelled rows needed before judging")
 
 
+class Costs(_Block):
+    """What each outcome of a binary classifier's decision is worth (negative: a cost)."""
+
+    tp: float = Field(0.0, description="value of a true positive (e.g. a churner kept: 50)")
+    fp: float = Field(0.0, description="value of a false positive (e.g. a needless offer: -5)")
+    fn: float = Field(0.0, description="value of a false negative (e.g. a churner lost: -50)")
+    tn: float = Field(0.0, description="value of a true negative")
+
+
 class Promote(_Block):
-    metric: str | None = Field(None, description="validation metric (default f1 / rmse)")
+    metric: str | None = Field(
+        None,
+        description="validation metric (default f1 / rmse); classification: accuracy, f1,"
+        " precision, recall, roc_auc, average_precision, log_loss, brier, value (needs"
+        " `costs`); regression: rmse, mae, mape, r2",
+    )
+    costs: Costs | None = Field(
+        None,
+        description="the metric `value`: mean value per row of the decisions, from the value of"
+        " each true/false positive/negative, e.g. {tp: 50, fp: -5, fn: -50, tn: 0}",
+    )
     min_improvement: float = Field(
         0.0, ge=0, description="challenger must beat the champion by at least this"
     )
@@ -743,6 +772,8 @@ class Policy(_Block):
                         "better, so it would fire when the model improves"
                     )
         for where, metric in metrics:
+            if metric == "value" and self.promote.costs is None and self.task == "classification":
+                problems.append(f"{where}: metric 'value' needs promote.costs {{tp, fp, fn, tn}}")
             if metric is not None and metric not in known:
                 problems.append(
                     f"{where}: unknown {self.task} metric {metric!r}; choose one of "
