@@ -65,7 +65,15 @@ def check(
         window = loop.source.read(now - policy.monitor.window, now)
         if window.empty:
             raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
-        written = write_drift_html(policy, loop.champion().reference, window, html)
+        champion = loop.reference(loop.policy, loop.source, loop.champion(), now)
+        written = write_drift_html(
+            loop.policy,
+            champion.reference,
+            window,
+            html,
+            version=champion.version,
+            window_range=(now - policy.monitor.window, now),
+        )
         typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
     if outcome.check is not None and outcome.check.status == "failed":
         raise typer.Exit(1)
