@@ -98,6 +98,16 @@ def test_the_plot_is_written(report: dict, tmp_path: Path) -> None:
     out = tmp_path / "plots" / "backtest.png"
     plot_report(report, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    # each run is in the timeline, so the plot marks promotions with their version and the
+    # retrains that were not promoted
+    runs = [e for e in report["timeline"] if e["run_outcome"]]
+    assert runs and all(e["challenger_version"] for e in runs if e["promoted"])
+    import copy
+
+    rejected = copy.deepcopy(report)
+    rejected["timeline"][5].update(run_outcome="rejected", challenger_version=9)
+    plot_report(rejected, tmp_path / "rejected.png")
+    assert (tmp_path / "rejected.png").stat().st_size > 20_000
 
 
 def test_without_a_time_column_row_order_is_time(demo_policy: Policy, tmp_path: Path) -> None:

@@ -183,6 +183,8 @@ def _replay(
             "drift_share": None,
             "decision": "bootstrap" if k == 0 else None,
             "promoted": False,
+            "run_outcome": None,  # a run at this step: promoted, rejected, failed ...
+            "challenger_version": None,
         }
         _describe(entry, outcome)
         timeline.append(entry)
@@ -226,6 +228,8 @@ def _describe(entry: dict[str, Any], outcome: CycleOutcome | None) -> None:
     verdict = f"{run.outcome} v{run.challenger_version}" if run else "no run"
     entry["decision"] = f"re-optimize ({', '.join(outcome.decision.triggers)}): {verdict}"
     entry["promoted"] = run is not None and run.outcome == "promoted"
+    if run is not None:
+        entry["run_outcome"], entry["challenger_version"] = run.outcome, run.challenger_version
 
 
 def _summary(
