@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from reoptd.models import Model, build_model
 from reoptd.monitor import NEEDS_SCORE, score
 from reoptd.policy import Costs, Policy
 from reoptd.store import Store, open_store
+from reoptd.threads import apply_thread_budget, thread_budget
 
 log = logging.getLogger("reoptd.backtest")
 
@@ -91,6 +93,7 @@ def run_backtest(
     unless ``home`` is given.
     """
     started = time.perf_counter()
+    threads = apply_thread_budget(thread_budget(concurrent=os.cpu_count() or 1), "backtest", log)
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
     source = ReplaySource(
@@ -120,6 +123,7 @@ def run_backtest(
             "step": str(step),
             "label_delay": str(label_delay),
             "time_column": None if history.synthetic_time else history.policy.timestamp,
+            "threads": threads,
         },
         **report,
     }

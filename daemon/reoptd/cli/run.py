@@ -81,6 +81,10 @@ def run(
         log.error("skipping policy %s:\n  %s", error.path, "\n  ".join(error.problems))
     if not loaded:
         raise ReoptdError("no valid policy to run; fix the errors above")
+    from reoptd.threads import apply_thread_budget, thread_budget
+
+    # the models' cycles may run at once: the cores are shared between them
+    apply_thread_budget(thread_budget(concurrent=len(loaded)), "reoptd run", log)
     metrics = Metrics(max_features=settings.max_feature_series, process=True)
     registry = assemble.open_registry(settings, metrics)
     if replay is not None:
