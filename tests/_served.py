@@ -44,7 +44,7 @@ def seed(directory: Path) -> None:
     registry = SqlStore(f"sqlite:///{directory / 'reoptd.db'}", directory / "artifacts")
     clock = SimulatedClock(demo.START)
     loop = ModelLoop(api_policy(), registry, Metrics(), source=DemoSource())
-    loop.cycle(clock.now())
+    loop.optimize(clock.now(), trigger="bootstrap")  # v1, and no check (a cycle would check)
     clock.set(demo.DRIFT_AT + timedelta(hours=2))
     run = loop.optimize(clock.now(), trigger="manual")
     assert run.outcome == "pending", run.reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -58,6 +59,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_features = max_features
         self._features: dict[str, set[str]] = {}
+        self._seen_until: dict[str, datetime] = {}  # end of each model's last counted window
         r = self.registry
         m = ["model"]
         if process:  # the daemon's own process: CPU, memory, file descriptors, Python version
@@ -87,6 +89,20 @@ class Metrics:
             "Time a whole re-optimization run takes",
             m,
             buckets=_MINUTES,
+            registry=r,
+        )
+        self.metric_threshold = Gauge(
+            "reoptd_metric_threshold",
+            "The value at which a metric trigger fires, for every kind (`trigger`: below, above,"
+            " drop; `drop` from the champion's validation metric); `fires`: below or above it",
+            [*m, "metric", "trigger", "fires"],
+            registry=r,
+        )
+        self.feature_drift_ratio = Gauge(
+            "reoptd_feature_drift_ratio",
+            "A feature's drift normalised so that drifted is always up: distance / threshold, or"
+            " threshold / p-value for tests; at or above 1 means drifted (capped at 100)",
+            [*m, "feature"],
             registry=r,
         )
         self.drift_share = Gauge(
@@ -371,6 +387,8 @@ class Metrics:
             self.feature_drifted.labels(model, feature).set(int(drift.drifted))
             if drift.threshold is not None:
                 self.feature_drift_threshold.labels(model, feature).set(drift.threshold)
+                ratio = drift_ratio(drift.score, drift.threshold, drift.method)
+                self.feature_drift_ratio.labels(model, feature).set(ratio)
         for metric, value in result.metrics.items():
             self.model_metric.labels(model, metric).set(value)
         self.labelled_rows.labels(model).set(result.labelled_rows)
@@ -382,9 +400,42 @@ class Metrics:
         self.export_label_signals(model, result.signals)
         if result.data_problem:
             self.data_errors.labels(model).inc()
-        self.rows_seen.labels(model).inc(result.rows)
+        self.rows_seen.labels(model).inc(self._new_rows(model, result))
         self.check_duration.labels(model).observe(result.seconds)
         self.last_check.labels(model).set(result.window_end.timestamp())
+
+    def _new_rows(self, model: str, result: CheckResult) -> int:
+        """Rows of the window not counted before: those after the previous window's end (windows
+        overlap when monitor.window is longer than monitor.every)."""
+        previous = self._seen_until.get(model)
+        self._seen_until[model] = max(previous or result.window_end, result.window_end)
+        if previous is None or result.row_times is None:
+            return result.rows
+        return int((result.row_times >= previous).sum())
+
+    def export_thresholds(self, policy: Policy, validation: dict[str, float]) -> None:
+        """Where each metric trigger fires; ``drop`` needs the champion's ``validation``
+        metrics (called at each decision, so a new champion moves its thresholds)."""
+        for trigger in policy.triggers:
+            spec = trigger.metric
+            if spec is None:
+                continue
+            metric = spec.name or policy.metric
+            higher = policy.higher_is_better(metric)
+            if spec.drop is not None:
+                base = validation.get(metric)
+                if base is None:
+                    continue
+                kind, value = "drop", base - spec.drop if higher else base + spec.drop
+            elif spec.below is not None:
+                kind, value, higher = "below", spec.below, True
+            else:
+                assert spec.above is not None
+                kind, value, higher = "above", spec.above, False
+            fires = "below" if higher else "above"
+            self.metric_threshold.labels(policy.model, metric, kind, fires).set(value)
+            if higher:
+                self.metric_floor.labels(policy.model, metric).set(value)
 
     def _export_cycle_signals(self, model: str, signals: Signals) -> None:
         for window in signals.backfilled or []:
@@ -434,10 +485,7 @@ class Metrics:
         for trigger in policy.triggers:
             if trigger.drift_share is not None:
                 self.drift_share_threshold.labels(name).set(trigger.drift_share.above)
-        for trigger in policy.triggers:
-            if trigger.metric is not None and trigger.metric.below is not None:
-                metric = trigger.metric.name or policy.metric
-                self.metric_floor.labels(name, metric).set(trigger.metric.below)
+        self.export_thresholds(policy, {})  # below and above now; drop at the first decision
         for outcome in ("ok", "failed", "skipped"):
             self.checks.labels(name, outcome)
         for outcome in ("fire", "hold"):
@@ -564,6 +612,35 @@ class VersionCollector(Collector):
         except Exception as exc:  # a scrape must never fail because the database hiccups
             log.warning("metrics: cannot read versions from the store: %s", exc)
         yield from (size, latency)
+
+
+#: Evidently methods whose score is a p-value (drift below the threshold); the others are
+#: distances (drift at or above it)
+P_VALUE_METHODS = frozenset(
+    {
+        "anderson",
+        "chisquare",
+        "cramer_von_mises",
+        "empirical_mmd",
+        "es",
+        "fisher_exact",
+        "g_test",
+        "ks",
+        "mannw",
+        "t_test",
+        "z",
+    }
+)
+
+
+def drift_ratio(score: float, threshold: float, method: str | None, cap: float = 100.0) -> float:
+    """A drift score over its threshold, oriented so that drifted is up (1 = the threshold):
+    ``score / threshold`` for distances, ``threshold / score`` for p-values. Capped at ``cap``."""
+    if method in P_VALUE_METHODS:
+        ratio = threshold / score if score > 0 else cap
+    else:
+        ratio = score / threshold if threshold > 0 else cap
+    return float(min(max(ratio, 0.0), cap))
 
 
 def _version_latencies(metrics: dict) -> Iterator[tuple[str, str, float]]:

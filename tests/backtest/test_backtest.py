@@ -98,6 +98,16 @@ def test_the_plot_is_written(report: dict, tmp_path: Path) -> None:
     out = tmp_path / "plots" / "backtest.png"
     plot_report(report, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    # each run is in the timeline, so the plot marks promotions with their version and the
+    # retrains that were not promoted
+    runs = [e for e in report["timeline"] if e["run_outcome"]]
+    assert runs and all(e["challenger_version"] for e in runs if e["promoted"])
+    import copy
+
+    rejected = copy.deepcopy(report)
+    rejected["timeline"][5].update(run_outcome="rejected", challenger_version=9)
+    plot_report(rejected, tmp_path / "rejected.png")
+    assert (tmp_path / "rejected.png").stat().st_size > 20_000
 
 
 def test_without_a_time_column_row_order_is_time(demo_policy: Policy, tmp_path: Path) -> None:
@@ -203,3 +213,36 @@ def test_cli_writes_report_and_plot_and_rejects_bad_input(history: Path, tmp_pat
     )
     assert bad.returncode == 1 and "longer than the data" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_labels_come_from_the_policys_label_files_with_their_arrival(tmp_path: Path) -> None:
+    """A production file without the target, labels in `data.labels` files with `arrived`."""
+    from reoptd.policy import load_policy
+    from reoptd.policy._schema import LabelSource
+
+    source = demo.DemoSource(label_delay=timedelta(0))
+    frame = source.read(demo.START - timedelta(hours=3), demo.START + timedelta(hours=1))
+    production = tmp_path / "production.parquet"
+    frame.drop(columns=["churned"]).to_parquet(production, index=False)
+    labels = frame[["request_id", "churned"]].copy()
+    labels["labelled_at"] = frame["ts"] + pd.Timedelta(minutes=45)
+    labels.iloc[-50:, labels.columns.get_loc("churned")] = np.nan  # never labelled
+    labels.to_parquet(tmp_path / "labels-0.parquet", index=False)
+    policy = load_policy(DEMO_POLICY).model_copy(deep=True)
+    policy.data.labels = LabelSource(
+        kind="files", path=str(tmp_path / "labels-*.parquet"), arrived="labelled_at"
+    )
+    history = load_history(production, policy)
+    assert history.labels_from == str(tmp_path / "labels-*.parquet")
+    assert history.frame["churned"].notna().sum() == len(frame) - 50
+    at = label_times(history, Span(rows=0))
+    # a label is visible 45 minutes after its row, never for the unlabelled ones
+    assert (at[:10] - history.ts[:10] == np.timedelta64(45 * 60, "s")).all()
+    assert (at[-50:] == np.datetime64("2262-01-01", "ns")).all()
+    replay = ReplaySource(history.frame, "ts", "churned", at)
+    seen = replay.read(demo.START - timedelta(hours=1), demo.START)
+    assert seen["churned"].isna().sum() == 45 * 6  # the last 45 minutes wait for their labels
+    # no label files match: the error names the file and the glob
+    policy.data.labels.path = str(tmp_path / "none-*.parquet")
+    with pytest.raises(BacktestError, match=r"none-\*\.parquet"):
+        load_history(production, policy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
@@ -225,3 +226,24 @@ def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_
     ModelLoop(demo_policy, sqlite_registry, metrics).start()  # a restart after a kill mid-run
     last = sqlite_registry.runs(name)[-1]
     assert last.outcome == "failed" and last.reason.startswith("interrupted")
+
+
+@pytest.mark.slow
+def test_a_previous_window_reference_lets_drift_settle_after_a_shift(
+    demo_policy: Policy, sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    """Against the training rows a shift drifts for as long as the champion lives; against the
+    previous window it is flagged while it happens, then the new normal is the reference."""
+    shares = {}
+    for choice in ("training", "previous_window"):
+        policy = demo_policy.model_copy(deep=True, update={"model": f"ref_{choice}"})
+        policy.triggers = []  # no retrain: the same champion throughout
+        policy.monitor.reference = choice
+        loop = ModelLoop(policy, sqlite_registry, metrics)
+        for hours in (0, 3.5, 4, 8):
+            loop.cycle(demo.START + timedelta(hours=hours))
+        shares[choice] = [c.drift_share for c in sqlite_registry.checks(policy.model, limit=10)]
+    training, previous = shares["training"], shares["previous_window"]
+    assert training[-1] > 0.3 and training[-2] > 0.3  # 4h and 8h: still drifted
+    assert previous[-2] > 0.3  # 4h: the window straddles the shift, the one before it does not
+    assert previous[-1] < 0.3  # 8h: both windows after the shift

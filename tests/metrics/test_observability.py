@@ -51,6 +51,7 @@ MISSING = (
 # not listed here fails the test: add it with a value that makes sense for the demo.
 VARIABLES = {
     "model": MODEL,
+    "metric": "f1",
     "window": "1m",
     "__rate_interval": "1m",
     "__interval": "15s",

@@ -39,6 +39,10 @@ def test_check_writes_evidently_html_for_the_policy_columns(
         assert column in html
     # the policy's methods, not Evidently's automatic choice
     assert "Wasserstein distance (normed)" in html and "Jensen-Shannon distance" in html
+    # titled with the model, the champion's version and the window; the dataset threshold is
+    # the policy's drift_share trigger (0.3), not monitor.drift.drift_share (0.5)
+    assert "<h1" in html and "Drift of demo_churn v1, window 2026-01-0" in html
+    assert "dataset drift when 30% of features drift" in html
 
 
 def test_a_column_missing_from_the_window_is_named(tmp_path: Path, demo_policy: Policy) -> None:
@@ -55,3 +59,20 @@ def test_a_column_missing_from_the_window_is_named(tmp_path: Path, demo_policy: 
     with pytest.raises(DataError, match="column\\(s\\) contract missing"):
         write_drift_html(demo_policy, frame, frame.drop(columns=["contract"]), tmp_path / "x.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_report_uses_the_triggers_drift_share_and_names_what_it_shows(
+    demo_policy: Policy,
+) -> None:
+    from datetime import UTC, datetime
+
+    from reoptd.monitor._html import drift_preset, report_title
+
+    assert demo_policy.monitor.drift.drift_share == 0.5
+    assert drift_preset(demo_policy).drift_share == 0.3  # the drift_share trigger's `above`
+    title = report_title(
+        demo_policy,
+        3,
+        (datetime(2026, 3, 14, 10, tzinfo=UTC), datetime(2026, 3, 14, 12, tzinfo=UTC)),
+    )
+    assert title.startswith("Drift of demo_churn v3, window 2026-03-14 10:00 to 12:00 UTC")

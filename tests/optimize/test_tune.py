@@ -111,9 +111,9 @@ def test_the_holdout_never_reaches_the_objective(
     seen: list[pd.Timestamp] = []
     original = _tune.evaluate
 
-    def spy(model, frame, target, names):
+    def spy(model, frame, target, names, costs=None):
         seen.append(frame["ts"].max())
-        return original(model, frame, target, names)
+        return original(model, frame, target, names, costs)
 
     monkeypatch.setattr(_tune, "evaluate", spy)
     policy = _policy("{trials: 5, sampler: tpe}")

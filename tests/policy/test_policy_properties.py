@@ -280,7 +280,21 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
                 rollback=rollback,
             )
         )
+    if _uses_value(data):  # the business value needs its cost matrix
+        data.setdefault("promote", {})["costs"] = {"tp": 1.0, "fn": -1.0}
     return data
+
+
+def _uses_value(data: dict[str, Any]) -> bool:
+    """Whether a drawn policy names the metric `value` (promote.metric or a metric trigger)."""
+    named = [data.get("promote", {}).get("metric")]
+    rules = data.get("triggers") or []
+    if isinstance(rules, dict):
+        rules = next(iter(rules.values()))
+    for rule in rules:
+        if isinstance(rule, dict) and isinstance(rule.get("metric"), dict):
+            named.append(rule["metric"].get("name"))
+    return "value" in named
 
 
 def rules_of(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -491,7 +505,8 @@ def broken_policies(draw: st.DrawFn, case: str) -> Broken:
         rules[i][extra] = OTHER_KINDS[extra]
         return Broken(data, case, f"triggers.{i}", "each trigger needs exactly one of")
     if case == "unknown_metric":
-        bad = draw(st.sampled_from(["precision", "auc", "F1", "RMSE", "logloss", "mape"]))
+        # (precision and mape are built in now: misspelt and unsupported names instead)
+        bad = draw(st.sampled_from(["precision_at_k", "auc", "F1", "RMSE", "logloss", "smape"]))
         other = next(t for t in METRICS if t != data["task"])
         bad = draw(st.sampled_from([bad, *METRICS[other]]))
         rules = rules_of(data)

@@ -7,14 +7,21 @@ names the file, the column or the option.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from reoptd.data import naive_utc, parse_timestamps, read_table, validate_batch
-from reoptd.errors import ReoptdError
+from reoptd.data import (
+    LabelFiles,
+    join_labels,
+    naive_utc,
+    parse_timestamps,
+    read_table,
+    validate_batch,
+)
+from reoptd.errors import DataError, ReoptdError
 from reoptd.policy import Policy, parse_duration
 
 #: without a time column, row i happens at SYNTHETIC_START + i seconds
@@ -56,6 +63,8 @@ class History:
     ts: np.ndarray  # the same timestamps as naive-UTC datetime64[ns]
     policy: Policy  # with `timestamp` set to the column actually used
     synthetic_time: bool
+    label_at: np.ndarray | None = None  # when each row's label arrived (label files' `arrived`)
+    labels_from: str | None = None  # the label files joined, when the target came from them
 
 
 def load_history(path: Path, policy: Policy, time_column: str | None = None) -> History:
@@ -64,6 +73,11 @@ def load_history(path: Path, policy: Policy, time_column: str | None = None) -> 
     frame = read_table(path)
     if frame.empty:
         raise BacktestError(f"{path}: holds no rows")
+    label_at: np.ndarray | None = None
+    labels_from: str | None = None
+    if policy.target not in frame.columns and policy.data.labels is not None:
+        frame, label_at = _join_label_files(frame, policy, path)
+        labels_from = policy.data.labels.path
     missing = [c for c in [*policy.features.all, policy.target] if c not in frame.columns]
     if missing:
         what = "target" if missing[0] == policy.target else "feature"
@@ -87,8 +101,38 @@ def load_history(path: Path, policy: Policy, time_column: str | None = None) -> 
             raise BacktestError(f"{path}: time column {column!r} has {bad} empty value(s)")
     policy = policy.model_copy(update={"timestamp": column})
     frame = validate_batch(frame, policy, str(path))
-    frame = frame.sort_values(column, kind="stable").reset_index(drop=True)
-    return History(frame, naive_utc(frame[column]), policy, synthetic)
+    order = frame[column].argsort(kind="stable").to_numpy()
+    frame = frame.iloc[order].reset_index(drop=True)
+    if label_at is not None:
+        label_at = label_at[order]
+    return History(frame, naive_utc(frame[column]), policy, synthetic, label_at, labels_from)
+
+
+def _join_label_files(
+    frame: pd.DataFrame, policy: Policy, path: Path
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The production rows of ``path`` with their targets from the policy's label files (joined
+    on ``id``, as the daemon does), and when each label arrived (``NEVER`` for a row without a
+    label; None when the files have no ``arrived`` column: every label is known at its row)."""
+    assert policy.data is not None and policy.data.labels is not None
+    spec = policy.data.labels
+    try:
+        feed = LabelFiles(spec.path, policy, spec.format, spec.arrived)
+        labels = feed.labels(datetime(2262, 1, 1, tzinfo=UTC))  # every label, ever
+        if labels.empty:
+            raise BacktestError(
+                f"{path}: no target column {policy.target!r}, and data.labels"
+                f" path {spec.path!r} matches no label file"
+            )
+        joined = join_labels(frame, labels, policy).frame
+    except DataError as exc:
+        raise BacktestError(f"{path}: joining data.labels {spec.path!r}: {exc}") from None
+    if spec.arrived is None:
+        return joined, None
+    arrived = labels[labels[policy.target].notna()].drop_duplicates(policy.id, keep="last")
+    at = joined[policy.id].map(arrived.set_index(policy.id)[spec.arrived])
+    times = pd.to_datetime(at, utc=True).dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return joined, np.where(np.isnat(times), NEVER, times)
 
 
 @dataclass
@@ -135,8 +179,15 @@ def cut_steps(history: History, warmup: Span, step: Span) -> Steps:
 
 
 def label_times(history: History, delay: Span) -> np.ndarray:
-    """When each row's label becomes visible to the daemon."""
-    ts = history.ts
+    """When each row's label becomes visible to the daemon: after ``delay``, and never before
+    it arrived when the labels came from files with an ``arrived`` column."""
+    at = _delayed(history.ts, delay)
+    if history.label_at is not None:
+        at = np.maximum(at, history.label_at)
+    return at
+
+
+def _delayed(ts: np.ndarray, delay: Span) -> np.ndarray:
     if delay.duration is not None:
         return ts + np.timedelta64(int(delay.duration.total_seconds() * 1e9), "ns")
     rows = delay.rows or 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,9 +35,10 @@ from reoptd.data import ReplaySource, labelled
 from reoptd.errors import OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.models import Model, build_model
-from reoptd.monitor import score
-from reoptd.policy import Policy
+from reoptd.monitor import NEEDS_SCORE, score
+from reoptd.policy import Costs, Policy
 from reoptd.store import Store, open_store
+from reoptd.threads import apply_thread_budget, thread_budget
 
 log = logging.getLogger("reoptd.backtest")
 
@@ -53,16 +55,23 @@ class _Scored:
     promotions: int = 0
     optimize_seconds: float = 0.0
 
-    def add(self, model: Model, rows: pd.DataFrame, y: np.ndarray, metric: str) -> float | None:
+    def add(
+        self,
+        model: Model,
+        rows: pd.DataFrame,
+        y: np.ndarray,
+        metric: str,
+        costs: Costs | None = None,
+    ) -> float | None:
         """Score ``rows`` with ``model``; keep the predictions; return the step's metric."""
         if rows.empty:
             return None
         pred = model.predict(rows)
-        proba = model.predict_score(rows) if metric == "roc_auc" else None
+        proba = model.predict_score(rows) if metric in NEEDS_SCORE else None
         self.pred.append(pred)
         if proba is not None:
             self.proba.append(proba)
-        return _clean(score(metric, y, pred, proba))
+        return _clean(score(metric, y, pred, proba, costs))
 
 
 def run_backtest(
@@ -84,6 +93,7 @@ def run_backtest(
     unless ``home`` is given.
     """
     started = time.perf_counter()
+    threads = apply_thread_budget(thread_budget(concurrent=os.cpu_count() or 1), "backtest", log)
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
     source = ReplaySource(
@@ -113,6 +123,7 @@ def run_backtest(
             "step": str(step),
             "label_delay": str(label_delay),
             "time_column": None if history.synthetic_time else history.policy.timestamp,
+            "threads": threads,
         },
         **report,
     }
@@ -170,12 +181,14 @@ def _replay(
             "end": end.isoformat(),
             "rows": len(rows),
             "champion_version": champion.version,
-            "served": served.add(champion.model, rows, y, metric),
-            "static": static.add(static_model, rows, y, metric),
-            "periodic": periodic.add(periodic_model, rows, y, metric),
+            "served": served.add(champion.model, rows, y, metric, policy.promote.costs),
+            "static": static.add(static_model, rows, y, metric, policy.promote.costs),
+            "periodic": periodic.add(periodic_model, rows, y, metric, policy.promote.costs),
             "drift_share": None,
             "decision": "bootstrap" if k == 0 else None,
             "promoted": False,
+            "run_outcome": None,  # a run at this step: promoted, rejected, failed ...
+            "challenger_version": None,
         }
         _describe(entry, outcome)
         timeline.append(entry)
@@ -190,10 +203,10 @@ def _replay(
     y_all = np.concatenate(truth) if truth else np.array([])
     return {
         "rows_scored": len(y_all),
-        "served": _summary(served, metric, y_all),
+        "served": _summary(served, metric, y_all, policy.promote.costs),
         "baselines": {
-            "static": _summary(static, metric, y_all),
-            "periodic": _summary(periodic, metric, y_all),
+            "static": _summary(static, metric, y_all, policy.promote.costs),
+            "periodic": _summary(periodic, metric, y_all, policy.promote.costs),
         },
         "timeline": timeline,
     }
@@ -219,14 +232,18 @@ def _describe(entry: dict[str, Any], outcome: CycleOutcome | None) -> None:
     verdict = f"{run.outcome} v{run.challenger_version}" if run else "no run"
     entry["decision"] = f"re-optimize ({', '.join(outcome.decision.triggers)}): {verdict}"
     entry["promoted"] = run is not None and run.outcome == "promoted"
+    if run is not None:
+        entry["run_outcome"], entry["challenger_version"] = run.outcome, run.challenger_version
 
 
-def _summary(scored: _Scored, metric: str, y: np.ndarray) -> dict[str, Any]:
+def _summary(
+    scored: _Scored, metric: str, y: np.ndarray, costs: Costs | None = None
+) -> dict[str, Any]:
     value = None
     if scored.pred:
         pred = np.concatenate(scored.pred)
         proba = np.concatenate(scored.proba) if scored.proba else None
-        value = _clean(score(metric, y, pred, proba))
+        value = _clean(score(metric, y, pred, proba, costs))
     return {
         "value": value,
         "retrains": scored.retrains,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,8 +38,19 @@ def check(
             "methods and thresholds, the champion's reference vs the checked window) to this file."
         ),
     ] = None,
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at",
+            help="Run the cycle at this instant instead of now (ISO time, UTC unless it says "
+            "otherwise), e.g. 2026-03-14T12:00 to check a window of historical data.",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        ),
+    ] = None,
 ) -> None:
-    """Run one monitoring cycle for MODEL now: check, decide, re-optimize if the policy says so."""
+    """Run one monitoring cycle for MODEL now (or --at TIME): check, decide, re-optimize if the
+    policy says so. A first cycle trains version 1 and checks the window with it."""
+    from reoptd.clock import utc
     from reoptd.cycle import ModelLoop
     from reoptd.metrics import Metrics
 
@@ -46,12 +58,12 @@ def check(
     settings = _settings(policies)
     policy = assemble.find_policy(settings.policies, model)
     registry = assemble.open_registry(settings)
-    the_clock = assemble.make_clock(clock, [policy], registry)
-    now = the_clock.now()
+    now = utc(at) if at is not None else assemble.make_clock(clock, [policy], registry).now()
     loop = ModelLoop(policy, registry, Metrics())
     with registry.model_lock(policy.model, wait=CLI_WAIT):  # not beside the daemon's cycle
         loop.start()
         outcome = loop.cycle(now)
+    _say_where_the_data_is(loop, now, outcome)
     if outcome.check is None and outcome.error is not None:  # nothing could be recorded
         raise ReoptdError(f"{policy.model}: the cycle could not be recorded: {outcome.error}")
     if html is not None:
@@ -60,7 +72,15 @@ def check(
         window = loop.source.read(now - policy.monitor.window, now)
         if window.empty:
             raise ReoptdError(f"{policy.model}: the window ending now is empty; no HTML report")
-        written = write_drift_html(policy, loop.champion().reference, window, html)
+        champion = loop.reference(loop.policy, loop.source, loop.champion(), now)
+        written = write_drift_html(
+            loop.policy,
+            champion.reference,
+            window,
+            html,
+            version=champion.version,
+            window_range=(now - policy.monitor.window, now),
+        )
         typer.echo(f"wrote Evidently's drift report for {policy.model} to {written}")
     _exit_on_failure(policy.model, outcome)
 
@@ -177,6 +197,51 @@ def optimize(
             "%s: re-optimization failed: %s", policy.model, run_row.reason
         )
         raise typer.Exit(1)
+
+
+def _say_where_the_data_is(loop, now: datetime, outcome) -> None:
+    """After a cycle that found no rows to check or train on: what "now" was, and the time range
+    the data covers (for file sources), so a user checking March data with today's clock sees it."""
+    empty = (outcome.check is not None and outcome.check.status == "skipped") or (
+        outcome.run is not None
+        and outcome.run.outcome == "failed"
+        and " rows " in (outcome.run.reason or "")
+    )
+    if not empty:
+        return
+    covered = _data_range(loop.source, loop.policy.timestamp)
+    what = (
+        f"the data covers {covered[0]:%Y-%m-%d %H:%M} to {covered[1]:%Y-%m-%d %H:%M} UTC"
+        " (use --at TIME inside it)"
+        if covered is not None
+        else "the data's time range is unknown for this source"
+    )
+    typer.echo(f"{loop.policy.model}: now was {now:%Y-%m-%d %H:%M} UTC; {what}", err=True)
+
+
+def _data_range(source, timestamp: str) -> tuple[datetime, datetime] | None:
+    """The first and last row time of a file source (or a replay), None for other sources."""
+    from datetime import UTC
+
+    from reoptd.data import FileSource, ReplaySource
+    from reoptd.errors import DataError
+
+    production = getattr(source, "production", source)  # labels joined to a production source
+    if isinstance(production, ReplaySource):
+        ts = production.frame[production.timestamp]
+    elif isinstance(production, FileSource):
+        try:
+            frame = production.read(
+                datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
+            )
+        except DataError:
+            return None
+        ts = frame[timestamp]
+    else:
+        return None
+    if ts.empty:
+        return None
+    return ts.min().to_pydatetime(), ts.max().to_pydatetime()
 
 
 def _with_steps(policy, steps: str):

@@ -17,9 +17,11 @@ from reoptd.cli._common import (
 
 @policy_app.command("validate")
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
-    """Check policy files; print every problem with file, line and field. Exit 1 on any error."""
+    """Check policy files; print every problem with file, line and field. Exit 1 on any error.
+    Valid policies that cannot work as written (a trigger that can never fire) get warnings,
+    which do not change the exit code."""
     from reoptd.errors import PolicyError
-    from reoptd.policy import load_policy
+    from reoptd.policy import load_policy, policy_warnings
 
     failed = False
     for file in files:
@@ -31,6 +33,8 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
                 typer.echo(problem, err=True)
             continue
         typer.echo(f"{file}: ok (model {policy.model})")
+        for warning in policy_warnings(policy):
+            typer.echo(f"{file}: warning: {warning}", err=True)
     if failed:
         raise typer.Exit(1)
 

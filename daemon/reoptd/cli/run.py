@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,6 +48,22 @@ def run(
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
     log_format: LogFormatOpt = LogFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay this CSV/Parquet history through the daemon instead of serving: a "
+            "simulated clock from the data's first row plus the training window to its last row, "
+            "a cycle every monitor.every, state in the usual store. Labels come from the file's "
+            "target column or the policy's data.labels files (their `arrived` time respected).",
+        ),
+    ] = None,
+    label_delay: Annotated[
+        str,
+        typer.Option(
+            help="With --replay: labels become visible this long (6h) or this many rows "
+            "after their row (default 0: at once, or at their `arrived` time)."
+        ),
+    ] = "0",
 ) -> None:
     """Run the daemon: one monitoring job per policy, /metrics on 127.0.0.1:9464, the HTTP API
     on 127.0.0.1:8464 (mutating routes need REOPTD_API_TOKEN).
@@ -67,7 +84,14 @@ def run(
     assemble.report_policy_errors(errors, metrics)
     if not loaded:
         raise ReoptdError("no valid policy to run; fix the errors above")
+    from reoptd.threads import apply_thread_budget, thread_budget
+
+    # the models' cycles may run at once: the cores are shared between them
+    apply_thread_budget(thread_budget(concurrent=len(loaded)), "reoptd run", log)
     registry = assemble.open_registry(settings, metrics)
+    if replay is not None:
+        _replay(loaded, replay, registry, metrics, label_delay)
+        return
     if speed is None and assemble.is_demo(loaded):
         speed = assemble.DEMO_SPEED
     the_clock = assemble.make_clock(clock, loaded, registry, speed)
@@ -108,3 +132,31 @@ def run(
         if token is None:
             log.info("API: mutating routes disabled (set REOPTD_API_TOKEN to enable them)")
     service.run(exit_after)
+
+
+def _replay(loaded, data: Path, registry, metrics, label_delay: str) -> None:
+    """``run --replay``: the loops' cycles over a history file, then a one-line summary each."""
+    from reoptd.backtest import parse_span, replay_history
+
+    def said(model: str, now, outcome) -> None:
+        check = outcome.check
+        if check is not None and check.status != "ok":
+            logging.getLogger("reoptd.replay").info(
+                "%s at %s: check %s: %s", model, f"{now:%Y-%m-%d %H:%M}", check.status, check.reason
+            )
+
+    done = replay_history(
+        loaded,
+        data,
+        registry,
+        metrics,
+        label_delay=parse_span(label_delay, "--label-delay"),
+        on_cycle=said,
+    )
+    for model, cycles in done.cycles.items():
+        champion = registry.model(model).champion_version
+        typer.echo(
+            f"{model}: {cycles} cycles from {done.start:%Y-%m-%d %H:%M} to"
+            f" {done.end:%Y-%m-%d %H:%M} UTC, {done.promotions[model]} promotion(s),"
+            f" champion v{champion}"
+        )

@@ -165,7 +165,7 @@ def rescore(
     if len(rows) <= check.labelled_rows:
         return None
     names = list(dict.fromkeys([*check.metrics, *metric_names(policy)]))
-    metrics = evaluate(model, rows, policy.target, names)
+    metrics = evaluate(model, rows, policy.target, names, policy.promote.costs)
     assert check.id is not None
     return Backfill(check.id, check.window_end, check.labelled_rows, len(rows), metrics)
 

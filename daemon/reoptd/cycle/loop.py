@@ -19,7 +19,7 @@ from typing import Any
 
 from reoptd.cycle.backfill import backfill, label_health
 from reoptd.cycle.promotion import Judgement, Promotion
-from reoptd.cycle.reference import Versions
+from reoptd.cycle.reference import DriftReference, Versions
 from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, ReoptdError, StoreUnavailable
@@ -66,6 +66,7 @@ class ModelLoop:
         # where runs execute (default: REOPTD_EXECUTOR); the service stops it when it stops
         self.executor = executor if executor is not None else open_executor(Settings().executor)
         self.versions = Versions(store, policy.model)  # loaded models, cached
+        self.reference = DriftReference()  # monitor.reference: what drift is measured against
         self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
         self._snapshot: Policy | None = None  # the policy last written to the model's row
@@ -101,11 +102,13 @@ class ModelLoop:
         self.policy = policy
         self.source = open_source(policy, self.store)
         self.versions.forget()  # drift settings may have changed: rebuild the detector
+        self.reference.forget()
 
     # -- the cycle ------------------------------------------------------------------------------
 
     def cycle(self, now: datetime) -> CycleOutcome:
-        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1.
+        """One monitoring cycle at ``now``; a first cycle trains and promotes version 1, then
+        checks the window with it (the next cycle decides on what it sees).
 
         Nothing escapes it: any exception (a driver's, sklearn's, an OS error) is logged with its
         traceback, counted in ``reoptd_cycle_errors_total{model,stage}`` and recorded as a failed
@@ -167,7 +170,7 @@ class ModelLoop:
     def _cycle(self, now: datetime, model: ModelRecord) -> CycleOutcome:
         if model.champion_version is None:
             self._stage = "optimize"
-            return CycleOutcome(run=self.optimize(now, trigger="bootstrap"))
+            return self._bootstrap(now)
         try:
             champion = self.champion()
         except ArtifactError as exc:
@@ -212,6 +215,22 @@ class ModelLoop:
             outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
         return outcome
 
+    def _bootstrap(self, now: datetime) -> CycleOutcome:
+        """Train version 1; when it was promoted, check the window with it at once, so a first
+        ``reoptd check`` or a first cycle of ``reoptd run`` shows the drift and metrics."""
+        run = self.optimize(now, trigger="bootstrap")
+        if self.store.model(self.name).champion_version is None:
+            return CycleOutcome(run=run)
+        try:
+            champion = self.champion()
+        except ArtifactError as exc:
+            log.error("%s: champion v%s unusable: %s", self.name, run.challenger_version, exc)
+            return CycleOutcome(run=run)
+        status, reason, result = self._check(now, champion)
+        signals = result.signals if result is not None else Signals()
+        stored = self._record(now, status, reason, champion.version, result, signals)
+        return CycleOutcome(check=stored, run=run)
+
     def _model(self, now: datetime) -> ModelRecord:
         """The model's row, read fresh (a CLI promotion may have changed the champion). The
         policy snapshot is written only when this loop's policy is new, not on every check."""
@@ -224,7 +243,8 @@ class ModelLoop:
     def _check(self, now: datetime, champion: Champion) -> tuple[str, str, CheckResult | None]:
         """Measure the window: (status, reason, result); ``result`` is None unless ``ok``."""
         try:
-            result = check(self.policy, self.source, champion, now)
+            seen_as = self.reference(self.policy, self.source, champion, now)
+            result = check(self.policy, self.source, seen_as, now)
         except EmptyWindow as exc:
             log.warning("%s: check skipped: %s", self.name, exc)
             return "skipped", str(exc), None
@@ -288,6 +308,7 @@ class ModelLoop:
 
     def _decide(self, now: datetime) -> Decision:
         state = self.store.state(self.name, now)
+        self.metrics.export_thresholds(self.policy, state.champion_metrics)  # `drop` moves
         # a margin over the longest streak: failed and skipped checks do not count towards it
         history = self.store.history(self.name, limit=checks_needed(self.policy) + 10)
         return decide(self.policy, history, state, now)

@@ -227,8 +227,10 @@ class Promotion:
         self, policy: Policy, other: VersionRecord, champion: Champion, rows: pd.DataFrame
     ) -> Verdict:
         metric = policy.metric
-        theirs = evaluate(self.load(other), rows, policy.target, [metric])[metric]
-        ours = evaluate(champion.model, rows, policy.target, [metric])[metric]
+        theirs = evaluate(self.load(other), rows, policy.target, [metric], policy.promote.costs)[
+            metric
+        ]
+        ours = evaluate(champion.model, rows, policy.target, [metric], policy.promote.costs)[metric]
         better = theirs > ours if policy.higher_is_better() else theirs < ours
         return Verdict(
             version=other.version,

@@ -6,18 +6,24 @@ column: label-free estimation calibrates on them, since the training rows flatte
 
 Who calls it: promotion packs a reference when it registers a challenger (``pack``);
 ``Versions``, the loop's cache of loaded models, unpacks the champion's when it loads it.
+
+``monitor.reference`` may replace that reference for drift: ``drift_reference`` gives the loop
+the champion with the previous window's rows, or a fixed period's, as its reference instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pandas as pd
 
-from reoptd.errors import ArtifactError
+from reoptd.clock import utc
+from reoptd.errors import ArtifactError, DataError
 from reoptd.models import Model, load_model
 from reoptd.monitor import Champion
 from reoptd.policy import Policy
@@ -108,3 +114,58 @@ class Versions:
             return self.load(self.store.version(self.name, version))
 
         return model_of
+
+
+class DriftReference:
+    """The champion as its checks see it under ``monitor.reference``: with its training sample
+    (``training``), with the rows of the window before the checked one (``previous_window``), or
+    with the production rows of a fixed period (``fixed``; read once per champion version)."""
+
+    def __init__(self) -> None:
+        self._fixed: tuple[int, Champion] | None = None
+
+    def forget(self) -> None:
+        self._fixed = None
+
+    def __call__(self, policy: Policy, source, champion: Champion, now: datetime) -> Champion:
+        choice = policy.monitor.reference
+        if choice == "training":
+            return champion
+        if choice == "previous_window":
+            window = policy.monitor.window
+            return self._swap(policy, source, champion, now - 2 * window, now - window)
+        if self._fixed is None or self._fixed[0] != champion.version:
+            span = choice.fixed
+            swapped = self._swap(policy, source, champion, utc(span.start), utc(span.end))
+            self._fixed = (champion.version, swapped)
+        return self._fixed[1]
+
+    @staticmethod
+    def _swap(policy: Policy, source, champion: Champion, start: datetime, end: datetime):
+        """``champion`` with the rows of ``[start, end)`` as reference; its own reference when
+        they are fewer than ``monitor.min_rows`` (the first window of a replay, a gap)."""
+        try:
+            rows = source.read(start, end)
+        except DataError as exc:
+            log.warning("%s: drift reference %s..%s unreadable: %s", policy.model, start, end, exc)
+            return champion
+        if len(rows) < policy.monitor.min_rows:
+            log.info(
+                "%s: %d rows between %s and %s, under monitor.min_rows: drift against the"
+                " training reference",
+                policy.model,
+                len(rows),
+                f"{start:%Y-%m-%d %H:%M}",
+                f"{end:%Y-%m-%d %H:%M}",
+            )
+            return champion
+        kept = [c for c in (*policy.features.monitored, policy.target) if c in rows.columns]
+        reference = _sample(rows[kept].reset_index(drop=True), policy.monitor.reference_rows)
+        return dataclasses.replace(
+            champion,
+            reference=reference.reset_index(drop=True),
+            _detector=None,
+            _outputs=None,
+            _quality=None,
+            _target=False,
+        )

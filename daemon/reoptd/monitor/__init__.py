@@ -19,16 +19,18 @@ if TYPE_CHECKING:
         feature_drift_report,
     )
     from reoptd.monitor._html import write_drift_html
-    from reoptd.monitor._performance import evaluate, score
+    from reoptd.monitor._performance import NEEDS_SCORE, business_value, evaluate, score
     from reoptd.monitor._quality import Quality, QualityReference
 
 __all__ = [
+    "NEEDS_SCORE",
     "Champion",
     "CheckResult",
     "DriftDetector",
     "FeatureDrift",
     "Quality",
     "QualityReference",
+    "business_value",
     "check",
     "evaluate",
     "feature_drift",
@@ -50,6 +52,8 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "feature_drift": "._drift",
         "feature_drift_report": "._drift",
         "write_drift_html": "._html",
+        "NEEDS_SCORE": "._performance",
+        "business_value": "._performance",
         "evaluate": "._performance",
         "score": "._performance",
         "Quality": "._quality",

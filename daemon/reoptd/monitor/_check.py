@@ -115,6 +115,7 @@ class CheckResult:
     labelled: pd.DataFrame | None = field(default=None, repr=False)  # not stored
     quality: Quality | None = None
     data_problem: str | None = None  # why the model's outputs were not computed (bad data)
+    row_times: pd.Series | None = field(default=None, repr=False)  # the rows' times, not stored
 
     @property
     def signals(self) -> Signals:
@@ -189,6 +190,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         labelled_rows=0,
         features=champion.detector(policy).check(frame),
         quality=champion.quality(policy).check(frame),
+        row_times=frame[policy.timestamp] if policy.timestamp in frame.columns else None,
     )
     result.dataset_drift = result.drift_share >= policy.monitor.drift.drift_share
     if champion.trained_until is not None and any(t.new_rows for t in policy.triggers):
@@ -212,7 +214,9 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
     result.labelled_rows = len(with_labels)
     result.labelled = with_labels
     if len(with_labels):
-        result.metrics = evaluate(champion.model, with_labels, policy.target, metric_names(policy))
+        result.metrics = evaluate(
+            champion.model, with_labels, policy.target, metric_names(policy), policy.promote.costs
+        )
     label_signals(policy, champion, frame, result, outputs)
     result.seconds = time.perf_counter() - started
     return result

@@ -146,7 +146,7 @@ class _Objective:
             # an epoch is the torch MLP's stage: score each one, let the pruner stop the trial
             mlp = cast("TorchMLP", model)  # the torch family builds a TorchMLP
             mlp.fit(self.train, self.train[target], on_epoch=self._reporter(trial, mlp))
-            value = evaluate(model, self.valid, target, [metric])[metric]
+            value = evaluate(model, self.valid, target, [metric], self.policy.promote.costs)[metric]
         elif iterations and not self.multi and iterations not in params:
             # ITERATIONS names scikit-learn estimators only (see default_key)
             estimator = cast("SklearnModel", model).pipeline.named_steps["est"]
@@ -156,14 +156,16 @@ class _Objective:
             for step in stages:
                 estimator.set_params(**{iterations: step})
                 model.fit(self.train, self.train[target])
-                value = evaluate(model, self.valid, target, [metric])[metric]
+                value = evaluate(model, self.valid, target, [metric], self.policy.promote.costs)[
+                    metric
+                ]
                 trial.report(value, step)
                 if step < total and trial.should_prune():
                     raise optuna.TrialPruned(f"{metric} {value:.4f} after {step} {iterations}")
             estimator.set_params(warm_start=False)
         else:
             model.fit(self.train, self.train[target])
-            value = evaluate(model, self.valid, target, [metric])[metric]
+            value = evaluate(model, self.valid, target, [metric], self.policy.promote.costs)[metric]
         if not self.multi:
             return value
         if policy.tune.tradeoff == "size":
@@ -175,7 +177,9 @@ class _Objective:
         epochs = model.params["epochs"]
 
         def report(epoch: int, fitted: Model) -> None:
-            value = evaluate(fitted, self.valid, target, [metric])[metric]
+            value = evaluate(fitted, self.valid, target, [metric], self.policy.promote.costs)[
+                metric
+            ]
             trial.report(value, epoch)
             if epoch < epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"{metric} {value:.4f} after {epoch} epochs")

@@ -20,7 +20,9 @@ class Validate:
             raise OptimizeError("validate: no challenger (the pipeline needs a retrain step)")
         names = metric_names(policy)
         metric = policy.metric
-        ctx.challenger_metrics = evaluate(ctx.challenger, ctx.holdout, policy.target, names)
+        ctx.challenger_metrics = evaluate(
+            ctx.challenger, ctx.holdout, policy.target, names, policy.promote.costs
+        )
         challenger = ctx.challenger_metrics[metric]
         record: dict[str, Any] = {
             "metric": metric,
@@ -34,7 +36,9 @@ class Validate:
             ctx.promote = True
             ctx.reason = f"first version: holdout {metric} {challenger:.4f}"
             return record
-        ctx.champion_metrics = evaluate(ctx.champion.model, ctx.holdout, policy.target, names)
+        ctx.champion_metrics = evaluate(
+            ctx.champion.model, ctx.holdout, policy.target, names, policy.promote.costs
+        )
         champion = ctx.champion_metrics[metric]
         if ctx.compressing_champion:
             return _compressed_champion(ctx, record, champion, violation)

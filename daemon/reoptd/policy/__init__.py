@@ -3,7 +3,7 @@
 from reoptd.policy._decide import CheckView, Decision, ModelState, checks_needed, decide
 from reoptd.policy._explain import explain
 from reoptd.policy._load import load_policies, load_policy, parse_policy
-from reoptd.policy._schema import METRICS, Param, Policy
+from reoptd.policy._schema import METRICS, Costs, Param, Policy
 from reoptd.policy._units import (
     Duration,
     Fraction,
@@ -14,10 +14,12 @@ from reoptd.policy._units import (
     parse_fraction,
     parse_size,
 )
+from reoptd.policy._warnings import policy_warnings
 
 __all__ = [
     "METRICS",
     "CheckView",
+    "Costs",
     "Decision",
     "Duration",
     "Fraction",
@@ -36,4 +38,5 @@ __all__ = [
     "parse_fraction",
     "parse_policy",
     "parse_size",
+    "policy_warnings",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy._schema import Policy, Trigger
 from reoptd.policy._units import format_duration, format_size
+from reoptd.policy._warnings import policy_warnings
 
 
 def explain(policy: Policy) -> list[str]:
@@ -29,6 +30,7 @@ def explain(policy: Policy) -> list[str]:
     if "compress" in policy.steps:
         lines.append(_compress(policy))
     lines.append(_promote(policy))
+    lines.extend(f"Warning: {w}" for w in policy_warnings(policy))
     return lines
 
 
@@ -62,13 +64,30 @@ def _monitor(policy: Policy) -> str:
     )
     return (
         f"Every {format_duration(m.every)} it checks the rows of the last "
-        f"{format_duration(m.window)} (skipping windows under {m.min_rows} rows) against up to "
-        f"{m.reference_rows} rows of the champion's training data: numerical features with "
+        f"{format_duration(m.window)} (skipping windows under {m.min_rows} rows) against "
+        f"{_reference(policy)}: numerical features with "
         f"{method(drift.method, drift.threshold)}, categorical ones with "
         f"{method(drift.cat_method, drift.cat_threshold)}{overrides}. The dataset counts as "
         f"drifted when {drift.drift_share:.0%} of features drift. It also measures "
         f"{policy.metric} on rows whose labels have arrived and the drift of the champion's "
         f"predictions."
+    )
+
+
+def _reference(policy: Policy) -> str:
+    """What the checked window is compared with (``monitor.reference``)."""
+    m = policy.monitor
+    if m.reference == "previous_window":
+        return (
+            f"the {format_duration(m.window)} just before it (the previous window: a shift is"
+            " flagged while it happens, then the new normal is the reference)"
+        )
+    if m.reference == "training":
+        return f"up to {m.reference_rows} rows of the champion's training data"
+    span = m.reference.fixed
+    return (
+        f"up to {m.reference_rows} production rows from {span.start:%Y-%m-%d %H:%M} to"
+        f" {span.end:%Y-%m-%d %H:%M} (a fixed reference, whichever version is champion)"
     )
 
 
@@ -182,6 +201,10 @@ def _run(policy: Policy) -> str:
     )
 
 
+def _trigger_metrics(policy: Policy) -> list[str]:
+    return [t.metric.name or policy.metric for t in policy.triggers if t.metric is not None]
+
+
 def _promote(policy: Policy) -> str:
     p = policy.promote
     better = "higher" if policy.higher_is_better() else "lower"
@@ -189,6 +212,13 @@ def _promote(policy: Policy) -> str:
         f"The challenger must beat the champion's {policy.metric} on that holdout by at least "
         f"{p.min_improvement:g} ({better} is better)"
     )
+    if p.costs is not None and "value" in (policy.metric, *_trigger_metrics(policy)):
+        c = p.costs
+        text += (
+            f"; `value` is the mean value per row of its decisions: {c.tp:g} per true positive,"
+            f" {c.fp:g} per false positive, {c.fn:g} per false negative, {c.tn:g} per true"
+            " negative"
+        )
     limits = []
     if p.max_latency is not None:
         limits.append(f"predict a row in under {format_duration(p.max_latency)}")
@@ -246,4 +276,10 @@ def _compress(policy: Policy) -> str:
         f"{also}); it keeps {goal} among candidates that lose at most"
         f" {c.max_metric_drop:g} {policy.metric}, and never one worse than the uncompressed"
         " model on that objective (if none qualifies, the model stays uncompressed)."
+        + (
+            f" A latency win counts only when it is at least {c.min_speedup:g}x and the 95%"
+            " confidence intervals of the two medians do not overlap (less is timing noise)."
+            if c.objective == "latency"
+            else ""
+        )
     )

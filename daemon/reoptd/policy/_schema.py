@@ -12,7 +12,7 @@ describes whatever is registered when it is printed.
 from __future__ import annotations
 
 import difflib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,8 +39,18 @@ from reoptd.policy._units import Duration, Fraction, Size
 
 #: metric name -> True when higher is better
 METRICS: dict[str, dict[str, bool]] = {
-    "classification": {"accuracy": True, "f1": True, "roc_auc": True},
-    "regression": {"rmse": False, "mae": False, "r2": True},
+    "classification": {
+        "accuracy": True,
+        "f1": True,
+        "roc_auc": True,
+        "precision": True,
+        "recall": True,
+        "average_precision": True,
+        "log_loss": False,
+        "brier": False,
+        "value": True,  # business value per row from promote.costs
+    },
+    "regression": {"rmse": False, "mae": False, "r2": True, "mape": False},
 }
 DEFAULT_METRIC = {"classification": "f1", "regression": "rmse"}
 #: the budget of a pipeline step whose policy writes none: a runaway step is stopped after it
@@ -120,6 +130,11 @@ class Data(_Block):
         description="labels that arrive later in their own files, joined to predictions on the"
         " policy's `id` column (needs `id`)",
     )
+    label_delay: Duration | None = Field(
+        None,
+        description="how long a row's label takes to arrive (e.g. 2d); `policy validate` warns"
+        " about metric triggers it makes impossible. The demo stream's is 30m",
+    )
 
 
 def _methods_help(schema: dict[str, Any]) -> None:
@@ -193,6 +208,29 @@ class Multivariate(_Block):
     folds: int = Field(3, ge=2, le=10, description="cross-validation folds")
 
 
+class Span(_Block):
+    start: datetime = Field(description="first instant of the reference rows (UTC if no zone)")
+    end: datetime = Field(description="end of the reference rows (exclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if _aware(self.end) <= _aware(self.start):
+            raise ValueError("the reference's `end` must be after its `start`")
+        return self
+
+
+def _aware(when: datetime) -> datetime:
+    from datetime import UTC
+
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+class FixedReference(_Block):
+    """`reference: {fixed: {start: 2026-03-01, end: 2026-03-08}}`: drift against these rows."""
+
+    fixed: Span
+
+
 class Monitor(_Block):
     every: Duration = Field(
         timedelta(minutes=15), description="how often a check runs (at least 1s)"
@@ -201,6 +239,13 @@ class Monitor(_Block):
     min_rows: int = Field(50, ge=1, description="fewer rows than this skips the check")
     reference_rows: int = Field(
         5000, ge=10, description="rows of the champion's training data kept as drift reference"
+    )
+    reference: Literal["training", "previous_window"] | FixedReference = Field(
+        "training",
+        description="what the checked window is compared with for drift: training (a sample of"
+        " the champion's training rows), previous_window (the window just before, so a shift is"
+        " flagged while it happens and not for as long as the champion lives), or"
+        " {fixed: {start, end}} (production rows of a period you trust)",
     )
     drift: Drift = Field(default_factory=Drift)
     quality: Quality = Field(
@@ -605,6 +650,13 @@ class Compress(_PluginBlocks):
     repetitions: int = Field(
         30, ge=5, description="timed predictions per candidate and batch size (after warm-up)"
     )
+    min_speedup: float = Field(
+        1.2,
+        ge=1.0,
+        description="with objective latency, a candidate must be at least this many times faster"
+        " (p50) than the uncompressed model, and the 95% confidence intervals of the two medians"
+        " must not overlap: smaller wins are timing noise and keep the uncompressed model",
+    )
 
     @model_validator(mode="after")
     def _cpu_timer_one_thread(self) -> Compress:
@@ -644,8 +696,27 @@ class Rollback(_Block):
     min_labels: int = Field(100, ge=1, description="labelled rows needed before judging")
 
 
+class Costs(_Block):
+    """What each outcome of a binary classifier's decision is worth (negative: a cost)."""
+
+    tp: float = Field(0.0, description="value of a true positive (e.g. a churner kept: 50)")
+    fp: float = Field(0.0, description="value of a false positive (e.g. a needless offer: -5)")
+    fn: float = Field(0.0, description="value of a false negative (e.g. a churner lost: -50)")
+    tn: float = Field(0.0, description="value of a true negative")
+
+
 class Promote(_Block):
-    metric: str | None = Field(None, description="validation metric (default f1 / rmse)")
+    metric: str | None = Field(
+        None,
+        description="validation metric (default f1 / rmse); classification: accuracy, f1,"
+        " precision, recall, roc_auc, average_precision, log_loss, brier, value (needs"
+        " `costs`); regression: rmse, mae, mape, r2",
+    )
+    costs: Costs | None = Field(
+        None,
+        description="the metric `value`: mean value per row of the decisions, from the value of"
+        " each true/false positive/negative, e.g. {tp: 50, fp: -5, fn: -50, tn: 0}",
+    )
     min_improvement: float = Field(
         0.0, ge=0, description="challenger must beat the champion by at least this"
     )
@@ -773,6 +844,8 @@ class Policy(_Block):
                         "better, so it would fire when the model improves"
                     )
         for where, metric in metrics:
+            if metric == "value" and self.promote.costs is None and self.task == "classification":
+                problems.append(f"{where}: metric 'value' needs promote.costs {{tp, fp, fn, tn}}")
             if metric is not None and metric not in known:
                 problems.append(
                     f"{where}: unknown {self.task} metric {metric!r}; choose one of "

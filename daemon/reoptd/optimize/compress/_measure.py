@@ -29,6 +29,26 @@ class Latency:
     repetitions: int
     wall_p50_ms: float = 0.0  # elapsed time, whatever the timer
     wall_p95_ms: float = 0.0
+    ci_low_ms: float | None = None  # 95% confidence interval of p50 (order statistics)
+    ci_high_ms: float | None = None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% confidence interval of the median (the median itself when not measured)."""
+        low = self.p50_ms if self.ci_low_ms is None else self.ci_low_ms
+        high = self.p50_ms if self.ci_high_ms is None else self.ci_high_ms
+        return low, high
+
+
+def median_interval(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free ~95% confidence interval of the median of ``samples``: the order
+    statistics at ranks n/2 -+ z*sqrt(n)/2 (the binomial normal approximation)."""
+    ordered = np.sort(samples)
+    n = len(ordered)
+    half = z * np.sqrt(n) / 2
+    low = int(max(0, np.floor(n / 2 - half)))
+    high = int(min(n - 1, np.ceil(n / 2 + half) - 1))
+    return float(ordered[low]), float(ordered[high])
 
 
 def size_bytes(model: Model) -> int:
@@ -90,5 +110,17 @@ def latencies(
     for row, wall in zip(times, walls, strict=True):
         p50, p95 = np.percentile(row * 1000, [50, 95])
         w50, w95 = np.percentile(wall * 1000, [50, 95])
-        out.append(Latency(batch_size, float(p50), float(p95), repetitions, float(w50), float(w95)))
+        low, high = median_interval(row * 1000)
+        out.append(
+            Latency(
+                batch_size,
+                float(p50),
+                float(p95),
+                repetitions,
+                float(w50),
+                float(w95),
+                low,
+                high,
+            )
+        )
     return out

@@ -121,5 +121,6 @@ def compress_model(
         batch_size=cfg.batch_size,
         max_metric_drop=cfg.max_metric_drop,
         higher_is_better=policy.higher_is_better(),
+        min_speedup=cfg.min_speedup,
     )
     return Plan(candidates, selection, cfg.batch_size)

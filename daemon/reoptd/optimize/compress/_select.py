@@ -3,7 +3,10 @@
 ``select`` is a pure function of the measurements: among the candidates whose metric is within
 ``max_metric_drop`` of the uncompressed baseline's, the best on the objective (p50 latency at the
 production batch size, or artifact size), and never one that is not strictly better than the
-baseline on that objective. When none qualifies the baseline is kept, and the reason says why.
+baseline on that objective. On latency, "better" means beyond the noise of the timing: at least
+``min_speedup`` times faster (p50) AND with the 95% confidence intervals of the two medians
+apart, so a 1.05x "win" measured on a busy machine does not cost metric. When none qualifies
+the baseline is kept, and the reason says why.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Candidate:
             "size_bytes": self.size_bytes,
             "latency_p50_ms": round(main.p50_ms, 4),
             "latency_p95_ms": round(main.p95_ms, 4),
+            "latency_p50_ci_ms": [round(v, 4) for v in main.interval],
             "batch_size": batch_size,
             "latency_by_batch": {
                 str(b): {
@@ -72,6 +76,7 @@ def select(
     batch_size: int,
     max_metric_drop: float,
     higher_is_better: bool,
+    min_speedup: float = 1.2,
 ) -> Selection:
     """Choose among ``candidates`` (one of them named ``BASELINE``); sets each one's verdict."""
     baseline = next(c for c in candidates if c.name == BASELINE)
@@ -91,6 +96,10 @@ def select(
                 f"not better than the uncompressed model on {objective}:"
                 f" {value:.4g} >= {base_value:.4g} {unit}"
             )
+        elif objective == "latency" and (
+            noise := _within_noise(baseline, c, batch_size, min_speedup)
+        ):
+            c.verdict = f"not better than the uncompressed model beyond timing noise: {noise}"
         else:
             c.verdict = f"eligible: metric drop {drop:.4f}, {objective} {value:.4g} {unit}"
             eligible.append(c)
@@ -114,3 +123,21 @@ def select(
         f" model, metric {best.metric:.4f} vs {baseline.metric:.4f}"
     )
     return Selection(best, reason)
+
+
+def _within_noise(
+    baseline: Candidate, candidate: Candidate, batch_size: int, min_speedup: float
+) -> str:
+    """Why the latency win of ``candidate`` is within timing noise ("" when it is not)."""
+    base, cand = baseline.latency[batch_size], candidate.latency[batch_size]
+    ratio = base.p50_ms / max(cand.p50_ms, 1e-12)
+    if ratio < min_speedup:
+        return f"{ratio:.2f}x faster < compress.min_speedup {min_speedup:g}x"
+    base_low, _ = base.interval
+    _, cand_high = cand.interval
+    if cand_high >= base_low:
+        return (
+            f"{ratio:.2f}x faster, but the 95% intervals of the medians overlap"
+            f" ({cand_high:.4g} >= {base_low:.4g} ms)"
+        )
+    return ""
