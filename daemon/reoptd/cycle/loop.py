@@ -131,8 +131,7 @@ class ModelLoop:
         self.metrics.cycle_errors.labels(self.name, stage).inc()
         if isinstance(exc, StoreUnavailable):
             log.error("%s: cycle not recorded, the store is unavailable: %s", self.name, exc)
-            first = self._outage[0] if self._outage else now
-            self._outage = (first, now, str(exc))
+            self._note_outage(now, exc)
             return CycleOutcome(error=cause)
         log.exception("%s: cycle failed in %s: %s", self.name, stage, cause)
         try:
@@ -140,10 +139,14 @@ class ModelLoop:
         except Exception as again:
             log.error("%s: the failed cycle could not be recorded: %s", self.name, again)
             if isinstance(again, StoreUnavailable):  # remembered, recorded after recovery
-                first = self._outage[0] if self._outage else now
-                self._outage = (first, now, str(again))
+                self._note_outage(now, again)
             return CycleOutcome(error=cause)
         return CycleOutcome(check=stored, error=cause)
+
+    def _note_outage(self, now: datetime, exc: Exception) -> None:
+        """Extend the store outage this loop is in (or start one) to ``now``."""
+        first = self._outage[0] if self._outage else now
+        self._outage = (first, now, str(exc))
 
     def _record_outage(self, now: datetime) -> None:
         """Record the store outage the previous cycles met (raises StoreUnavailable if the
