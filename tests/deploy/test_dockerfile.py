@@ -29,7 +29,7 @@ def _tool(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: it is in the dev dependencies (make test installs them)")
+        pytest.fail(f"{name} is not installed: a dev dependency (make test installs them)")
     return found
 
 
