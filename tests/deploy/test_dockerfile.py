@@ -10,18 +10,17 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _deploy import DOCKERFILE, instructions, runtime_env, stages
 
 from reoptd.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "Dockerfile"
 
 
 def _tool(name: str) -> str:
@@ -31,36 +30,6 @@ def _tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: a dev dependency (make test installs them)")
     return found
-
-
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    lines: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        lines.append(pending + line)
-        pending = ""
-    out = []
-    for line in lines:
-        keyword, _, rest = line.partition(" ")
-        out.append((keyword.upper(), rest.strip()))
-    return out
-
-
-def _stages(text: str) -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
-    for keyword, rest in _instructions(text):
-        if keyword == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((keyword, rest))
-    return stages
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -107,7 +76,7 @@ def _makefile_install_commands() -> list[str]:
 
 def _dockerfile_install_commands() -> list[str]:
     commands = []
-    for keyword, rest in _stages(DOCKERFILE.read_text())[0]:
+    for keyword, rest in stages()[0]:
         if keyword != "RUN":
             continue
         for part in rest.split("&&"):
@@ -126,13 +95,11 @@ def test_install_steps_are_the_makefiles() -> None:
 
 
 def test_runtime_stage_keeps_its_promises() -> None:
-    stages = _stages(DOCKERFILE.read_text())
-    assert len(stages) >= 2, "a multi-stage build: the runtime stage has no build tree"
-    build, runtime = stages[0], stages[-1]
+    built = stages()
+    assert len(built) >= 2, "a multi-stage build: the runtime stage has no build tree"
+    build, runtime = built[0], built[-1]
     args = dict(
-        rest.split("=", 1)
-        for keyword, rest in _instructions(DOCKERFILE.read_text())
-        if keyword == "ARG" and "=" in rest
+        rest.split("=", 1) for keyword, rest in instructions() if keyword == "ARG" and "=" in rest
     )
     assert args.get("PYTHON_IMAGE", "").startswith("python:3.11-slim"), args
     assert build[0] == ("FROM", "${PYTHON_IMAGE} AS build")
@@ -144,7 +111,7 @@ def test_runtime_stage_keeps_its_promises() -> None:
     user = by["USER"][-1]
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0", user  # numeric, not root
 
-    env = dict(token.split("=", 1) for e in by["ENV"] for token in shlex.split(e))
+    env = runtime_env()
     home = env["REOPTD_HOME"]
     assert json.loads(by["VOLUME"][-1]) == [home]
     assert env["REOPTD_API_HOST"] == env["REOPTD_METRICS_HOST"] == "0.0.0.0"
@@ -182,7 +149,7 @@ def test_build_context_holds_what_copy_needs() -> None:
         if line.strip() and not line.startswith("#")
     ]
     sources = []
-    for keyword, rest in _instructions(DOCKERFILE.read_text()):
+    for keyword, rest in instructions():
         if keyword == "COPY" and not rest.startswith("--from"):
             sources += rest.split()[:-1]
     assert sources, "no COPY from the context"
