@@ -15,8 +15,11 @@ FROM ${PYTHON_IMAGE} AS build
 # requirements.lock pins torch==2.13.0; PyPI's Linux wheel of that version is the CUDA build
 # (several GB of nvidia-* wheels). PyTorch's CPU index serves 2.13.0+cpu, which satisfies the
 # pin and is preferred over the plain version; every other package still comes from PyPI.
-ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
-    PIP_NO_CACHE_DIR=1 \
+# Build arguments are environment variables of RUN: a mirror is
+#   --build-arg PIP_INDEX_URL=https://mirror/simple --build-arg PIP_EXTRA_INDEX_URL=https://mirror/torch-cpu
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VENV=/opt/reoptd/.venv
 WORKDIR /src
