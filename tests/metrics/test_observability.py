@@ -98,8 +98,9 @@ def variable_queries() -> list[tuple[str, str]]:
         board = json.loads(path.read_text())
         for variable in board["templating"]["list"]:
             if variable["type"] == "query":
-                match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["definition"])
-                assert match, f"{path.name}: unexpected variable query {variable['definition']!r}"
+                query = variable["query"]["query"]
+                match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query)
+                assert match, f"{path.name}: unexpected variable query {query!r}"
                 out.append((f"{path.name}: variable {variable['name']!r}", match[1]))
     return out
 
@@ -231,7 +232,7 @@ def test_dashboards_are_distinct_and_provisioned_from_their_directory() -> None:
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
     model = boards["reoptd-model.json"]
     (variable,) = [v for v in model["templating"]["list"] if v["name"] == "model"]
-    assert variable["definition"] == "label_values(reoptd_champion_info, model)"
+    assert variable["query"]["query"] == "label_values(reoptd_champion_info, model)"
     names = {a["name"] for a in model["annotations"]["list"]}
     assert {"Promotions", "Rollbacks"} <= names
     provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/reoptd.yml").read_text())
