@@ -184,6 +184,14 @@ class Metrics:
             [*m, "outcome"],
             registry=r,
         )
+        self.checks_skipped = Counter(
+            "reoptd_checks_skipped",
+            "Scheduled checks not started because a cycle of the model was still running (a long"
+            " re-optimization in this daemon, or `reoptd check`/`optimize` holding the model);"
+            ' a check that ran and found too few rows is reoptd_checks_total{outcome="skipped"}',
+            m,
+            registry=r,
+        )
         self.check_duration = Histogram(
             "reoptd_check_duration_seconds",
             "Time one check takes",
@@ -494,6 +502,7 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.reoptimizations.labels(name, kind, outcome)
         self.rows_seen.labels(name)
+        self.checks_skipped.labels(name)
         self.data_errors.labels(name)
         for stage in CYCLE_STAGES:
             self.cycle_errors.labels(name, stage)
