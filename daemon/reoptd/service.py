@@ -202,9 +202,9 @@ class Service:
         with self._busy:
             skipped = self._skipped[loop.name] = self._skipped.get(loop.name, 0) + 1
             started = self._started.get(loop.name)
-        if skipped == 1:
+        if skipped == 1:  # INFO: expected while a re-optimization runs; the alerts watch age
             since = f" (started {_at(started)})" if started is not None else ""
-            log.warning(
+            log.info(
                 "%s: check at %s skipped: the previous cycle%s still runs; further skips are"
                 " counted in reoptd_checks_skipped_total until it ends",
                 loop.name,
