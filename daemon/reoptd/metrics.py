@@ -184,6 +184,14 @@ class Metrics:
             [*m, "outcome"],
             registry=r,
         )
+        self.checks_skipped = Counter(
+            "reoptd_checks_skipped",
+            "Scheduled checks not started because a cycle of the model was still running (a long"
+            " re-optimization in this daemon, or `reoptd check`/`optimize` holding the model);"
+            ' a check that ran and found too few rows is reoptd_checks_total{outcome="skipped"}',
+            m,
+            registry=r,
+        )
         self.check_duration = Histogram(
             "reoptd_check_duration_seconds",
             "Time one check takes",
@@ -494,6 +502,8 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.reoptimizations.labels(name, kind, outcome)
         self.rows_seen.labels(name)
+        self.checks_skipped.labels(name)
+        self.webhook_failures.labels(name)
         self.data_errors.labels(name)
         for stage in CYCLE_STAGES:
             self.cycle_errors.labels(name, stage)
@@ -517,8 +527,9 @@ class ChampionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             "reoptd_champion_info",
-            "The champion version of each model (value 1)",
-            labels=["model", "version"],
+            "The champion version of each model (value 1), with the trigger that trained it and"
+            " the reason recorded by the promotion or rollback that made it champion",
+            labels=["model", "version", "trigger", "reason"],
         )
         age = GaugeMetricFamily(
             "reoptd_model_age_seconds", "Time since the champion was promoted", labels=["model"]
@@ -571,7 +582,8 @@ class ChampionCollector(Collector):
             rollbacks.add_metric([name], m.rollbacks)
             if m.champion_version is None:
                 continue
-            info.add_metric([name, str(m.champion_version)], 1)
+            reason = _label(m.champion_reason) or "no reason recorded"
+            info.add_metric([name, str(m.champion_version), m.champion_trigger, reason], 1)
             size.add_metric([name], m.champion_size_bytes)
             if m.champion_since is not None:
                 age.add_metric([name], max(0.0, (now - m.champion_since).total_seconds()))
@@ -601,17 +613,25 @@ class VersionCollector(Collector):
             " compress, batch_size 1 percentile 50 is validate's per-row time",
             labels=["model", "version", "batch_size", "percentile"],
         )
+        compression = GaugeMetricFamily(
+            "reoptd_version_compression_info",
+            "The compression the compress step chose for a version (value 1): its methods joined"
+            " by + (distill+low_rank), `uncompressed` when no candidate won by enough, `none`"
+            " when the pipeline has no compress step",
+            labels=["model", "version", "compression"],
+        )
         try:
             recent = self._store.recent_versions(VERSIONS_EXPORTED)
             for name, versions in recent.items():
                 for v in versions:
                     labels = [name, str(v.version)]
                     size.add_metric(labels, v.size_bytes)
+                    compression.add_metric([*labels, _compression(v.metrics or {})], 1)
                     for batch, percentile, seconds in _version_latencies(v.metrics or {}):
                         latency.add_metric([*labels, batch, percentile], seconds)
         except Exception as exc:  # a scrape must never fail because the database hiccups
             log.warning("metrics: cannot read versions from the store: %s", exc)
-        yield from (size, latency)
+        yield from (size, latency, compression)
 
 
 #: Evidently methods whose score is a p-value (drift below the threshold); the others are
@@ -641,6 +661,23 @@ def drift_ratio(score: float, threshold: float, method: str | None, cap: float =
     else:
         ratio = score / threshold if threshold > 0 else cap
     return float(min(max(ratio, 0.0), cap))
+
+
+#: the longest label value exported for a free-text reason (Grafana shows it in annotations)
+REASON_CHARS = 200
+
+
+def _label(text: str) -> str:
+    """A free text as one line of at most ``REASON_CHARS`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1] + "…"
+
+
+def _compression(metrics: dict) -> str:
+    chosen = metrics.get("compression")
+    if not chosen:
+        return "none"
+    return _label(str(chosen.get("name") or "uncompressed"))
 
 
 def _version_latencies(metrics: dict) -> Iterator[tuple[str, str, float]]:

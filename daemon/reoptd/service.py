@@ -14,7 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -32,6 +32,24 @@ if TYPE_CHECKING:
     from reoptd.store import Store
 
 log = logging.getLogger("reoptd.service")
+
+#: APScheduler's warning for a job whose previous run still runs: it prints the job with a
+#: wall-clock "next run" beside the daemon's simulated times. The service says it instead.
+_MAX_INSTANCES_WARNING = 'Execution of job "%s" skipped: maximum number of running instances'
+
+
+class _NoMaxInstancesWarning(logging.Filter):
+    """Drops APScheduler's max-instances warning, and only it, from the service's scheduler
+    logger (the service logs and counts the skipped check itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_MAX_INSTANCES_WARNING)
+
+
+#: The logger of the service's schedulers: a child of APScheduler's own, so every other message
+#: follows the operator's logging configuration of ``apscheduler``.
+_scheduler_log = logging.getLogger("apscheduler.scheduler.reoptd")
+_scheduler_log.addFilter(_NoMaxInstancesWarning())
 
 
 class Service:
@@ -61,7 +79,13 @@ class Service:
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            logger=_scheduler_log,
         )
+        # checks skipped in a row while a model's cycle runs, and when (daemon clock) that
+        # cycle started; the scheduler's thread and the workers share them
+        self._busy = threading.Lock()
+        self._skipped: dict[str, int] = {}
+        self._started: dict[str, datetime] = {}
 
     @property
     def metrics_url(self) -> str:
@@ -112,6 +136,7 @@ class Service:
         for executor in self._executors():
             executor.start()
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        self.scheduler.add_listener(self._max_instances, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
         log.info("metrics on %s", self.metrics_url)
         if self.api is not None:
@@ -138,6 +163,7 @@ class Service:
         if self._stop.is_set():
             return
         self.metrics.jobs_running.inc()
+        self._resume(loop.name)
         try:
             # one cycle per model across processes: `reoptd check`/`optimize` may hold it
             with loop.store.model_lock(loop.name):
@@ -147,11 +173,44 @@ class Service:
                     log.info("%s: now checking every %s", loop.name, loop.policy.monitor.every)
                 loop.cycle(self.clock.now())
         except ModelBusy as exc:
+            self.metrics.checks_skipped.labels(loop.name).inc()
             log.info("%s: cycle skipped: %s", loop.name, exc)
         except Exception:  # one model's failure must never stop the others
             log.exception("%s: cycle crashed; the daemon goes on", loop.name)
         finally:
             self.metrics.jobs_running.dec()
+
+    def _resume(self, name: str) -> None:
+        """A cycle of ``name`` starts: note when (daemon clock), and end a run of skipped checks
+        with one line saying how many there were."""
+        now = self.clock.now()
+        with self._busy:
+            self._started[name] = now
+            skipped = self._skipped.pop(name, 0)
+        if skipped:
+            log.info("%s: checks resume at %s after %d skipped", name, _at(now), skipped)
+
+    def _max_instances(self, event: JobSubmissionEvent) -> None:
+        """A model's check came due while its previous cycle still ran (``max_instances=1``):
+        count it; log the first of a run of them, in the daemon's clock."""
+        loop = next((loop for loop in self.loops if loop.name == event.job_id), None)
+        if loop is None:  # the heartbeat: the previous beat still waits for the database
+            log.info("heartbeat skipped: the previous one still runs (is the database slow?)")
+            return
+        self.metrics.checks_skipped.labels(loop.name).inc()
+        now = self.clock.now()
+        with self._busy:
+            skipped = self._skipped[loop.name] = self._skipped.get(loop.name, 0) + 1
+            started = self._started.get(loop.name)
+        if skipped == 1:  # INFO: expected while a re-optimization runs; the alerts watch age
+            since = f" (started {_at(started)})" if started is not None else ""
+            log.info(
+                "%s: check at %s skipped: the previous cycle%s still runs; further skips are"
+                " counted in reoptd_checks_skipped_total until it ends",
+                loop.name,
+                _at(now),
+                since,
+            )
 
     def _submitted(self, event: JobSubmissionEvent) -> None:
         now = datetime.now(UTC)  # the scheduler's own lag is wall-clock by nature
@@ -195,3 +254,8 @@ class Service:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _at(when: datetime) -> str:
+    """A daemon-clock time for the log (the clock is simulated in the demo and in replays)."""
+    return when.isoformat(sep=" ", timespec="seconds")

@@ -216,11 +216,12 @@ def test_promotions_and_rollbacks_are_counted_from_the_registry_and_interrupted_
         sqlite_registry.promote(name, 2, at=clock.now())
     # Another process (the CLI) rolls back: the scrape sees it, no in-process counter needed.
     other = SqlStore(sqlite_registry.url, sqlite_registry.artifacts)
-    other.rollback(name, at=clock.now())
+    other.rollback(name, at=clock.now(), reason="worse in production")
     get = metrics.registry.get_sample_value
     assert get("reoptd_promotions_total", {"model": name}) == 2
     assert get("reoptd_rollbacks_total", {"model": name}) == 1
-    assert get("reoptd_champion_info", {"model": name, "version": "1"}) == 1
+    info = {"model": name, "version": "1", "trigger": "bootstrap"}
+    assert get("reoptd_champion_info", {**info, "reason": "worse in production"}) == 1
 
     sqlite_registry.start_run(name, started_at=clock.now(), trigger="drift_share")
     ModelLoop(demo_policy, sqlite_registry, metrics).start()  # a restart after a kill mid-run

@@ -80,7 +80,10 @@ def test_service_detects_drift_promotes_and_exports_it_on_metrics(
     )
     assert fired >= 1
     champion = sqlite_registry.model(name).champion_version
-    assert _value(samples, "reoptd_champion_info", model=name, version=str(champion)) == 1
+    (made,) = [e for e in sqlite_registry.events(name) if e.to_version == champion][-1:]
+    assert made.reason  # the promotion says why; the annotation of the dashboards shows it
+    info = {"model": name, "version": str(champion), "trigger": "drift_share"}
+    assert _value(samples, "reoptd_champion_info", **info, reason=made.reason) == 1
     assert _value(samples, "reoptd_model_size_bytes", model=name) > 0
     assert _value(samples, "reoptd_feature_drift_score", model=name, feature="tenure") is not None
     assert _value(samples, "reoptd_check_duration_seconds_count", model=name) >= 3

@@ -251,7 +251,8 @@ def test_a_scrape_reads_the_same_number_of_statements_whatever_the_models(
     get = metrics.registry.get_sample_value
     assert get("reoptd_promotions_total", {"model": "model4"}) == 2
     assert get("reoptd_rollbacks_total", {"model": "model4"}) == 1
-    assert get("reoptd_champion_info", {"model": "model4", "version": "1"}) == 1
+    info = {"model": "model4", "version": "1", "trigger": "manual"}
+    assert get("reoptd_champion_info", {**info, "reason": "no reason recorded"}) == 1
     assert get("reoptd_model_versions", {"model": "model4"}) == 2
     assert get("reoptd_model_latency_seconds", {"model": "model4"}) == 0.002
     assert get("reoptd_version_size_bytes", {"model": "model4", "version": "2"}) == 10

@@ -614,8 +614,7 @@ class Store(ABC):
         for model in self.models():
             versions = self.versions(model.name)
             champion = next((v for v in versions if v.version == model.champion_version), None)
-            kinds = [e.kind for e in self.events(model.name)]
-            out.append(_summary(model, champion, versions, kinds))
+            out.append(_summary(model, champion, versions, self.events(model.name)))
         return out
 
     def recent_versions(self, per_model: int) -> dict[str, list[VersionRecord]]:
@@ -628,9 +627,12 @@ def _summary(
     model: ModelRecord,
     champion: VersionRecord | None,
     versions: Sequence[VersionRecord],
-    kinds: Sequence[str],
+    events: Sequence[EventRecord],
 ) -> ChampionSummary:
+    """``events`` oldest first: the newest that made the champion gives the reason."""
     latency = champion.metrics.get("latency_seconds") if champion else None
+    kinds = [e.kind for e in events]
+    made = next((e for e in reversed(events) if e.to_version == model.champion_version), None)
     return ChampionSummary(
         name=model.name,
         champion_version=model.champion_version,
@@ -641,6 +643,8 @@ def _summary(
         pending=sum(v.status == "pending" for v in versions),
         promotions=sum(k == "promote" for k in kinds),
         rollbacks=sum(k == "rollback" for k in kinds),
+        champion_trigger=champion.trigger if champion else "",
+        champion_reason=made.reason if made is not None else "",
     )
 
 

@@ -170,6 +170,10 @@ class ChampionSummary:
     pending: int
     promotions: int
     rollbacks: int
+    #: the champion version's trigger (bootstrap, drift_share, metric, max_age, manual, ...)
+    champion_trigger: str = ""
+    #: why it is champion: the reason of the promotion or rollback that made it so
+    champion_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -525,10 +525,14 @@ class StoreContract:
     ) -> None:
         store.ensure_model(policy.model_copy(update={"model": "empty"}), T0)
         for i in range(4):
-            self.add(store, name, b"v%d" % i, metrics={"latency_seconds": 0.001 * (i + 1)})
-        store.promote(name, 1, at=T0)
-        store.promote(name, 3, at=T0 + timedelta(hours=1))
-        store.rollback(name, at=T0 + timedelta(hours=2))
+            latency = {"latency_seconds": 0.001 * (i + 1)}
+            self.add(
+                store, name, b"v%d" % i, metrics=latency, trigger=("bootstrap", "drift")[i > 0]
+            )
+        store.promote(name, 1, at=T0, reason="first")
+        store.promote(name, 3, at=T0 + timedelta(hours=1), reason="better")
+        assert {s.name: s for s in store.champion_summaries()}[name].champion_reason == "better"
+        store.rollback(name, at=T0 + timedelta(hours=2), reason="worse in production")
         store.set_status(name, 4, "pending")
         summaries = {s.name: s for s in store.champion_summaries()}
         assert set(summaries) == {name, "empty"}
@@ -536,8 +540,11 @@ class StoreContract:
         assert (mine.champion_version, mine.champion_since) == (1, T0 + timedelta(hours=2))
         assert (mine.versions, mine.pending, mine.promotions, mine.rollbacks) == (4, 1, 2, 1)
         assert mine.champion_size_bytes == 2 and mine.champion_latency_seconds == 0.001
+        # why v1 serves: the rollback that made it champion again, not its first promotion
+        assert (mine.champion_trigger, mine.champion_reason) == ("bootstrap", "worse in production")
         empty = summaries["empty"]
         assert empty.champion_version is None and empty.versions == 0 and empty.promotions == 0
+        assert (empty.champion_trigger, empty.champion_reason) == ("", "")
         recent = store.recent_versions(3)
         assert [v.version for v in recent[name]] == [2, 3, 4]
         assert recent[name] == store.versions(name)[-3:]

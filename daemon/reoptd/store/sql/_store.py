@@ -651,9 +651,20 @@ class SqlStore(Store):
 
     def champion_summaries(self) -> list[ChampionSummary]:
         """Three aggregate reads, whatever the number of models."""
+        # the newest event that made each version champion: why the champion serves
+        newest = (
+            select(
+                col(EventRow.model_id).label("model_id"),
+                col(EventRow.to_version).label("to_version"),
+                func.max(EventRow.id).label("id"),
+            )
+            .group_by(col(EventRow.model_id), col(EventRow.to_version))
+            .subquery()
+        )
+        made = aliased(EventRow)
         with self._session() as s:
             champions = s.exec(
-                select(ModelRow, VersionRow)
+                select(ModelRow, VersionRow, made.reason)
                 .join(
                     VersionRow,
                     and_(
@@ -662,6 +673,15 @@ class SqlStore(Store):
                     ),
                     isouter=True,
                 )
+                .join(
+                    newest,
+                    and_(
+                        newest.c.model_id == ModelRow.id,
+                        newest.c.to_version == ModelRow.champion_version,
+                    ),
+                    isouter=True,
+                )
+                .join(made, col(made.id) == newest.c.id, isouter=True)
                 .order_by(ModelRow.name)
             ).all()
             counts = {
@@ -683,7 +703,7 @@ class SqlStore(Store):
                 )
             }
         out = []
-        for model, champion in champions:
+        for model, champion, reason in champions:
             assert model.id is not None
             total, waiting = counts.get(model.id, (0, 0))
             latency = champion.metrics.get("latency_seconds") if champion else None
@@ -698,6 +718,8 @@ class SqlStore(Store):
                     pending=waiting,
                     promotions=kinds.get((model.id, "promote"), 0),
                     rollbacks=kinds.get((model.id, "rollback"), 0),
+                    champion_trigger=champion.trigger if champion else "",
+                    champion_reason=reason or "",
                 )
             )
         return out
