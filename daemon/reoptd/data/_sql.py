@@ -280,13 +280,24 @@ class Incremental:
                 return self._fetch(start, end)
             else:
                 if start < lo:
-                    window.put(start, lo, self._fetch(start, lo))
+                    self._put(start, lo, self._fetch(start, lo))
                 if end > hi:
                     since = max(hi - self.settle, window.lo or start)
-                    window.put(since, end, self._fetch(since, end))
+                    self._put(since, end, self._fetch(since, end))
             assert window.hi is not None
             window.trim(min(start, window.hi - self.horizon))
             return window.rows(start, end)
+
+    def _put(self, start: datetime, end: datetime, rows: pd.DataFrame) -> None:
+        window = self.window
+        if window.frame is not None and list(rows.columns) != list(window.frame.columns):
+            # the table changed its columns: the rows kept are no longer what it holds
+            assert window.lo is not None and window.hi is not None
+            lo, hi = min(window.lo, start), max(window.hi, end)
+            window.clear()
+            window.put(lo, hi, self._fetch(lo, hi))
+            return
+        window.put(start, end, rows)
 
     def _fetch(self, start: datetime, end: datetime) -> pd.DataFrame:
         rows = self.query.fetch(start, end)

@@ -78,9 +78,11 @@ class LocalWindow:
             self.frame, self.lo, self.hi = rows, start, end
         else:
             i, j = self._bounds(start, end)
-            self.frame = pd.concat(
-                [self.frame.iloc[:i], rows, self.frame.iloc[j:]], ignore_index=True
-            )
+            parts = [p for p in (self.frame.iloc[:i], rows, self.frame.iloc[j:]) if len(p)]
+            if parts:
+                self.frame = pd.concat(parts, ignore_index=True)
+            else:
+                self.frame = self.frame.iloc[:0]
             self.lo, self.hi = min(self.lo, start), max(self.hi, end)
         if self.directory is None:
             return
