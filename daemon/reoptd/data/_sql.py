@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reoptd.clock import utc
-from reoptd.data._sql_window import LocalWindow
+from reoptd.data._sql_window import LocalWindow, arrow_frame
 from reoptd.errors import DataError
 
 INSTALL_HINT = "pip install 'reoptd[sql]'"
@@ -96,6 +96,10 @@ class SqlQuery:
 
     def fetch(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The rows with ``start <= time < end``; ``DataError`` naming the source otherwise."""
+        return arrow_frame(self.fetch_table(start, end))
+
+    def fetch_table(self, start: datetime, end: datetime) -> pa.Table:
+        """``fetch`` as Arrow, its types mapped (``mapped``)."""
         url = self._url()
         start, end = utc(start), utc(end)
         try:
@@ -112,11 +116,12 @@ class SqlQuery:
             ) from None
         except Exception as exc:  # drivers raise their own trees; each is a failed read
             raise DataError(f"{self.name}: cannot read: {_first_line(exc)}") from None
-        frame = arrow_frame(table, self.time, self.numerical, self.categorical, self.name)
-        if self.query is not None:  # a query may ignore a bind: keep the range exact
-            ts = frame[self.time]
-            frame = frame[(ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))]
-        return frame.reset_index(drop=True)
+        table = mapped(table, self.time, self.numerical, self.categorical, self.name)
+        if self.query is not None and pa.types.is_timestamp(table.schema.field(self.time).type):
+            ts = table.column(self.time)  # a query may ignore a bind: keep the range exact
+            bounds = pa.scalar(start, ts.type), pa.scalar(end, ts.type)
+            table = table.filter(pc.and_(pc.greater_equal(ts, bounds[0]), pc.less(ts, bounds[1])))
+        return table
 
     def _select(self, quote: Any, start_bind: str, end_bind: str) -> str:
         if self.query is not None:
@@ -187,28 +192,31 @@ class SqlQuery:
         self._engines = {}
 
 
-def arrow_frame(
+def mapped(
     table: pa.Table, time: str, numerical: set[str], categorical: set[str], where: str
-) -> pd.DataFrame:
-    """``table`` as a DataFrame with explicit types: decimals to floats; timestamps to UTC (a
-    timestamp without zone is taken to be UTC); booleans to 0/1 in numerical columns (and the
-    others but categorical ones), to "true"/"false" in categorical ones; PostgreSQL enums and
-    other types the driver passes as opaque bytes to strings. ``time`` must be a timestamp."""
+) -> pa.Table:
+    """``table`` with explicit types: decimals to floats; timestamps to UTC (a timestamp without
+    zone is taken to be UTC); booleans to 0/1 (numerical columns and any but categorical ones) or
+    "true"/"false" (categorical ones); PostgreSQL enums and other types the driver passes as
+    opaque bytes to strings. ``time`` must be a timestamp (or, without rows, of no type)."""
     if time not in table.column_names:
         raise DataError(f"{where}: timestamp column {time!r} is missing", column=time)
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         columns[name] = _mapped(name, column, name in categorical, where)
-    mapped = pa.table(columns)
-    kind = mapped.schema.field(time).type
-    if not (pa.types.is_timestamp(kind) or pa.types.is_null(kind)):
+    result = pa.table(columns)
+    kind = result.schema.field(time).type
+    if pa.types.is_null(kind):  # no rows (a driver that types columns by their values)
+        return result.set_column(
+            result.schema.get_field_index(time),
+            time,
+            pa.chunked_array([], type=pa.timestamp("us", tz="UTC")),
+        )
+    if not pa.types.is_timestamp(kind):
         raise DataError(
             f"{where}: timestamp column {time!r} is {kind}, not a timestamp", column=time
         )
-    frame = mapped.to_pandas()
-    if pa.types.is_null(kind):  # no rows: keep the column's type
-        frame[time] = pd.Series(pd.DatetimeIndex([], tz="UTC"))
-    return frame
+    return result
 
 
 def _mapped(name: str, column: pa.ChunkedArray, categorical: bool, where: str) -> Any:
@@ -273,11 +281,11 @@ class Incremental:
             window.use(self.query.fingerprint())
             lo, hi = window.lo, window.hi
             if lo is None or hi is None or start > hi:
-                rows = self._fetch(start, end)
+                fetched = self._fetch(start, end)
                 window.clear()
-                window.put(start, end, rows)
+                window.put(start, end, arrow_frame(fetched), fetched)
             elif end < lo:  # older than the window: not kept
-                return self._fetch(start, end)
+                return arrow_frame(self._fetch(start, end))
             else:
                 if start < lo:
                     self._put(start, lo, self._fetch(start, lo))
@@ -288,20 +296,21 @@ class Incremental:
             window.trim(min(start, window.hi - self.horizon))
             return window.rows(start, end)
 
-    def _put(self, start: datetime, end: datetime, rows: pd.DataFrame) -> None:
+    def _put(self, start: datetime, end: datetime, fetched: pa.Table) -> None:
         window = self.window
-        if window.frame is not None and list(rows.columns) != list(window.frame.columns):
+        if window.columns is not None and fetched.column_names != window.columns:
             # the table changed its columns: the rows kept are no longer what it holds
             assert window.lo is not None and window.hi is not None
             lo, hi = min(window.lo, start), max(window.hi, end)
             window.clear()
-            window.put(lo, hi, self._fetch(lo, hi))
+            fetched = self._fetch(lo, hi)
+            window.put(lo, hi, arrow_frame(fetched), fetched)
             return
-        window.put(start, end, rows)
+        window.put(start, end, arrow_frame(fetched), fetched)
 
-    def _fetch(self, start: datetime, end: datetime) -> pd.DataFrame:
-        rows = self.query.fetch(start, end)
-        self.fetched_rows += len(rows)
+    def _fetch(self, start: datetime, end: datetime) -> pa.Table:
+        rows = self.query.fetch_table(start, end)
+        self.fetched_rows += rows.num_rows
         return rows
 
 

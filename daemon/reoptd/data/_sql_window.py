@@ -21,18 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from reoptd.clock import utc
 
 log = logging.getLogger("reoptd.data")
 
-#: segments before they are merged into one
+#: segments on disk before all but the first are merged into one
 MAX_SEGMENTS = 8
+#: frames in memory before they are merged into one
+MAX_CHUNKS = 16
 _VERSION = 1
 
 
 class LocalWindow:
-    """Rows with ``lo <= column < hi``, sorted by ``column`` (UTC timestamps)."""
+    """Rows with ``lo <= column < hi`` (UTC timestamps), in memory as a few frames sorted by
+    ``column`` whose ranges follow each other: adding the newest rows appends one (no copy of
+    the rows held), and a read copies only the rows it returns."""
 
     def __init__(self, directory: Path | None, column: str) -> None:
         self.directory = directory
@@ -40,7 +46,8 @@ class LocalWindow:
         self.fingerprint = ""
         self.lo: datetime | None = None
         self.hi: datetime | None = None
-        self.frame: pd.DataFrame | None = None
+        self.columns: list[str] | None = None  # of the rows last put
+        self._chunks: list[pd.DataFrame] = []
         self._segments: list[dict[str, str]] = []
         self._loaded = False
 
@@ -59,76 +66,96 @@ class LocalWindow:
 
     def clear(self) -> None:
         self.lo = self.hi = None
-        self.frame = None
+        self.columns = None
+        self._chunks = []
         old, self._segments = self._segments, []
         self._save()
         self._remove(old)
 
-    @property
-    def empty(self) -> bool:
-        return self.frame is None or self.lo is None or self.hi is None
-
     # -- changes --------------------------------------------------------------------------------
 
-    def put(self, start: datetime, end: datetime, rows: pd.DataFrame) -> None:
+    def put(
+        self, start: datetime, end: datetime, rows: pd.DataFrame, table: pa.Table | None = None
+    ) -> None:
         """Make ``rows`` the window's rows in ``[start, end)``; the range must touch or overlap
-        the window's (or the window is empty)."""
-        rows = rows.sort_values(self.column, kind="stable").reset_index(drop=True)
-        if self.frame is None or self.lo is None or self.hi is None:
-            self.frame, self.lo, self.hi = rows, start, end
-        else:
-            i, j = self._bounds(start, end)
-            parts = [p for p in (self.frame.iloc[:i], rows, self.frame.iloc[j:]) if len(p)]
-            if parts:
-                self.frame = pd.concat(parts, ignore_index=True)
-            else:
-                self.frame = self.frame.iloc[:0]
-            self.lo, self.hi = min(self.lo, start), max(self.hi, end)
+        the window's (or the window is empty). ``table``: the same rows as fetched (Arrow),
+        written as the segment without a conversion."""
+        if not rows[self.column].is_monotonic_increasing:
+            rows = rows.sort_values(self.column, kind="stable").reset_index(drop=True)
+        before, after = [], []
+        for chunk in self._chunks:
+            i, j = self._bounds(chunk, start, end)
+            if i:
+                before.append(chunk.iloc[:i])
+            if j < len(chunk):
+                after.append(chunk.iloc[j:])
+        self._chunks = [c for c in (*before, rows, *after) if len(c)]
+        if len(self._chunks) > MAX_CHUNKS:
+            self._chunks = [pd.concat(self._chunks, ignore_index=True)]
+        self.columns = list(rows.columns)
+        self.lo = start if self.lo is None else min(self.lo, start)
+        self.hi = end if self.hi is None else max(self.hi, end)
         if self.directory is None:
             return
-        if len(self._segments) >= MAX_SEGMENTS:
-            old, self._segments = self._segments, []
-            self._segments.append(self._write(self.lo, self.hi, self.frame))
-            self._save()
-            self._remove(old)
-        else:
-            self._segments.append(self._write(start, end, rows))
-            self._save()
+        self._segments.append(self._write(start, end, rows if table is None else table))
+        old: list[dict[str, str]] = []
+        if len(self._segments) > MAX_SEGMENTS:  # merge all but the first (the big one)
+            old, self._segments = self._segments[1:], self._segments[:1]
+            since = min(datetime.fromisoformat(s["from"]) for s in old)
+            self._segments.append(self._write(since, self.hi, self.rows(since, self.hi)))
+        self._save()
+        self._remove(old)
 
     def trim(self, keep_from: datetime) -> None:
         """Forget the rows before ``keep_from``."""
-        if self.frame is None or self.lo is None or self.hi is None or keep_from <= self.lo:
+        if self.lo is None or self.hi is None or keep_from <= self.lo:
             return
         keep_from = min(keep_from, self.hi)
-        i, _ = self._bounds(keep_from, keep_from)
-        self.frame = self.frame.iloc[i:].reset_index(drop=True)
+        kept = []
+        for chunk in self._chunks:
+            i, _ = self._bounds(chunk, keep_from, keep_from)
+            kept.append(chunk.iloc[i:])
+        self._chunks = [c for c in kept if len(c)]
         self.lo = keep_from
         gone = [s for s in self._segments if datetime.fromisoformat(s["to"]) <= keep_from]
-        self._segments = [s for s in self._segments if s not in gone]
-        self._save()
-        self._remove(gone)
+        if gone:
+            self._segments = [s for s in self._segments if s not in gone]
+            self._save()
+            self._remove(gone)
 
     def rows(self, start: datetime, end: datetime) -> pd.DataFrame:
         """A copy of the rows in ``[start, end)`` (the caller may change it)."""
-        if self.frame is None:
-            return pd.DataFrame()
-        i, j = self._bounds(start, end)
-        return self.frame.iloc[i:j].reset_index(drop=True).copy()
+        parts = []
+        for chunk in self._chunks:
+            i, j = self._bounds(chunk, start, end)
+            if j > i:
+                parts.append(chunk.iloc[i:j])
+        if not parts:
+            if self._chunks:
+                return self._chunks[0].iloc[:0].copy()
+            return pd.DataFrame(columns=self.columns or [self.column])
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
+        frame.index = pd.RangeIndex(len(frame))
+        return frame
 
-    def _bounds(self, start: datetime, end: datetime) -> tuple[int, int]:
-        assert self.frame is not None
-        ts = self.frame[self.column]
+    def _bounds(self, chunk: pd.DataFrame, start: datetime, end: datetime) -> tuple[int, int]:
+        ts = chunk[self.column]
         i = int(ts.searchsorted(pd.Timestamp(utc(start)), side="left"))
         j = int(ts.searchsorted(pd.Timestamp(utc(end)), side="left"))
         return i, j
 
     # -- disk -----------------------------------------------------------------------------------
 
-    def _write(self, start: datetime, end: datetime, rows: pd.DataFrame) -> dict[str, str]:
+    def _write(
+        self, start: datetime, end: datetime, rows: pd.DataFrame | pa.Table
+    ) -> dict[str, str]:
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"segment-{uuid.uuid4().hex}.parquet"
-        rows.to_parquet(self.directory / name, index=False)
+        if isinstance(rows, pd.DataFrame):
+            rows = pa.Table.from_pandas(rows, preserve_index=False)
+        # lz4 without dictionaries: written on every incremental read, so fast over small
+        pq.write_table(rows, self.directory / name, compression="lz4", use_dictionary=False)
         return {"file": name, "from": utc(start).isoformat(), "to": utc(end).isoformat()}
 
     def _save(self) -> None:
@@ -173,22 +200,21 @@ class LocalWindow:
             return
         try:
             for segment in cursor["segments"]:
-                rows = pd.read_parquet(self.directory / segment["file"])
+                rows = arrow_frame(pq.read_table(self.directory / segment["file"]))
                 start = datetime.fromisoformat(segment["from"])
                 end = datetime.fromisoformat(segment["to"])
                 self._segments.append(segment)
                 self._put_loaded(start, end, rows)
             lo, hi = cursor["lo"], cursor["hi"]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
             log.warning("%s: a segment is unreadable, fetching the window again: %s", path, exc)
-            self.frame, self.lo, self.hi, self._segments = None, None, None, []
+            self._chunks, self.lo, self.hi, self._segments = [], None, None, []
             return
-        if self.frame is None or lo is None or hi is None:
-            self.frame, self.lo, self.hi = None, None, None
+        if not self._segments or lo is None or hi is None:
+            self._chunks, self.lo, self.hi = [], None, None
             return
-        self.lo, self.hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
-        i, _ = self._bounds(self.lo, self.lo)
-        self.frame = self.frame.iloc[i:].reset_index(drop=True)
+        self.hi = datetime.fromisoformat(hi)
+        self.trim(datetime.fromisoformat(lo))
         known = {s["file"] for s in self._segments}
         for orphan in self.directory.glob("segment-*.parquet"):  # a crash before its cursor
             if orphan.name not in known:
@@ -200,3 +226,15 @@ class LocalWindow:
             self.put(start, end, rows)
         finally:
             self.directory = directory
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas, its strings backed by Arrow (no Python object per value, so copying
+    and appending a window of a million rows stays cheap)."""
+    return table.to_pandas(types_mapper=_ARROW_STRINGS.get)
+
+
+_ARROW_STRINGS = {
+    pa.string(): pd.StringDtype("pyarrow"),
+    pa.large_string(): pd.StringDtype("pyarrow"),
+}
