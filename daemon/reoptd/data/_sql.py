@@ -15,6 +15,7 @@ tries again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -62,6 +63,7 @@ class SqlQuery:
         self.numerical, self.categorical = set(numerical), set(categorical)
         self.name = name
         self._engines: dict[str, Any] = {}
+        self._adbc: tuple[str, Any] | None = None
 
     # -- where ----------------------------------------------------------------------------------
 
@@ -134,18 +136,42 @@ class SqlQuery:
         return f"SELECT {what} FROM {table} WHERE {ts} >= {start_bind} AND {ts} < {end_bind}"
 
     def _fetch_postgres(self, url: Any, start: datetime, end: datetime) -> pa.Table:
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
         from sqlalchemy.dialects import postgresql
 
         quote = postgresql.dialect().identifier_preparer.quote
+        sql = self._select(quote, "$1", "$2")
+        conn = self._postgres(url)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, (start, end))
+                return cursor.fetch_arrow_table()
+        except Exception:  # the connection may be broken: the next read opens a new one
+            self._close_postgres()
+            raise
+
+    def _postgres(self, url: Any) -> Any:
+        """The ADBC connection, kept between reads (opening one costs more than an incremental
+        read); autocommit, so no transaction stays open between reads. A new URL (a rotated
+        credential) opens a new one."""
+        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
+
         query = dict(url.query)
         query.setdefault("connect_timeout", "10")
+        query["options"] = "-cTimeZone=UTC"  # timestamps without zone are UTC
         uri = url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
-        with adbc.connect(uri) as conn, conn.cursor() as cursor:
-            # timestamps without zone are UTC; binds compare in UTC
-            cursor.execute("SET TIME ZONE 'UTC'")
-            cursor.execute(self._select(quote, "$1", "$2"), (start, end))
-            return cursor.fetch_arrow_table()
+        if self._adbc is not None and self._adbc[0] == uri:
+            return self._adbc[1]
+        self._close_postgres()
+        conn = adbc.connect(uri, autocommit=True)
+        self._adbc = (uri, conn)
+        return conn
+
+    def _close_postgres(self) -> None:
+        if self._adbc is not None:
+            _, conn = self._adbc
+            self._adbc = None
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _fetch_sqlalchemy(self, url: Any, start: datetime, end: datetime) -> pa.Table:
         from sqlalchemy import text
@@ -187,6 +213,7 @@ class SqlQuery:
         return engine
 
     def close(self) -> None:
+        self._close_postgres()
         for engine in self._engines.values():
             engine.dispose()
         self._engines = {}
@@ -289,9 +316,9 @@ class Incremental:
             else:
                 if start < lo:
                     self._put(start, lo, self._fetch(start, lo))
-                if end > hi:
-                    since = max(hi - self.settle, window.lo or start)
-                    self._put(since, end, self._fetch(since, end))
+                if end > hi - self.settle:  # newer rows, and the last `settle` again
+                    since, upto = max(hi - self.settle, window.lo or start), max(end, hi)
+                    self._put(since, upto, self._fetch(since, upto))
             assert window.hi is not None
             window.trim(min(start, window.hi - self.horizon))
             return window.rows(start, end)
