@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from reoptd.policy._plugin_blocks import Block
-from reoptd.policy._units import Duration
+from reoptd.policy._units import Duration, format_duration
 
-__all__ = ["SqlFields", "sql_problems"]
+__all__ = ["SqlFields", "describe_sql", "sql_problems"]
 
 #: a table name: ``name`` or ``schema.name`` (quoted by the reader, so no SQL gets through)
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -52,25 +52,6 @@ class SqlFields(Block):
         " read (a transaction may commit rows with a slightly older timestamp late)",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _no_password(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            parsed = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a SQLAlchemy URL (dialect://user@host/database)") from None
-        if parsed.password is not None:
-            raise ValueError(
-                "a URL with a password does not belong in a policy: put the URL in an"
-                " environment variable and name it with `url_env`"
-            )
-        return value
-
     @field_validator("table")
     @classmethod
     def _table_name(cls, value: str | None) -> str | None:
@@ -94,6 +75,8 @@ def sql_problems(block: Any) -> list[str]:
             return [f"`{fields[0]}` is only read by kind: sql"]
         return []
     problems = []
+    if block.url is not None:  # checked here, not by a field validator: never echo the value
+        problems.extend(_url_problems(block.url))
     if block.url_env is None and block.url is None:
         problems.append("kind: sql needs `url_env` (the environment variable with the URL)")
     elif block.url_env is not None and block.url is not None:
@@ -108,3 +91,40 @@ def sql_problems(block: Any) -> list[str]:
                 + ", ".join(f":{b}" for b in missing)
             )
     return problems
+
+
+def _url_problems(url: str) -> list[str]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return ["url: not a SQLAlchemy URL (dialect://user@host/database)"]
+    if parsed.password is not None:
+        return [
+            "url: a URL with a password does not belong in a policy: put the URL in an"
+            " environment variable and name it with `url_env`"
+        ]
+    return []
+
+
+def describe_sql(block: Any, rows: str, column: str) -> str:
+    """``reoptd policy explain``'s sentence for a ``kind: sql`` block: ``rows`` (what is read,
+    e.g. "Production rows") filtered on ``column``."""
+    where = (
+        f"the database whose SQLAlchemy URL is in ${block.url_env}"
+        if block.url_env is not None
+        else f"the database at `{block.url}`"
+    )
+    what = (
+        f"the table `{block.table}` of {where}, filtered on `{column}` in the database"
+        if block.table is not None
+        else f"the query `{' '.join(block.query.split())}` (:start and :end: the bounds of"
+        f" `{column}`) on {where}"
+    )
+    settle = format_duration(block.settle)
+    return (
+        f"{rows} come from {what}; reads are incremental (only rows newer than the last read"
+        f" are fetched, and the last {settle} again; the window is kept under REOPTD_HOME)"
+    )
