@@ -15,8 +15,7 @@ import sql_servers
 from label_streams import policy as stream_policy
 from sql_servers import Database
 
-from reoptd.data import open_source, validate_batch
-from reoptd.data._sql import SqlQuery
+from reoptd.data import SqlQuery, open_source, validate_batch
 from reoptd.errors import DataError
 from reoptd.policy import Policy
 
