@@ -118,10 +118,9 @@ class LocalWindow:
         self._chunks = [c for c in kept if len(c)]
         self.lo = keep_from
         gone = [s for s in self._segments if datetime.fromisoformat(s["to"]) <= keep_from]
-        if gone:
-            self._segments = [s for s in self._segments if s not in gone]
-            self._save()
-            self._remove(gone)
+        self._segments = [s for s in self._segments if s not in gone]
+        self._save()  # the new `lo` too: a restart must not bring the forgotten rows back
+        self._remove(gone)
 
     def rows(self, start: datetime, end: datetime) -> pd.DataFrame:
         """A copy of the rows in ``[start, end)`` (the caller may change it)."""
@@ -195,8 +194,10 @@ class LocalWindow:
             return
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable, fetching the window again: %s", path, exc)
+            self._remove_unlisted()
             return
         if cursor.get("version") != _VERSION or cursor.get("fingerprint") != self.fingerprint:
+            self._remove_unlisted()  # rows of another source (or format): never mixed in
             return
         try:
             for segment in cursor["segments"]:
@@ -209,14 +210,20 @@ class LocalWindow:
         except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
             log.warning("%s: a segment is unreadable, fetching the window again: %s", path, exc)
             self._chunks, self.lo, self.hi, self._segments = [], None, None, []
+            self._remove_unlisted()
             return
         if not self._segments or lo is None or hi is None:
             self._chunks, self.lo, self.hi = [], None, None
             return
         self.hi = datetime.fromisoformat(hi)
         self.trim(datetime.fromisoformat(lo))
+        self._remove_unlisted()  # a segment a crash left before its cursor was written
+
+    def _remove_unlisted(self) -> None:
+        """Delete the segment files the cursor in force does not list."""
+        assert self.directory is not None
         known = {s["file"] for s in self._segments}
-        for orphan in self.directory.glob("segment-*.parquet"):  # a crash before its cursor
+        for orphan in self.directory.glob("segment-*.parquet"):
             if orphan.name not in known:
                 orphan.unlink(missing_ok=True)
 
