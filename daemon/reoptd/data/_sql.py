@@ -21,6 +21,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,14 +165,14 @@ class SqlQuery:
         self._close_postgres()
         conn = adbc.connect(uri, autocommit=True)
         self._adbc = (uri, conn)
+        weakref.finalize(self, _close_quietly, conn)  # a source dropped by a policy reload
         return conn
 
     def _close_postgres(self) -> None:
         if self._adbc is not None:
             _, conn = self._adbc
             self._adbc = None
-            with contextlib.suppress(Exception):
-                conn.close()
+            _close_quietly(conn)
 
     def _fetch_sqlalchemy(self, url: Any, start: datetime, end: datetime) -> pa.Table:
         from sqlalchemy import text
@@ -279,6 +280,11 @@ def _cast(column: Any, to: pa.DataType, name: str, where: str) -> Any:
             f" {_first_line(exc)}",
             column=name,
         ) from None
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # closed already, or the server went away
+        conn.close()
 
 
 def _first_line(exc: BaseException) -> str:
