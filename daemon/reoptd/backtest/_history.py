@@ -116,6 +116,11 @@ def _join_label_files(
     label; None when the files have no ``arrived`` column: every label is known at its row)."""
     assert policy.data is not None and policy.data.labels is not None
     spec = policy.data.labels
+    if spec.path is None:  # kind: sql labels live in a database, not beside the --data file
+        raise BacktestError(
+            f"{path}: no target column {policy.target!r}, and data.labels is kind {spec.kind}:"
+            " a backtest joins label files only; export the labels or give --data a target"
+        )
     try:
         feed = LabelFiles(spec.path, policy, spec.format, spec.arrived)
         labels = feed.labels(datetime(2262, 1, 1, tzinfo=UTC))  # every label, ever

@@ -1,5 +1,5 @@
-"""Where production rows come from: files, the built-in demo stream, rows POSTed to the API;
-and batch validation.
+"""Where production rows come from: files, the built-in demo stream, rows POSTed to the API,
+database tables; and batch validation.
 
 Source kinds are plugins (``reoptd.plugins.SOURCES``, declared in ``sources``): ``open_source``
 opens the kind a policy names. Other names are imported on first use.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
     from reoptd.data._replay import ReplaySource, naive_utc
+    from reoptd.data._sql import SqlLabels, SqlQuery, SqlSource
     from reoptd.data._validate import labelled, validate_batch
     from reoptd.data.demo import DemoSource
     from reoptd.policy import Policy
@@ -66,6 +67,9 @@ __all__ = [
     "LabeledSource",
     "ReplaySource",
     "Source",
+    "SqlLabels",
+    "SqlQuery",
+    "SqlSource",
     "check_labels",
     "check_predictions",
     "join_labels",
@@ -102,6 +106,9 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "join_labels": "._labels",
         "ReplaySource": "._replay",
         "naive_utc": "._replay",
+        "SqlLabels": "._sql",
+        "SqlQuery": "._sql",
+        "SqlSource": "._sql",
         "labelled": "._validate",
         "validate_batch": "._validate",
     },

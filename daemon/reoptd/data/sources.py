@@ -1,7 +1,7 @@
 """The built-in kinds of ``data.production`` and ``data.labels``, declared as plugins
-(``reoptd.plugins.SOURCES``): ``files`` (Parquet/CSV), ``demo`` (the built-in stream) and ``api``
-(rows POSTed to the daemon's HTTP API). Light on purpose: the sources themselves are imported
-when one is opened."""
+(``reoptd.plugins.SOURCES``): ``files`` (Parquet/CSV), ``demo`` (the built-in stream), ``api``
+(rows POSTed to the daemon's HTTP API) and ``sql`` (a database table or query). Light on
+purpose: the sources themselves are imported when one is opened."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from reoptd.errors import DataError
 from reoptd.plugins import SOURCES, SourceKind
 
-__all__ = ["API", "DEMO", "FILES"]
+__all__ = ["API", "DEMO", "FILES", "SQL"]
 
 
 def _files(policy: Any, store: Any) -> Any:
@@ -24,6 +24,7 @@ def _label_files(policy: Any) -> Any:
     from reoptd.data._labels import LabelFiles
 
     labels = policy.data.labels
+    assert labels.path is not None  # the policy schema requires it for kind: files
     return LabelFiles(labels.path, policy, labels.format, labels.arrived)
 
 
@@ -69,5 +70,29 @@ API = SOURCES.register(
         description="rows POSTed to the HTTP API (/ingest/{model}/predictions and /labels)",
         open=_api,
         check=_api_check,
+    )
+)
+
+
+def _sql(policy: Any, store: Any) -> Any:
+    from reoptd.data._sql_open import open_sql
+
+    return open_sql(policy)
+
+
+def _label_sql(policy: Any) -> Any:
+    from reoptd.data._sql_open import open_sql_labels
+
+    return open_sql_labels(policy)
+
+
+SQL = SOURCES.register(
+    SourceKind(
+        name="sql",
+        description="a database table (filtered on the timestamp column) or a query with :start"
+        " and :end binds; URL from the environment variable `url_env`",
+        open=_sql,
+        open_labels=_label_sql,
+        label_description="a database table or query, read by the `arrived` column",
     )
 )

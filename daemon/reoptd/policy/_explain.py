@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy._schema import Policy, Trigger
+from reoptd.policy._sql_fields import describe_sql
 from reoptd.policy._units import format_duration, format_size
 from reoptd.policy._warnings import policy_warnings
 
@@ -43,6 +44,8 @@ def _data(policy: Policy) -> str:
             f"Production rows are POSTed to the daemon's HTTP API (/ingest/{policy.model}/"
             f"predictions), labels to /ingest/{policy.model}/labels, joined on `{policy.id}`."
         )
+    if source.kind == "sql":
+        return describe_sql(source, "Production rows", policy.timestamp) + "."
     kind = "Parquet or CSV (by extension)" if source.format == "auto" else source.format
     return f"Production rows come from {kind} files matching `{source.path}`."
 
@@ -96,7 +99,14 @@ def _labels(policy: Policy) -> str:
     m = policy.monitor
     labels = policy.data.labels
     parts = []
-    if labels is not None:
+    if labels is not None and labels.kind == "sql":
+        assert labels.arrived is not None
+        parts.append(
+            describe_sql(labels, "Labels", labels.arrived)
+            + f"; they join predictions on `{policy.id}` (the last label for an id wins: a"
+            " corrected label with a later arrival time replaces the earlier one)."
+        )
+    elif labels is not None:
         when = f", arriving at the time in `{labels.arrived}`" if labels.arrived else ""
         parts.append(
             f"Labels come from files matching `{labels.path}`{when} and join predictions on"

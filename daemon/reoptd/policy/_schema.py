@@ -35,6 +35,7 @@ from reoptd.policy._plugin_blocks import Block as _Block
 from reoptd.policy._plugin_blocks import PluginBlocks as _PluginBlocks
 from reoptd.policy._plugin_blocks import names_schema as _names_schema
 from reoptd.policy._plugin_blocks import registered as _registered
+from reoptd.policy._sql_fields import SqlFields as _SqlFields
 from reoptd.policy._units import Duration, Fraction, Size
 
 #: metric name -> True when higher is better
@@ -83,7 +84,7 @@ class Features(_Block):
         return "text" if column in self.text else "numerical"
 
 
-class Source(_Block):
+class Source(_SqlFields):
     kind: Annotated[str, _registered(SOURCES)] = Field(
         json_schema_extra=_names_schema(SOURCES, "a registered data source kind. ")
     )
@@ -104,7 +105,7 @@ def _takes_labels(kind: Any) -> bool:
     return kind.open_labels is not None
 
 
-class LabelSource(_Block):
+class LabelSource(_SqlFields):
     """Labels that arrive apart from their predictions and join them on the policy's `id`."""
 
     kind: Annotated[str, _registered(SOURCES, where=_takes_labels)] = Field(
@@ -112,15 +113,29 @@ class LabelSource(_Block):
             SOURCES, "", lambda p: p.label_description, where=_takes_labels
         )
     )
-    path: str = Field(description="glob of Parquet or CSV files with the id and target columns")
+    path: str | None = Field(
+        None, description="glob of Parquet or CSV files with the id and target columns"
+    )
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
     )
     arrived: str | None = Field(
         None,
         description="column with the time each label arrived; a label is seen only by checks"
-        " after it (leave out: a label counts from the moment its file exists)",
+        " after it (leave out: a label counts from the moment its file exists; kind: sql needs"
+        " it)",
     )
+
+    @model_validator(mode="after")
+    def _what_labels_need(self) -> LabelSource:
+        if self.kind == "files" and not self.path:
+            raise ValueError("kind: files needs a `path` (a glob such as labels/*.parquet)")
+        if self.kind == "sql" and not self.arrived:
+            raise ValueError(
+                "kind: sql needs `arrived`, the column with the time each label arrived (labels"
+                " are read incrementally by it)"
+            )
+        return self
 
 
 class Data(_Block):
