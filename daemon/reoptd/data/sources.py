@@ -14,16 +14,24 @@ __all__ = ["API", "DEMO", "FILES"]
 
 
 def _files(policy: Any, store: Any) -> Any:
+    spec = policy.data.production
+    if "://" in spec.path:  # s3://bucket/... or any fsspec URL
+        from reoptd.data._objstore import ObjectSource
+
+        return ObjectSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
     from reoptd.data._files import FileSource
 
-    spec = policy.data.production
     return FileSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
 
 
 def _label_files(policy: Any) -> Any:
+    labels = policy.data.labels
+    if "://" in labels.path:  # s3://bucket/... or any fsspec URL
+        from reoptd.data._objstore import ObjectLabels
+
+        return ObjectLabels(labels.path, policy, labels.format, labels.arrived)
     from reoptd.data._labels import LabelFiles
 
-    labels = policy.data.labels
     return LabelFiles(labels.path, policy, labels.format, labels.arrived)
 
 
@@ -56,7 +64,7 @@ def _api_check(policy: Any) -> list[str]:
 FILES = SOURCES.register(
     SourceKind(
         name="files",
-        description="Parquet/CSV files matching `path`",
+        description="Parquet/CSV files matching `path` (a local glob, or s3:// and any fsspec URL)",
         open=_files,
         open_labels=_label_files,
         label_description="Parquet/CSV files matching `path`",
