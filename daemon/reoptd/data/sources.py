@@ -10,7 +10,7 @@ from typing import Any
 from reoptd.errors import DataError
 from reoptd.plugins import SOURCES, SourceKind
 
-__all__ = ["API", "DEMO", "FILES"]
+__all__ = ["API", "DEMO", "FILES", "STREAM"]
 
 
 def _files(policy: Any, store: Any) -> Any:
@@ -52,6 +52,31 @@ def _api(policy: Any, store: Any) -> Any:
     return IngestSource(store, policy)
 
 
+def _home() -> Any:
+    from reoptd.settings import Settings
+
+    return Settings().home
+
+
+def _stream(policy: Any, store: Any) -> Any:
+    from reoptd.data._stream import StreamSource, stream_log
+
+    required = [policy.timestamp, *policy.features.all]
+    log = stream_log(policy, policy.data.production, "predictions", required, _home())
+    return StreamSource(log, policy.timestamp)
+
+
+def _label_stream(policy: Any) -> Any:
+    from reoptd.data._stream import StreamLabels, stream_log
+
+    labels = policy.data.labels
+    if policy.id is None:
+        raise DataError(f"model {policy.model!r}: a label stream needs the policy's `id` column")
+    required = [policy.id, policy.target] + ([labels.arrived] if labels.arrived else [])
+    log = stream_log(policy, labels, "labels", required, _home())
+    return StreamLabels(log, policy, labels.arrived)
+
+
 def _api_check(policy: Any) -> list[str]:
     if policy.id is not None:
         return []
@@ -77,5 +102,14 @@ API = SOURCES.register(
         description="rows POSTed to the HTTP API (/ingest/{model}/predictions and /labels)",
         open=_api,
         check=_api_check,
+    )
+)
+STREAM = SOURCES.register(
+    SourceKind(
+        name="stream",
+        description="JSON messages on a NATS JetStream `subject`, kept under REOPTD_HOME/streams",
+        open=_stream,
+        open_labels=_label_stream,
+        label_description="JSON messages on a NATS JetStream `subject`",
     )
 )

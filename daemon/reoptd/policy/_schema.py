@@ -83,11 +83,45 @@ class Features(_Block):
         return "text" if column in self.text else "numerical"
 
 
-class Source(_Block):
+class _StreamSpec(_Block):
+    """The fields of ``kind: stream`` (NATS JetStream), shared by production and labels."""
+
+    subject: str | None = Field(
+        None, description="subject the JSON messages arrive on, one row each (kind: stream)"
+    )
+    stream: str | None = Field(
+        None, description="JetStream stream holding `subject` (kind: stream; found if left out)"
+    )
+    durable: str | None = Field(
+        None,
+        description="durable consumer name (kind: stream; default reoptd-<model>-<role>)",
+    )
+    url_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the broker URL (kind: stream; the URL is"
+        " never in the policy; default nats://127.0.0.1:4222)",
+    )
+    ack_wait: Duration = Field(
+        timedelta(seconds=30),
+        description="how long the broker waits for an ack before it redelivers (kind: stream);"
+        " after a crash, the next read waits this long for the messages it never acked",
+    )
+
+    def _stream_problems(self, kind: str) -> None:
+        if kind == "stream" and not self.subject:
+            raise ValueError("kind: stream needs a `subject` (the subject its messages arrive on)")
+
+
+class Source(_StreamSpec):
     kind: Annotated[str, _registered(SOURCES)] = Field(
         json_schema_extra=_names_schema(SOURCES, "a registered data source kind. ")
     )
-    path: str | None = Field(None, description="glob of Parquet or CSV files (kind: files)")
+    path: str | None = Field(
+        None,
+        description="glob of Parquet or CSV files (kind: files): a local path or an fsspec URL"
+        " such as s3://bucket/predictions/date=*/*.parquet",
+    )
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
     )
@@ -97,6 +131,7 @@ class Source(_Block):
     def _path_for_files(self) -> Source:
         if self.kind == "files" and not self.path:
             raise ValueError("kind: files needs a `path` (a glob such as data/*.parquet)")
+        self._stream_problems(self.kind)
         return self
 
 
@@ -104,7 +139,7 @@ def _takes_labels(kind: Any) -> bool:
     return kind.open_labels is not None
 
 
-class LabelSource(_Block):
+class LabelSource(_StreamSpec):
     """Labels that arrive apart from their predictions and join them on the policy's `id`."""
 
     kind: Annotated[str, _registered(SOURCES, where=_takes_labels)] = Field(
@@ -112,7 +147,11 @@ class LabelSource(_Block):
             SOURCES, "", lambda p: p.label_description, where=_takes_labels
         )
     )
-    path: str = Field(description="glob of Parquet or CSV files with the id and target columns")
+    path: str | None = Field(
+        None,
+        description="glob of Parquet or CSV files with the id and target columns (kind: files):"
+        " a local path or an fsspec URL such as s3://bucket/labels/date=*/*.parquet",
+    )
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
     )
@@ -121,6 +160,13 @@ class LabelSource(_Block):
         description="column with the time each label arrived; a label is seen only by checks"
         " after it (leave out: a label counts from the moment its file exists)",
     )
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> LabelSource:
+        if self.kind == "files" and not self.path:
+            raise ValueError("kind: files needs a `path` (a glob such as labels/*.parquet)")
+        self._stream_problems(self.kind)
+        return self
 
 
 class Data(_Block):
