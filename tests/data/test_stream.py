@@ -170,3 +170,21 @@ def test_a_policy_never_holds_the_broker_url() -> None:
                 "train": {"estimator": "sklearn.linear_model.LogisticRegression"},
             }
         )
+
+
+def test_the_local_window_keeps_only_what_keep_says(
+    jetstream: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REOPTD_HOME", str(tmp_path))
+    policy = _policy(jetstream, keep="20m")
+    kept = tmp_path / "streams" / policy.model / "predictions"
+    source = open_source(policy)
+    jetstream.publish(jetstream.predictions, _rows(0, 30))
+    assert len(source.read(T0, T0 + timedelta(minutes=30))) == 30  # horizon T0+10m: one segment
+    jetstream.publish(jetstream.predictions, _rows(30, 10))
+    window = source.read(T0, T0 + timedelta(minutes=60))  # horizon T0+40m: both segments older
+    assert window.empty and list(kept.iterdir()) == []
+    jetstream.publish(jetstream.predictions, _rows(40, 5))
+    window = source.read(T0, T0 + timedelta(minutes=60))
+    assert list(window.rid) == [40, 41, 42, 43, 44]  # the pruned rows never come back
+    assert sorted(p.name for p in kept.iterdir()) == [f"{41:020d}-{45:020d}.parquet"]

@@ -84,7 +84,9 @@ def test_explain_history_replays_recorded_checks_through_an_edited_policy(
 def test_object_storage_and_stream_sources_are_explained() -> None:
     folder = POLICIES[0].parent
     s3 = "\n".join(explain(load_policy(folder / "churn-s3.yaml")))
-    assert "files matching `s3://ml-logs/churn/predictions/date=*/*.parquet` on object storage" in s3
+    assert (
+        "files matching `s3://ml-logs/churn/predictions/date=*/*.parquet` on object storage" in s3
+    )
     assert "credentials and endpoint from the environment" in s3
     assert "only the day partitions of its window" in s3
     stream = "\n".join(explain(load_policy(folder / "churn-stream.yaml")))

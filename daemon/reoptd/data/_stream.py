@@ -23,7 +23,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from reoptd.policy import Policy
 log = logging.getLogger("reoptd.data")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+API_TIMEOUT = 15  # seconds for one JetStream API call or flush: a busy broker is not a gone one
 SEQ = "_seq"  # the message's stream sequence number: the dedupe key of every row
 _EXTRA = "pip install 'reoptd[nats]'"
 
@@ -81,6 +82,7 @@ class StreamLog:
         stream: str | None = None,
         url_env: str | None = None,
         ack_wait: float = 30.0,
+        keep: timedelta | None = None,
         batch: int = 1000,
         required: Sequence[str] = (),
         timestamps: Sequence[str] = (),
@@ -91,6 +93,7 @@ class StreamLog:
         self.stream = stream
         self.url_env = url_env
         self.ack_wait = ack_wait
+        self.keep = keep
         self.batch = batch
         self.required = list(required)
         self.timestamps = list(timestamps)
@@ -151,6 +154,20 @@ class StreamLog:
         self._seqs.update(int(s) for s in frame[SEQ])
         self._frame = None
 
+    def prune(self, end: datetime) -> None:
+        """Delete the segments whose every row is older than ``end - keep`` (by the first of
+        ``timestamps``; a log without one keeps everything): the local window stays bounded."""
+        if self.keep is None or not self.timestamps:
+            return
+        horizon = pd.Timestamp(utc(end) - self.keep)
+        column = self.timestamps[0]
+        for name in sorted(self._segments):
+            times = parse_timestamps(self._segments[name], column, self.name)
+            if len(times) and times.max() < horizon:
+                (self.directory / name).unlink(missing_ok=True)
+                del self._segments[name]  # its sequence numbers stay known: never re-kept
+                self._frame = None
+
     # -- the broker ------------------------------------------------------------------------
 
     def pull(self) -> int:
@@ -164,6 +181,9 @@ class StreamLog:
             raise DataError(f"{self.name}: the stream source needs nats-py: {_EXTRA}") from None
         except Exception as exc:  # nats-py raises its own types and OSError
             why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError | asyncio.TimeoutError) and not str(exc):
+                why = f"the broker did not answer within {API_TIMEOUT}s"
+            log.debug("%s: pull failed", self.name, exc_info=True)
             raise DataError(f"{self.name} at {_redact(url)}: {why}") from None
 
     async def _pull(self, url: str) -> int:
@@ -194,7 +214,7 @@ class StreamLog:
         added = 0
         bad: list[str] = []
         try:
-            js = nc.jetstream()
+            js = nc.jetstream(timeout=API_TIMEOUT)
             config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait)
             try:
                 sub = await js.pull_subscribe(
@@ -210,7 +230,7 @@ class StreamLog:
             while True:
                 try:
                     messages = await sub.fetch(self.batch, timeout=0.5)
-                except NatsTimeout:
+                except (TimeoutError, NatsTimeout):  # nats-py raises either
                     # Messages a crashed run took and never acked come back after ack_wait:
                     # wait for them once rather than check a window with a hole in it.
                     info = await sub.consumer_info()
@@ -218,7 +238,7 @@ class StreamLog:
                         waited = True
                         try:
                             messages = await sub.fetch(self.batch, timeout=self.ack_wait + 2)
-                        except NatsTimeout:
+                        except (TimeoutError, NatsTimeout):  # nats-py raises either
                             break
                     else:
                         break
@@ -235,7 +255,7 @@ class StreamLog:
                     added += len(rows)
                 for msg in messages:  # only now: the rows are on disk
                     await msg.ack()
-                await nc.flush()
+                await nc.flush(timeout=API_TIMEOUT)  # the acks reached the broker
         finally:
             await nc.close()
         if bad:
@@ -282,6 +302,7 @@ def stream_log(policy: Policy, spec: Any, role: str, required: Sequence[str], ho
         stream=spec.stream,
         url_env=spec.url_env,
         ack_wait=spec.ack_wait.total_seconds(),
+        keep=spec.keep,
         required=required,
         timestamps=timestamps,
     )
@@ -297,6 +318,7 @@ class StreamSource:
 
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         self.log.pull()
+        self.log.prune(end)
         frame = self.log.frame()
         ts = frame[self.timestamp]
         window = frame[(ts >= pd.Timestamp(utc(start))) & (ts < pd.Timestamp(utc(end)))]
@@ -319,6 +341,7 @@ class StreamLabels:
 
     def labels(self, until: datetime) -> pd.DataFrame:
         self.log.pull()
+        self.log.prune(until)  # by arrival time, when the labels carry one
         frame = self.log.frame()[self.columns]
         if self.arrived is None:
             return frame

@@ -107,6 +107,11 @@ class _StreamSpec(_Block):
         description="how long the broker waits for an ack before it redelivers (kind: stream);"
         " after a crash, the next read waits this long for the messages it never acked",
     )
+    keep: Duration = Field(
+        timedelta(days=90),
+        description="rows older than this before a read's end are deleted from the local"
+        " window (kind: stream; keep it longer than train.window and monitor spans)",
+    )
 
     def _stream_problems(self, kind: str) -> None:
         if kind == "stream" and not self.subject:
