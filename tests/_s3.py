@@ -24,9 +24,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """The endpoint URL of a moto S3 server on loopback, for the whole session."""
-    server_module = pytest.importorskip("moto.server")
+    from moto.server import ThreadedMotoServer
+
     port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"

@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import s3fs
 
 from reoptd.data import open_source
 from reoptd.errors import DataError
 from reoptd.policy import Policy
 
-s3fs = pytest.importorskip("s3fs")
 pytestmark = pytest.mark.external
 
 DAY = datetime(2026, 5, 1, tzinfo=UTC)

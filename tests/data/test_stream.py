@@ -101,6 +101,7 @@ log.pull()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before-write", "after-write"])
 def test_a_consumer_killed_mid_batch_resumes_without_loss_or_duplicates(
     jetstream: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
