@@ -51,7 +51,7 @@ def _data(policy: Policy) -> str:
     return f"Production rows come from {kind} files matching `{source.path}`" + _where(source.path)
 
 
-def _where(path: str | None) -> str:
+def _where(path: str | None, labels: bool = False) -> str:
     """How an object-storage path is read: day partitions and credentials."""
     if path is None or "://" not in path:
         return "."
@@ -59,9 +59,14 @@ def _where(path: str | None) -> str:
         part.split("=")[0] in ("date", "dt", "day") and part.endswith("=*")
         for part in path.split("/")
     )
-    return " on object storage (credentials and endpoint from the environment" + (
-        "; a check lists and reads only the day partitions of its window)." if pruned else ")."
+    if not pruned:
+        return " on object storage (credentials and endpoint from the environment)."
+    how = (
+        "no day partition after a check's end is read"
+        if labels
+        else "a check lists and reads only the day partitions of its window"
     )
+    return f" on object storage (credentials and endpoint from the environment; {how})."
 
 
 def _stream(spec: Any, model: str, role: str) -> str:
@@ -128,7 +133,7 @@ def _labels(policy: Policy) -> str:
         origin = (
             _stream(labels, policy.model, "labels")
             if labels.kind == "stream"
-            else f"files matching `{labels.path}`" + _where(labels.path).rstrip(".")
+            else f"files matching `{labels.path}`" + _where(labels.path, labels=True).rstrip(".")
         )
         parts.append(
             f"Labels come from {origin}{when} and join predictions on"
