@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _nats import jetstream  # noqa: F401  (a JetStream stream per test)
+from _s3 import s3_env, s3_server  # noqa: F401  (the moto S3 fixtures, for every test)
 
 from reoptd.clock import SimulatedClock
 from reoptd.data import demo

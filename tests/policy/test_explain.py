@@ -79,3 +79,18 @@ def test_explain_history_replays_recorded_checks_through_an_edited_policy(
         text=True,
     )
     assert unknown.returncode == 1 and "no model named 'nope'" in unknown.stderr
+
+
+def test_object_storage_and_stream_sources_are_explained() -> None:
+    folder = POLICIES[0].parent
+    s3 = "\n".join(explain(load_policy(folder / "churn-s3.yaml")))
+    assert (
+        "files matching `s3://ml-logs/churn/predictions/date=*/*.parquet` on object storage" in s3
+    )
+    assert "credentials and endpoint from the environment" in s3
+    assert "only the day partitions of its window" in s3
+    stream = "\n".join(explain(load_policy(folder / "churn-stream.yaml")))
+    assert "JSON messages on subject `churn.predictions` of stream `CHURN`" in stream
+    assert "the broker in $CHURN_NATS_URL" in stream
+    assert "REOPTD_HOME/streams/churn_stream/predictions and acked once on disk" in stream
+    assert "Labels come from JSON messages on subject `churn.labels`" in stream

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from reoptd.data import (
-    LabelFiles,
     join_labels,
     naive_utc,
     parse_timestamps,
@@ -22,6 +22,7 @@ from reoptd.data import (
     validate_batch,
 )
 from reoptd.errors import DataError, ReoptdError
+from reoptd.plugins import SOURCES
 from reoptd.policy import Policy, parse_duration
 
 #: without a time column, row i happens at SYNTHETIC_START + i seconds
@@ -77,7 +78,7 @@ def load_history(path: Path, policy: Policy, time_column: str | None = None) -> 
     labels_from: str | None = None
     if policy.target not in frame.columns and policy.data.labels is not None:
         frame, label_at = _join_label_files(frame, policy, path)
-        labels_from = policy.data.labels.path
+        labels_from = policy.data.labels.path or policy.data.labels.subject
     missing = [c for c in [*policy.features.all, policy.target] if c not in frame.columns]
     if missing:
         what = "target" if missing[0] == policy.target else "feature"
@@ -122,16 +123,18 @@ def _join_label_files(
             " a backtest joins label files only; export the labels or give --data a target"
         )
     try:
-        feed = LabelFiles(spec.path, policy, spec.format, spec.arrived)
+        open_labels: Any = SOURCES.get(spec.kind).open_labels  # local, s3:// or a stream
+        feed = open_labels(policy)
         labels = feed.labels(datetime(2262, 1, 1, tzinfo=UTC))  # every label, ever
         if labels.empty:
             raise BacktestError(
                 f"{path}: no target column {policy.target!r}, and data.labels"
-                f" path {spec.path!r} matches no label file"
+                f" {spec.path or spec.subject!r} holds no label"
             )
         joined = join_labels(frame, labels, policy).frame
     except DataError as exc:
-        raise BacktestError(f"{path}: joining data.labels {spec.path!r}: {exc}") from None
+        where = spec.path or spec.subject
+        raise BacktestError(f"{path}: joining data.labels {where!r}: {exc}") from None
     if spec.arrived is None:
         return joined, None
     arrived = labels[labels[policy.target].notna()].drop_duplicates(policy.id, keep="last")

@@ -91,7 +91,7 @@ class FileSource:
         window = frame[(ts >= pd.Timestamp(utc(start))) & (ts < pd.Timestamp(utc(end)))]
         return window.sort_values(self.timestamp, kind="stable").reset_index(drop=True)
 
-    def _prepare(self, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    def _prepare(self, path: Path | str, frame: pd.DataFrame) -> pd.DataFrame:
         # Checked per file: after concatenation a column missing from one file would only show
         # up as NaN, and the user would not learn which file is wrong.
         missing = [c for c in self.required if c not in frame.columns]

@@ -10,6 +10,7 @@ arrived and NaN where it has not, so the check, the backfill and the retrain nee
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,7 +113,7 @@ class LabelFiles:
         frame = frame[frame[self.arrived] < pd.Timestamp(utc(until))]
         return frame.sort_values(self.arrived, kind="stable")
 
-    def _prepare(self, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    def _prepare(self, path: Path | str, frame: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: label column {missing[0]!r} is missing", column=missing[0])
@@ -122,11 +123,11 @@ class LabelFiles:
         return frame
 
 
-def same_kind(tables: list[tuple[Path, pd.DataFrame]], target: str) -> None:
+def same_kind(tables: Sequence[tuple[Path | str, pd.DataFrame]], target: str) -> None:
     """Raise ``DataError`` naming the file, row and column of the first label whose kind
     (number, string, boolean) differs from the first file's first label's: a string "1" beside
     numeric labels would fail every retrain on the window ("Unknown label type")."""
-    expected: tuple[str, Path, Any] | None = None
+    expected: tuple[str, Path | str, Any] | None = None
     for path, frame in tables:
         values = frame[target]
         for row, value in zip(values.index, values, strict=True):

@@ -10,21 +10,29 @@ from typing import Any
 from reoptd.errors import DataError
 from reoptd.plugins import SOURCES, SourceKind
 
-__all__ = ["API", "DEMO", "FILES", "SQL"]
+__all__ = ["API", "DEMO", "FILES", "SQL", "STREAM"]
 
 
 def _files(policy: Any, store: Any) -> Any:
+    spec = policy.data.production
+    if "://" in spec.path:  # s3://bucket/... or any fsspec URL
+        from reoptd.data._objstore import ObjectSource
+
+        return ObjectSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
     from reoptd.data._files import FileSource
 
-    spec = policy.data.production
     return FileSource(spec.path, policy.timestamp, spec.format, required=policy.features.all)
 
 
 def _label_files(policy: Any) -> Any:
-    from reoptd.data._labels import LabelFiles
-
     labels = policy.data.labels
     assert labels.path is not None  # the policy schema requires it for kind: files
+    if "://" in labels.path:  # s3://bucket/... or any fsspec URL
+        from reoptd.data._objstore import ObjectLabels
+
+        return ObjectLabels(labels.path, policy, labels.format, labels.arrived)
+    from reoptd.data._labels import LabelFiles
+
     return LabelFiles(labels.path, policy, labels.format, labels.arrived)
 
 
@@ -45,6 +53,31 @@ def _api(policy: Any, store: Any) -> Any:
     return IngestSource(store, policy)
 
 
+def _home() -> Any:
+    from reoptd.settings import Settings
+
+    return Settings().home
+
+
+def _stream(policy: Any, store: Any) -> Any:
+    from reoptd.data._stream import StreamSource, stream_log
+
+    required = [policy.timestamp, *policy.features.all]
+    log = stream_log(policy, policy.data.production, "predictions", required, _home())
+    return StreamSource(log, policy.timestamp)
+
+
+def _label_stream(policy: Any) -> Any:
+    from reoptd.data._stream import StreamLabels, stream_log
+
+    labels = policy.data.labels
+    if policy.id is None:
+        raise DataError(f"model {policy.model!r}: a label stream needs the policy's `id` column")
+    required = [policy.id, policy.target] + ([labels.arrived] if labels.arrived else [])
+    log = stream_log(policy, labels, "labels", required, _home())
+    return StreamLabels(log, policy, labels.arrived)
+
+
 def _api_check(policy: Any) -> list[str]:
     if policy.id is not None:
         return []
@@ -57,7 +90,7 @@ def _api_check(policy: Any) -> list[str]:
 FILES = SOURCES.register(
     SourceKind(
         name="files",
-        description="Parquet/CSV files matching `path`",
+        description="Parquet/CSV files matching `path` (a local glob, or s3:// and any fsspec URL)",
         open=_files,
         open_labels=_label_files,
         label_description="Parquet/CSV files matching `path`",
@@ -94,5 +127,16 @@ SQL = SOURCES.register(
         open=_sql,
         open_labels=_label_sql,
         label_description="a database table or query, read by the `arrived` column",
+    )
+)
+
+
+STREAM = SOURCES.register(
+    SourceKind(
+        name="stream",
+        description="JSON messages on a NATS JetStream `subject`, kept under REOPTD_HOME/streams",
+        open=_stream,
+        open_labels=_label_stream,
+        label_description="JSON messages on a NATS JetStream `subject`",
     )
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reoptd.plugins import COMPRESS_METHODS
 from reoptd.policy._schema import Policy, Trigger
 from reoptd.policy._sql_fields import describe_sql
@@ -46,8 +48,38 @@ def _data(policy: Policy) -> str:
         )
     if source.kind == "sql":
         return describe_sql(source, "Production rows", policy.timestamp) + "."
+    if source.kind == "stream":
+        return "Production rows come from " + _stream(source, policy.model, "predictions") + "."
     kind = "Parquet or CSV (by extension)" if source.format == "auto" else source.format
-    return f"Production rows come from {kind} files matching `{source.path}`."
+    return f"Production rows come from {kind} files matching `{source.path}`" + _where(source.path)
+
+
+def _where(path: str | None, labels: bool = False) -> str:
+    """How an object-storage path is read: day partitions and credentials."""
+    if path is None or "://" not in path:
+        return "."
+    pruned = any(
+        part.split("=")[0] in ("date", "dt", "day") and part.endswith("=*")
+        for part in path.split("/")
+    )
+    if not pruned:
+        return " on object storage (credentials and endpoint from the environment)."
+    how = (
+        "no day partition after a check's end is read"
+        if labels
+        else "a check lists and reads only the day partitions of its window"
+    )
+    return f" on object storage (credentials and endpoint from the environment; {how})."
+
+
+def _stream(spec: Any, model: str, role: str) -> str:
+    """A stream block in words: subject, broker, local window, position."""
+    broker = f"the broker in ${spec.url_env}" if spec.url_env else "the NATS broker on loopback"
+    stream = f" of stream `{spec.stream}`" if spec.stream else ""
+    return (
+        f"JSON messages on subject `{spec.subject}`{stream} at {broker} (NATS JetStream),"
+        f" kept under REOPTD_HOME/streams/{model}/{role} and acked once on disk"
+    )
 
 
 def _monitor(policy: Policy) -> str:
@@ -108,8 +140,13 @@ def _labels(policy: Policy) -> str:
         )
     elif labels is not None:
         when = f", arriving at the time in `{labels.arrived}`" if labels.arrived else ""
+        origin = (
+            _stream(labels, policy.model, "labels")
+            if labels.kind == "stream"
+            else f"files matching `{labels.path}`" + _where(labels.path, labels=True).rstrip(".")
+        )
         parts.append(
-            f"Labels come from files matching `{labels.path}`{when} and join predictions on"
+            f"Labels come from {origin}{when} and join predictions on"
             f" `{policy.id}` (the last label for an id wins)."
         )
     if m.backfill.within is not None:

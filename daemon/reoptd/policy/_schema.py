@@ -84,11 +84,44 @@ class Features(_Block):
         return "text" if column in self.text else "numerical"
 
 
-class Source(_SqlFields):
+class _StreamSpec(_SqlFields):
+    """The fields of ``kind: stream`` (NATS JetStream), shared by production and labels."""
+
+    subject: str | None = Field(
+        None, description="subject the JSON messages arrive on, one row each (kind: stream)"
+    )
+    stream: str | None = Field(
+        None, description="JetStream stream holding `subject` (kind: stream; found if left out)"
+    )
+    durable: str | None = Field(
+        None,
+        description="durable consumer name (kind: stream; default reoptd-<model>-<role>)",
+    )
+    ack_wait: Duration = Field(
+        timedelta(seconds=30),
+        description="how long the broker waits for an ack before it redelivers (kind: stream);"
+        " after a crash, the next read waits this long for the messages it never acked",
+    )
+    keep: Duration = Field(
+        timedelta(days=90),
+        description="rows older than this before a read's end are deleted from the local"
+        " window (kind: stream; keep it longer than train.window and monitor spans)",
+    )
+
+    def _stream_problems(self, kind: str) -> None:
+        if kind == "stream" and not self.subject:
+            raise ValueError("kind: stream needs a `subject` (the subject its messages arrive on)")
+
+
+class Source(_StreamSpec):
     kind: Annotated[str, _registered(SOURCES)] = Field(
         json_schema_extra=_names_schema(SOURCES, "a registered data source kind. ")
     )
-    path: str | None = Field(None, description="glob of Parquet or CSV files (kind: files)")
+    path: str | None = Field(
+        None,
+        description="glob of Parquet or CSV files (kind: files): a local path or an fsspec URL"
+        " such as s3://bucket/predictions/date=*/*.parquet",
+    )
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
     )
@@ -98,6 +131,7 @@ class Source(_SqlFields):
     def _path_for_files(self) -> Source:
         if self.kind == "files" and not self.path:
             raise ValueError("kind: files needs a `path` (a glob such as data/*.parquet)")
+        self._stream_problems(self.kind)
         return self
 
 
@@ -105,7 +139,7 @@ def _takes_labels(kind: Any) -> bool:
     return kind.open_labels is not None
 
 
-class LabelSource(_SqlFields):
+class LabelSource(_StreamSpec):
     """Labels that arrive apart from their predictions and join them on the policy's `id`."""
 
     kind: Annotated[str, _registered(SOURCES, where=_takes_labels)] = Field(
@@ -114,7 +148,9 @@ class LabelSource(_SqlFields):
         )
     )
     path: str | None = Field(
-        None, description="glob of Parquet or CSV files with the id and target columns"
+        None,
+        description="glob of Parquet or CSV files with the id and target columns (kind: files):"
+        " a local path or an fsspec URL such as s3://bucket/labels/date=*/*.parquet",
     )
     format: Literal["auto", "parquet", "csv"] = Field(
         "auto", description="file format; auto picks by extension"
@@ -135,6 +171,7 @@ class LabelSource(_SqlFields):
                 "kind: sql needs `arrived`, the column with the time each label arrived (labels"
                 " are read incrementally by it)"
             )
+        self._stream_problems(self.kind)
         return self
 
 

@@ -27,9 +27,11 @@ _BIND = r"(?<![:\w]):{}\b"
 class SqlFields(Block):
     url_env: str | None = Field(
         None,
-        description="kind: sql — the environment variable holding the database's SQLAlchemy URL"
-        " (e.g. PREDICTIONS_DB_URL=postgresql://reader:secret@db/app); credentials stay out"
-        " of the policy",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="kind: sql or stream — the environment variable holding the database's"
+        " SQLAlchemy URL (e.g. PREDICTIONS_DB_URL=postgresql://reader:secret@db/app) or the"
+        " broker's URL (stream; default nats://127.0.0.1:4222); credentials stay out of the"
+        " policy",
     )
     url: str | None = Field(
         None,
@@ -70,7 +72,10 @@ class SqlFields(Block):
 def sql_problems(block: Any) -> list[str]:
     """What is wrong with a ``kind: sql`` block (nothing for other kinds)."""
     if getattr(block, "kind", None) != "sql":
-        fields = [f for f in ("url_env", "url", "table", "query") if getattr(block, f) is not None]
+        own: tuple[str, ...] = ("url", "table", "query")
+        if block.kind != "stream":  # a stream names its broker's URL with url_env too
+            own = ("url_env", *own)
+        fields = [f for f in own if getattr(block, f) is not None]
         if fields:
             return [f"`{fields[0]}` is only read by kind: sql"]
         return []
