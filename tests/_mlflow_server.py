@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+# the server and the tests' clients talk to loopback only: no usage reports to mlflow.org
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def free_port() -> int:

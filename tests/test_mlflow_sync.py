@@ -162,3 +162,55 @@ def test_a_dead_server_never_blocks_a_promotion_and_a_later_pass_catches_up(
 
 def _exists(client: MlflowClient, name: str) -> bool:
     return bool(client.search_registered_models(f"name = '{name}'"))
+
+
+def test_a_model_adopted_from_the_registry_is_that_registry_version(
+    tmp_path: Path, mlflow_url: str
+) -> None:
+    """The team's model, logged with MLflow's sklearn flavour and aliased ``champion``, is
+    adopted by URI; the sync then tags that very MLflow version instead of logging a copy."""
+    import mlflow
+    import mlflow.sklearn
+    from test_adopt import team_pipeline
+    from typer.testing import CliRunner
+
+    from reoptd.cli import app
+    from reoptd.data import DemoSource, demo
+    from reoptd.settings import DEMO_POLICY
+
+    name = "team_churn"
+    text = DEMO_POLICY.read_text().replace(f"model: {MODEL}", f"model: {name}")
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "team.yaml").write_text(text)
+    policy = api_policy().model_copy(update={"model": name})
+    rows = DemoSource().read(demo.START, demo.START + timedelta(hours=3))
+    rows.to_parquet(tmp_path / "reference.parquet")
+    mlflow.set_tracking_uri(mlflow_url)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            team_pipeline(rows, policy),
+            name="model",
+            registered_model_name=name,
+            pip_requirements=["scikit-learn"],
+            serialization_format="cloudpickle",
+        )
+    client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+    client.set_registered_model_alias(name, "champion", "1")
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "models", "adopt", name, "--artifact", f"models:/{name}@champion",
+            "--reference", str(tmp_path / "reference.parquet"), "--trust",
+            "--policies", str(tmp_path / "policies"),
+        ],
+        env={"REOPTD_HOME": str(tmp_path / "home"), "REOPTD_MLFLOW_URI": mlflow_url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert f"{name}: adopted models:/{name}@champion as v1 (champion)" in result.output
+    (only,) = client.search_model_versions(f"name='{name}'")  # no copy was logged
+    assert only.version == "1" and only.tags["reoptd.version"] == "1"
+    assert only.tags["reoptd.trigger"] == "adopted"
+    assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {
+        "champion": "1"
+    }

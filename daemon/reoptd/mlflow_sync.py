@@ -66,6 +66,8 @@ class MlflowSync:
         # MLFLOW_HTTP_REQUEST_* variables win.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
+        # no usage reports to MLflow's servers from a daemon that talks only to the operator's
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if client is None:
             from mlflow import MlflowClient
 
@@ -209,7 +211,9 @@ class MlflowSync:
             context[run.challenger_version] = tags
         return context
 
-    def _register(self, name: str, version: VersionRecord, context: dict[int, dict[str, str]]) -> str:
+    def _register(
+        self, name: str, version: VersionRecord, context: dict[int, dict[str, str]]
+    ) -> str:
         """Log ``version`` as a run (reused if a pass was cut off after creating it), then
         register it; the MLflow version number."""
         adopted = version.metrics.get("adopted") or {}
@@ -232,7 +236,7 @@ class MlflowSync:
         return str(mv.version)
 
     def _run_of(self, name: str, version: VersionRecord, tags: dict[str, str]) -> str:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         experiment = f"reoptd/{name}"
         found = self.client.get_experiment_by_name(experiment)
@@ -250,9 +254,7 @@ class MlflowSync:
         )
         run_id = str(run.info.run_id)
         stamp = int(version.created_at.timestamp() * 1000)
-        metrics = [
-            Metric(key, value, stamp, 0) for key, value in _numbers(version.metrics).items()
-        ]
+        metrics = [Metric(key, value, stamp, 0) for key, value in _numbers(version.metrics).items()]
         params = [
             Param(str(k)[:250], str(v)[:6000]) for k, v in sorted(version.params.items())[:100]
         ]
@@ -292,9 +294,9 @@ def _tags(name: str, version: VersionRecord) -> dict[str, str]:
         "reoptd.trigger": version.trigger,
         "reoptd.estimator": version.estimator,
         "reoptd.sha256": version.sha256,
-        "reoptd.parent_version": "" if version.parent_version is None else str(
-            version.parent_version
-        ),
+        "reoptd.parent_version": ""
+        if version.parent_version is None
+        else str(version.parent_version),
         "reoptd.metric": str(version.metrics.get("metric") or ""),
         "reoptd.compression": _compression(compression),
     }
