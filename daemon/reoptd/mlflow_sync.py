@@ -68,6 +68,10 @@ class MlflowSync:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
         # no usage reports to MLflow's servers from a daemon that talks only to the operator's
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # a CLI command's output is reoptd's: no "View run at" lines, no "waiting for the
+        # version" notes (our own log says what was synced)
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
         if client is None:
             from mlflow import MlflowClient
 
@@ -300,6 +304,9 @@ def _tags(name: str, version: VersionRecord) -> dict[str, str]:
         "reoptd.metric": str(version.metrics.get("metric") or ""),
         "reoptd.compression": _compression(compression),
     }
+    adopted = version.metrics.get("adopted")
+    if isinstance(adopted, dict) and adopted.get("source"):
+        tags["reoptd.adopted_from"] = str(adopted["source"])
     return {k: v[:TAG_LIMIT] for k, v in tags.items()}
 
 
