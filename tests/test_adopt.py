@@ -152,3 +152,18 @@ def test_a_model_fitted_on_an_array_and_an_untrusted_file_are_refused(
     )  # fmt: skip
     assert isinstance(result.exception, AdoptError)
     assert "reference lacks the policy's columns: tenure" in str(result.exception)
+
+
+def test_the_reference_can_be_the_policys_own_source_over_a_window(
+    tmp_path: Path, policy: Policy, rows: pd.DataFrame
+) -> None:
+    joblib.dump(team_pipeline(rows, policy), tmp_path / "team.joblib")
+    args = ["--artifact", str(tmp_path / "team.joblib"), "--trust"]
+    result = _adopt(tmp_path / "home", *args, "--window", "2h")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    # the demo clock starts at the demo's start; the demo source has history before it
+    expected = DemoSource().read(demo.START - timedelta(hours=2), demo.START)
+    assert f"reference {len(expected)} rows from demo source, 2h up to" in result.output
+    result = _adopt(tmp_path / "home", *args, "--window", "soon")
+    assert isinstance(result.exception, ReoptdError)
+    assert "--window soon: expected a duration like 15m, 6h or 30d" in str(result.exception)
