@@ -26,9 +26,25 @@ log = logging.getLogger("reoptd")
 DEMO_SPEED = 300.0
 
 
-def open_registry(settings: Settings, metrics: Metrics | None = None) -> Store:
-    """The store, with the webhooks of the settings listening to its champion changes."""
+def open_registry(
+    settings: Settings, metrics: Metrics | None = None, *, daemon: bool = False
+) -> Store:
+    """The store, with the webhooks and the MLflow sync of the settings listening to its
+    champion changes; ``daemon`` also starts the MLflow sync's periodic passes."""
     registry = open_store(settings.database_url, settings.artifacts)
+    if settings.mlflow_uri:
+        from reoptd.mlflow_sync import MlflowSync
+
+        sync = MlflowSync(
+            registry,
+            settings.mlflow_uri,
+            interval=settings.mlflow_sync_every,
+            timeout=settings.mlflow_timeout,
+            on_error=(lambda m: metrics.mlflow_sync_errors.labels(m).inc()) if metrics else None,
+        )
+        registry.listeners.append(sync)
+        if daemon:
+            sync.start()
     if settings.webhooks:
         from reoptd.webhooks import WebhookNotifier
 

@@ -9,7 +9,8 @@
      ├── ArtifactError        an artifact is missing or its sha256 does not match
      ├── StoreUnavailable     the store's database cannot be reached or failed (names it)
      ├── DuplicateIds         ingested rows whose ids were stored before; nothing was stored
-     └── OptimizeError        a re-optimization step could not produce a challenger
+     ├── OptimizeError        a re-optimization step could not produce a challenger
+     └── AdoptError           a model to adopt does not fit its policy (names the columns)
 
 The CLI prints ``str(error)`` for any of them and exits non-zero; nothing here is meant to reach
 the user as a traceback.
@@ -86,6 +87,10 @@ class DuplicateIds(ReoptdError):
 
 class OptimizeError(ReoptdError):
     """A re-optimization step failed; the champion stays as it was."""
+
+
+class AdoptError(ReoptdError):
+    """A model offered to ``reoptd models adopt`` cannot serve its policy; nothing was stored."""
 
 
 class ModelBusy(ReoptdError):

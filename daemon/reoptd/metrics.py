@@ -235,6 +235,12 @@ class Metrics:
             m,
             registry=r,
         )
+        self.mlflow_sync_errors = Counter(
+            "reoptd_mlflow_sync_errors",
+            "MLflow sync passes of the model that failed (retried at the next pass; see the log)",
+            m,
+            registry=r,
+        )
         self.feature_tested = Gauge(
             "reoptd_feature_tested",
             "1 if the feature's drift test ran in the last check, 0 if not (see the check's"

@@ -75,6 +75,18 @@ class Settings(PolicyLimits):
         default=1.0, gt=0, description="seconds before the first retry; doubles after each"
     )
 
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking and registry server (e.g. http://mlflow:5000); every version"
+        " is logged and registered there, and the champion/challenger aliases follow promotions",
+    )
+    mlflow_sync_every: float = Field(
+        default=60.0, gt=0, description="seconds between the daemon's MLflow sync passes"
+    )
+    mlflow_timeout: int = Field(
+        default=10, ge=1, description="seconds an MLflow request may take before the pass fails"
+    )
+
     @field_validator("home", mode="before")
     @classmethod
     def _empty_home_is_default(cls, value: object) -> object:
@@ -86,7 +98,7 @@ class Settings(PolicyLimits):
     def _empty_secret_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("db_url", mode="before")
+    @field_validator("db_url", "mlflow_uri", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
         return None if value == "" else value

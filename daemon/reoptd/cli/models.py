@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from reoptd import app as assemble
 from reoptd.cli._common import (
+    ClockOpt,
+    PoliciesOpt,
     _iso,
     _settings,
     _short,
@@ -15,6 +18,10 @@ from reoptd.cli._common import (
     _version,
     models_app,
 )
+from reoptd.errors import ReoptdError
+
+#: how long `adopt` waits for the daemon's cycle or run of the model (seconds)
+ADOPT_WAIT = 30.0
 
 
 @models_app.command("list")
@@ -132,3 +139,98 @@ def models_approve(
     )
     change = f"{_version(event.from_version)} -> {_version(event.to_version)}"
     typer.echo(f"{model}: approved, champion {change}")
+
+
+@models_app.command("adopt")
+def models_adopt(
+    model: Annotated[str, typer.Argument(help="Model name (the policy's `model:`).")],
+    artifact: Annotated[
+        str,
+        typer.Option(
+            help="The model to adopt: a pickle or joblib file of a fitted scikit-learn estimator"
+            " or pipeline, or an MLflow model URI, models:/NAME@ALIAS or models:/NAME/VERSION"
+            " (read from $REOPTD_MLFLOW_URI; an sklearn flavour model). Needs --trust.",
+            show_default=False,
+        ),
+    ],
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference rows (CSV or Parquet with the policy's features and timestamp; with"
+            " its target too, they also give the holdout metrics).",
+            show_default=False,
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --reference: the policy's own source over this duration up to"
+            " now, e.g. 7d.",
+            show_default=False,
+        ),
+    ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Confirm that you trust the model: loading a pickle runs the code it names.",
+        ),
+    ] = False,
+    policies: PoliciesOpt = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="A policy file, instead of MODEL from --policies."),
+    ] = None,
+    clock: ClockOpt = "auto",
+) -> None:
+    """Adopt a model already in production: check it against MODEL's policy, register it as the
+    next version (version 1 for a new model) with its reference rows, and make it champion. The
+    daemon then monitors it and challenges it with versions it trains."""
+    from reoptd import adopt
+    from reoptd.data import open_source, parse_timestamps, read_table
+    from reoptd.policy import load_policy, parse_duration
+
+    settings = _settings(policies)
+    policy = (
+        load_policy(policy_file) if policy_file else assemble.find_policy(settings.policies, model)
+    )
+    if policy.model != model:
+        raise ReoptdError(f"{policy_file}: is the policy of {policy.model!r}, not of {model!r}")
+    if (reference is None) == (window is None):
+        raise ReoptdError("give the reference rows: --reference FILE or --window DURATION")
+    if not trust:
+        raise ReoptdError(
+            f"{artifact}: loading a pickled model runs the code it names; adopt only a model"
+            " you trust, and say so with --trust"
+        )
+    if artifact.startswith("models:/"):
+        if not settings.mlflow_uri:
+            raise ReoptdError(f"{artifact}: set REOPTD_MLFLOW_URI to the MLflow server to read it")
+        found = adopt.read_mlflow(artifact, settings.mlflow_uri)
+    else:
+        found = adopt.read_file(Path(artifact))
+    registry = assemble.open_registry(settings)
+    now = assemble.make_clock(clock, [policy], registry).now()
+    if reference is not None:
+        rows = read_table(reference)
+        if policy.timestamp in rows.columns:
+            rows[policy.timestamp] = parse_timestamps(rows, policy.timestamp, str(reference))
+        where = str(reference)
+    else:
+        assert window is not None
+        try:
+            span = parse_duration(window)
+        except ValueError as exc:
+            raise ReoptdError(f"--window {window}: {exc}") from None
+        rows = open_source(policy, registry).read(now - span, now)
+        where = f"{policy.data.production.kind} source, {window} up to {_iso(now)}"
+    with registry.model_lock(policy.model, wait=ADOPT_WAIT):  # not beside the daemon's cycle
+        version = adopt.adopt(registry, policy, found, rows, at=now, reference_source=where)
+    holdout = version.metrics.get("holdout", {})
+    metric = policy.metric
+    score = f", holdout {metric} {holdout[metric]:.4f}" if metric in holdout else ""
+    typer.echo(
+        f"{model}: adopted {found.source} as {_version(version.version)} (champion);"
+        f" reference {version.train_rows} rows from {where}"
+        f" ({version.metrics.get('holdout_rows', 0)} labelled{score})"
+    )

@@ -88,7 +88,7 @@ def run(
 
     # the models' cycles may run at once: the cores are shared between them
     apply_thread_budget(thread_budget(concurrent=len(loaded)), "reoptd run", log)
-    registry = assemble.open_registry(settings, metrics)
+    registry = assemble.open_registry(settings, metrics, daemon=replay is None)
     if replay is not None:
         _replay(loaded, replay, registry, metrics, label_delay)
         return

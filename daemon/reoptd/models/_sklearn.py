@@ -35,7 +35,7 @@ class SklearnModel:
 
     family = "sklearn"
 
-    def __init__(self, pipeline: Pipeline, features: list[str], task: str) -> None:
+    def __init__(self, pipeline: Any, features: list[str], task: str) -> None:
         self.pipeline = pipeline
         self.features = features
         self.task = task
@@ -61,7 +61,8 @@ class SklearnModel:
 
     @property
     def params(self) -> dict[str, Any]:
-        est = self.pipeline.named_steps["est"]
+        # an adopted model may be any estimator or pipeline: its last step is the estimator
+        est = self.pipeline[-1] if isinstance(self.pipeline, Pipeline) else self.pipeline
         return {k: v for k, v in est.get_params(deep=False).items() if _plain(v)}
 
     def fit(self, frame: pd.DataFrame, target: pd.Series) -> SklearnModel:
