@@ -6,6 +6,8 @@ a daemon shutdown kills the run's task. Ray's start-up takes 10-30 s: the tests 
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -26,6 +28,13 @@ from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 from reoptd.store.sql import SqlStore
 
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 RUNAWAY = {
     "estimator: sklearn.ensemble.HistGradientBoostingClassifier": (
         "estimator: sklearn.neural_network.MLPClassifier"
@@ -38,19 +47,25 @@ RUNAWAY = {
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    """A local Ray cluster of 2 CPUs owned by this process (``ray.shutdown`` stops it)."""
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster of 2 CPUs owned by this process (``ray.shutdown`` stops it); yields
+    the address of its GCS."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",  # loopback only
+    )
     try:
-        yield
+        yield str(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
 
 
 @pytest.fixture
-def executor(ray_cluster: None) -> Iterator[RayExecutor]:
+def executor(ray_cluster: str) -> Iterator[RayExecutor]:
     executor = RayExecutor("auto")
     yield executor
     executor.close()
@@ -140,3 +155,55 @@ def test_a_step_over_its_budget_is_killed_on_the_cluster_and_the_champion_stays(
     assert stopped.outcome == "failed" and "shutting down" in stopped.reason, stopped.reason
     after = loop.optimize(clock.now(), trigger="manual")
     assert after.outcome == "failed" and "the daemon is stopping" in after.reason
+
+
+CLIENT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+from reoptd.cycle import ModelLoop
+from reoptd.data import demo
+from reoptd.metrics import Metrics
+from reoptd.optimize import RayExecutor
+from reoptd.policy import load_policy
+from reoptd.settings import DEMO_POLICY
+from reoptd.store import MemoryStore
+
+executor = RayExecutor(sys.argv[1])
+loop = ModelLoop(load_policy(DEMO_POLICY), MemoryStore(sys.argv[2]), Metrics(), executor=executor)
+run = loop.optimize(demo.START, trigger="bootstrap")
+print("outcome:", run.outcome, "streaming:", executor._streaming)
+executor.close()
+"""
+
+
+@pytest.mark.external
+@pytest.mark.slow
+def test_through_ray_client_a_run_is_one_task_and_still_comes_back(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """``ray://``: Ray Client cannot stream a generator task; the run comes back whole. The
+    client is another process (this one is already the cluster's driver), the client server
+    one more, both started here and stopped by their pid."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "ray.util.client.server", "--mode", "legacy"),
+            *("--host", "127.0.0.1", "-p", str(port), "--address", ray_cluster),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = subprocess.run(
+            [sys.executable, "-c", CLIENT, f"ray://127.0.0.1:{port}", str(tmp_path / "a")],
+            capture_output=True,
+            text=True,
+            timeout=300,  # a bound on a hang
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert client.returncode == 0, client.stderr[-2000:]
+    assert "outcome: promoted streaming: False" in client.stdout, client.stdout
+    # the task's log records came back through the client too
+    assert "reoptd.optimize demo_churn: step retrain done" in client.stderr, client.stderr[-2000:]

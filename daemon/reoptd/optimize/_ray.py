@@ -9,7 +9,9 @@ libraries installed, and reach the daemon's database for Optuna studies.
 
 The run is a Ray *generator* task that streams messages as the process executor's child sends
 them over its pipe: log records, each step's start (its budget's deadline runs in the daemon),
-then the outcome or the error. A step over its budget, a cancelled run and a daemon shutdown all
+then the outcome or the error. Ray Client (``ray://``) cannot stream a generator's results, so
+there the run is one task returning its messages at the end, and the deadline is the sum of its
+steps' budgets. A step over its budget, a cancelled run and a daemon shutdown all
 end the task with ``ray.cancel(force=True)``, which kills its worker process: a step that never
 returns cannot hold a worker.
 
@@ -63,9 +65,13 @@ def _ray() -> Any:
 
 
 class _RayExecution(Execution):
-    def __init__(self, ctx: RunContext, generator: Any, done: Any) -> None:
+    """A run's task: a generator streaming its messages (``handle`` an ``ObjectRefGenerator``),
+    or, through Ray Client, which cannot stream, one task returning them all at the end."""
+
+    def __init__(self, ctx: RunContext, handle: Any, streaming: bool, done: Any) -> None:
         self.ctx = ctx
-        self._generator = generator
+        self._handle = handle
+        self._streaming = streaming
         self._done = done
         self._cancelled: str | None = None
 
@@ -81,14 +87,29 @@ class _RayExecution(Execution):
     def _kill(self) -> None:
         ray = _ray()
         try:
-            ray.cancel(self._generator, force=True)
+            ray.cancel(self._handle, force=True)
         except Exception as exc:  # already finished, or the cluster is gone
             log.debug("%s: cancelling the run's Ray task: %s", self.ctx.policy.model, exc)
+
+    def _next(self) -> list[tuple[str, Any]]:
+        """The messages that are ready: one from the stream, or all of a finished task."""
+        ray = _ray()
+        try:
+            if self._streaming:
+                return [ray.get(next(self._handle))]
+            return list(ray.get(self._handle))
+        except StopIteration:
+            raise OptimizeError("the run's Ray task ended without an outcome") from None
+        except ray.exceptions.RayError as exc:
+            raise OptimizeError(f"the run's Ray task failed: {_first_line(exc)}") from None
 
     def _supervise(self) -> dict[str, dict[str, Any]]:
         ray = _ray()
         model = self.ctx.policy.model
         step, budget, deadline = "", 0.0, float("inf")
+        if not self._streaming:  # no step starts come back: the steps' budgets for the run
+            budget = sum(spec.limit.total_seconds() for spec in self.ctx.policy.pipeline)
+            step, deadline = "the run", time.monotonic() + budget
         while True:
             if self._cancelled is not None:
                 self._kill()
@@ -100,27 +121,22 @@ class _RayExecution(Execution):
                     f"{step} exceeded its budget of {format_duration(timedelta(seconds=budget))}:"
                     " stopped; the champion is kept"
                 )
-            ready, _ = ray.wait([self._generator], timeout=min(POLL, deadline - now))
+            ready, _ = ray.wait([self._handle], timeout=min(POLL, deadline - now))
             if not ready:
                 continue
-            try:
-                kind, payload = ray.get(next(self._generator))
-            except StopIteration:
-                raise OptimizeError("the run's Ray task ended without an outcome") from None
-            except ray.exceptions.RayError as exc:
-                raise OptimizeError(f"the run's Ray task failed: {_first_line(exc)}") from None
-            if kind == "log":
-                _forward(payload)
-            elif kind == "step":
-                step, budget = payload
-                deadline = time.monotonic() + budget
-                log.debug("%s: step %s started on Ray (budget %gs)", model, step, budget)
-            elif kind == "error":
-                raise OptimizeError(payload)
-            elif kind == "outcome":
-                assert isinstance(payload, Outcome)
-                payload.apply(self.ctx)
-                return payload.steps
+            for kind, payload in self._next():
+                if kind == "log":
+                    _forward(payload)
+                elif kind == "step" and self._streaming:
+                    step, budget = payload
+                    deadline = time.monotonic() + budget
+                    log.debug("%s: step %s started on Ray (budget %gs)", model, step, budget)
+                elif kind == "error":
+                    raise OptimizeError(payload)
+                elif kind == "outcome":
+                    assert isinstance(payload, Outcome)
+                    payload.apply(self.ctx)
+                    return payload.steps
 
 
 class RayExecutor(Executor):
@@ -136,6 +152,7 @@ class RayExecutor(Executor):
         self._closed = False
         self._owned = False  # whether ``start`` connected (and ``shutdown`` disconnects)
         self._remote: Any = None
+        self._streaming = True
 
     def start(self) -> None:
         ray = _ray()
@@ -156,7 +173,12 @@ class RayExecutor(Executor):
                         f" {_first_line(exc)}"
                     ) from None
                 self._owned = True
-            self._remote = ray.remote(_run).options(num_cpus=self.cpus, max_retries=0)
+            # Ray Client (ray://) cannot stream a generator task's results (ray-project/ray#43357)
+            from ray.util.client import ray as client
+
+            self._streaming = not client.is_connected()
+            task = _run if self._streaming else _run_whole
+            self._remote = ray.remote(task).options(num_cpus=self.cpus, max_retries=0)
         log.info("Ray executor: cluster at %s, %d CPUs", self.address, self.capacity())
 
     def capacity(self) -> int:
@@ -173,8 +195,8 @@ class RayExecutor(Executor):
         with self._lock:
             if self._closed:
                 raise OptimizeError("not started: the daemon is stopping")
-            generator = self._remote.remote(Job.of(ctx))
-            execution = _RayExecution(ctx, generator, self._forget)
+            handle = self._remote.remote(Job.of(ctx))
+            execution = _RayExecution(ctx, handle, self._streaming, self._forget)
             self._running.add(execution)
         return execution
 
@@ -251,6 +273,11 @@ def _run(job: Job) -> Iterator[tuple[str, Any]]:
         _IN_RAY_RUN.clear()
         root.removeHandler(handler)
         root.setLevel(saved)
+
+
+def _run_whole(job: Job) -> list[tuple[str, Any]]:
+    """The run's task for Ray Client: every message of ``_run``, returned at the end."""
+    return list(_run(job))
 
 
 def _steps(job: Job, messages: queue.Queue[tuple[str, Any]]) -> None:
