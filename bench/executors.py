@@ -1,12 +1,13 @@
 """The same re-optimizations on the `local` process executor and on a local 2-CPU Ray cluster.
 
-Twenty models (the demo's churn stream), each re-optimized once by a tune step of 20 trials
-(random sampler, no pruner: every trial is the same work) after a retrain, then validated,
-through the daemon's own path (``ModelLoop.optimize``: rows gathered, steps on the executor,
-version registered and promoted). Both executors get two runs at a time (two cores) and one BLAS thread per run; studies
-live in a PostgreSQL database of the bench's own. Then the parallel trial efficiency on Ray: one
-tune of 40 trials with ``tune.jobs: 1`` and with ``tune.jobs: 2`` (trial tasks against the shared
-study), after a warm-up, as trials per second of the search. Target: at least 1.7x. Last line:
+Twenty models (the demo's churn stream), each re-optimized once by a tune step of 20 trials (random
+sampler, no pruner: every trial is the same work) after a retrain, then validated, through the
+daemon's own path (``ModelLoop.optimize``: rows gathered, steps on the executor, version registered
+and promoted). Both executors get two runs at a time (two cores) and one BLAS thread per run;
+studies live in a PostgreSQL database of the bench's own. Then the parallel trial efficiency on
+Ray: one tune of 40 trials with ``tune.jobs: 1`` and with ``tune.jobs: 2`` (trial tasks against the
+shared study), after a warm-up, as trials per second of the search. Target: at least 1.7x. Last
+line:
 
     local_runs_per_min=... ray_runs_per_min=... trial_efficiency=...
 
