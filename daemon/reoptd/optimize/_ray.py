@@ -179,7 +179,9 @@ class RayExecutor(Executor):
             self._streaming = not client.is_connected()
             task = _run if self._streaming else _run_whole
             self._remote = ray.remote(task).options(num_cpus=self.cpus, max_retries=0)
-        log.info("Ray executor: cluster at %s, %d CPUs", self.address, self.capacity())
+        log.info(
+            "Ray executor: cluster at %s, room for %d runs at a time", self.address, self.capacity()
+        )
 
     def capacity(self) -> int:
         """How many runs the cluster can run at once: its CPUs over the CPUs of one run."""
