@@ -3,7 +3,8 @@
 ``s3_server`` (session-scoped) starts one ``ThreadedMotoServer`` and yields its endpoint URL;
 ``s3_env`` points botocore at it through the environment (``AWS_ENDPOINT_URL`` and dummy
 credentials, as an operator would) and yields a fresh bucket name that the test owns. Import both
-in a test module: ``from _s3 import s3_env, s3_server  # noqa: F401``.
+in a test module: ``from _s3 import s3_env, s3_server  # noqa: F401``; ``s3_bucket`` is ``s3_env``
+that also empties and removes its bucket afterwards.
 """
 
 from __future__ import annotations
@@ -59,3 +60,16 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory) ->
     fs.mkdir(bucket)
     yield bucket
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str, s3_server: str) -> Iterator[str]:
+    """``s3_env``'s bucket, emptied and removed after the test."""
+    import boto3
+
+    yield s3_env
+    client = boto3.client("s3", endpoint_url=s3_server)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3_env):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=s3_env, Key=obj["Key"])
+    client.delete_bucket(Bucket=s3_env)

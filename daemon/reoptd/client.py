@@ -13,7 +13,9 @@ A background thread polls the daemon (``If-None-Match`` with the artifact's ETag
 nothing changed). A new version is downloaded, its sha256 checked, and loaded completely before
 one reference swap, so a call never sees a half-loaded model, and each call uses exactly one
 version (``predict_versioned`` tells which). With ``home=`` it reads the registry under a
-REOPTD_HOME directly instead (same host, no API needed).
+REOPTD_HOME directly instead (same host, no API needed); its artifacts come from
+``REOPTD_ARTIFACTS`` (or ``artifacts=``, e.g. ``s3://bucket/prefix``) when the daemon keeps them
+on object storage.
 
 Artifacts of sklearn models are pickles, and loading a pickle runs code: point the client only at
 a daemon (and a REOPTD_HOME) you trust.
@@ -57,6 +59,7 @@ class Champion:
         *,
         url: str | None = None,
         home: str | Path | None = None,
+        artifacts: str | None = None,
         poll_every: float = 5.0,
         token: str | None = None,
         timeout: float = 30.0,
@@ -78,6 +81,8 @@ class Champion:
 
             assert home is not None  # exactly one of url= and home=, checked above
             settings = Settings(home=Path(home))
+            if artifacts is not None:  # else REOPTD_ARTIFACTS, as the daemon reads it
+                settings = Settings(home=Path(home), artifacts_url=artifacts)
             self._registry = open_store(settings.database_url, settings.artifacts)
         self._stop = threading.Event()
         self._current: _Loaded | None = None

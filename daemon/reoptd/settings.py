@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_POLICY = Path(__file__).parent / "demo" / "demo.yaml"
@@ -41,11 +41,23 @@ class Settings(PolicyLimits):
     home: Path = Field(default=Path(".reoptd"), description="state directory")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home if unset")
     policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
-    executor: Literal["inline", "process"] = Field(
+    executor: Literal["inline", "process", "ray"] = Field(
         default="process",
         description="where re-optimization steps run: `process` (a child process, stopped at a"
-        " step's budget or when the daemon stops) or `inline` (the calling thread; budgets only"
-        " checked when a step returns)",
+        " step's budget or when the daemon stops), `inline` (the calling thread; budgets only"
+        " checked when a step returns) or `ray` (a task on the Ray cluster at `ray_address`)",
+    )
+    ray_address: str = Field(
+        default="auto",
+        description="the Ray cluster of `REOPTD_EXECUTOR=ray`: `ray://host:10001` (Ray Client)"
+        " or `auto` (the cluster this machine belongs to, started with `ray start`)",
+    )
+    artifacts_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REOPTD_ARTIFACTS", "artifacts_url"),
+        description="where model and reference artifacts live: an fsspec URL such as"
+        " `s3://bucket/prefix` (credentials and endpoint from the AWS_* environment); unset:"
+        " the `artifacts` directory in home",
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
@@ -98,7 +110,7 @@ class Settings(PolicyLimits):
     def _empty_secret_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("db_url", "mlflow_uri", mode="before")
+    @field_validator("db_url", "mlflow_uri", "artifacts_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -110,8 +122,9 @@ class Settings(PolicyLimits):
         return f"sqlite:///{(self.home / 'reoptd.db').resolve()}"
 
     @property
-    def artifacts(self) -> Path:
-        return self.home / "artifacts"
+    def artifacts(self) -> str | Path:
+        """The artifact store: ``REOPTD_ARTIFACTS`` (a URL) or ``home/artifacts``."""
+        return self.artifacts_url or self.home / "artifacts"
 
     @property
     def webhooks(self) -> list[str]:

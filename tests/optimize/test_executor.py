@@ -133,8 +133,8 @@ def test_the_executor_is_a_setting_and_the_daemon_default_is_a_process(
     assert isinstance(ModelLoop(_policy(), sqlite_registry, metrics).executor, LocalProcessExecutor)
     monkeypatch.setenv("REOPTD_EXECUTOR", "inline")
     assert isinstance(ModelLoop(_policy(), sqlite_registry, metrics).executor, InlineExecutor)
-    with pytest.raises(OptimizeError, match="unknown executor 'ray'"):
-        open_executor("ray")
+    with pytest.raises(OptimizeError, match="unknown executor 'spark'"):
+        open_executor("spark")
 
 
 def test_a_step_without_a_budget_gets_the_default() -> None:

@@ -1,7 +1,8 @@
 """Re-optimization: the steps (retrain, tune, compress, validate) and the pipeline running them.
 
 The pipeline gathers a run's rows and hands them to an ``Executor`` (``_runner.py``): in the
-calling thread, or in a child process stopped at a step's budget (``_process.py``).
+calling thread, in a child process stopped at a step's budget (``_process.py``), or as a task on
+a Ray cluster (``_ray.py``).
 
 Steps are plugins (``reoptd.plugins.STEPS``, declared in ``steps/``); compression lives in
 ``compress/``. Names are imported on first use, so that the plugin declarations stay cheap.
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from reoptd.optimize._base import RunContext, Step
     from reoptd.optimize._pipeline import RunResult, prepare, run_pipeline
     from reoptd.optimize._process import LocalProcessExecutor
+    from reoptd.optimize._ray import RayExecutor
     from reoptd.optimize._runner import Execution, Executor, InlineExecutor, open_executor
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "LocalProcessExecutor",
+    "RayExecutor",
     "RunContext",
     "RunResult",
     "Step",
@@ -45,5 +48,6 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "InlineExecutor": "._runner",
         "open_executor": "._runner",
         "LocalProcessExecutor": "._process",
+        "RayExecutor": "._ray",
     },
 )

@@ -9,8 +9,9 @@ alone registers and promotes what comes back.
   over its budget is only noticed when it returns, and nothing can stop it.
 - ``LocalProcessExecutor`` (``_process.py``, the daemon's default) runs them in a child process
   that is terminated when a step exceeds its budget or the daemon stops.
+- ``RayExecutor`` (``_ray.py``) runs them as a task on a Ray cluster, killed the same way.
 
-``REOPTD_EXECUTOR`` (``inline`` or ``process``) picks one: ``open_executor``.
+``REOPTD_EXECUTOR`` (``inline``, ``process`` or ``ray``) picks one: ``open_executor``.
 """
 
 from __future__ import annotations
@@ -83,11 +84,17 @@ class InlineExecutor(Executor):
 
 
 def open_executor(kind: str) -> Executor:
-    """The executor a setting names: ``inline`` or ``process``."""
+    """The executor a setting names: ``inline``, ``process`` or ``ray`` (at
+    ``REOPTD_RAY_ADDRESS``; connected on its first run)."""
     if kind == "inline":
         return InlineExecutor()
     if kind == "process":
         from reoptd.optimize._process import LocalProcessExecutor
 
         return LocalProcessExecutor()
-    raise OptimizeError(f"REOPTD_EXECUTOR: unknown executor {kind!r} (inline or process)")
+    if kind == "ray":
+        from reoptd.optimize._ray import RayExecutor
+        from reoptd.settings import Settings
+
+        return RayExecutor(Settings().ray_address)
+    raise OptimizeError(f"REOPTD_EXECUTOR: unknown executor {kind!r} (inline, process or ray)")

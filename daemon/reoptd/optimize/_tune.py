@@ -5,7 +5,8 @@ Trials train on the older part of the run's training rows and are scored on its 
 (Optuna's RDB storage), one per run, so optuna-dashboard can read them and an interrupted study is
 resumed, not restarted. With ``warm_start`` the champion's parameters are the first trial and the
 best trials of earlier studies follow; with ``seed_history`` earlier trials are handed to the
-sampler when the search space is unchanged.
+sampler when the search space is unchanged. On the Ray executor, ``tune.jobs`` trials run as
+parallel Ray tasks against the study in the shared database (``_ray.parallel_trials``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reoptd.errors import OptimizeError
 from reoptd.models import Model, build_model
 from reoptd.monitor import evaluate
 from reoptd.optimize._base import RunContext
+from reoptd.optimize._ray import parallel_trials
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy import Param, Policy
@@ -77,13 +79,16 @@ class Tune:
         timeout = spec.timeout.total_seconds() if spec.timeout else None
         started = time.perf_counter()
         objective = _Objective(policy, space, train, valid, multi)
-        if remaining > 0:
+        progress = _Progress(policy.model, spec.trials, len(own))
+        if remaining > 0 and not parallel_trials(
+            study, ctx.storage, policy, space, objective, remaining, timeout, [progress]
+        ):
             study.optimize(
                 objective,
                 n_trials=remaining,
                 timeout=timeout,
                 n_jobs=spec.jobs,
-                callbacks=[_Progress(policy.model, spec.trials, len(own))],
+                callbacks=[progress],
                 show_progress_bar=ctx.progress,
                 catch=(ValueError,),
             )

@@ -1,7 +1,8 @@
 """Artifacts: model and reference bytes, content-addressed by their sha256 and verified on load.
 
-``ArtifactStore`` is the small contract a backend implements (a local directory today; an object
-store later is one new class). Who calls it: the ``Store`` writes both artifacts of a version
+``ArtifactStore`` is the small contract a backend implements: a local directory (the default) or
+an object store (``fsspec_artifacts.FsspecArtifactStore``, for ``s3://`` and other fsspec URLs).
+Who calls it: the ``Store`` writes both artifacts of a version
 before the version becomes visible, and reads them back (verified) on every load and before every
 promotion.
 
@@ -124,5 +125,12 @@ class LocalArtifactStore(ArtifactStore):
 
 
 def open_artifacts(artifacts: str | Path | ArtifactStore) -> ArtifactStore:
-    """An artifact store from a directory, or the given store as it is."""
-    return artifacts if isinstance(artifacts, ArtifactStore) else LocalArtifactStore(artifacts)
+    """An artifact store from a directory, an fsspec URL (``s3://bucket/prefix``: see
+    ``fsspec_artifacts``), or the given store as it is."""
+    if isinstance(artifacts, ArtifactStore):
+        return artifacts
+    if isinstance(artifacts, str) and "://" in artifacts:
+        from reoptd.store.fsspec_artifacts import FsspecArtifactStore
+
+        return FsspecArtifactStore(artifacts)
+    return LocalArtifactStore(artifacts)

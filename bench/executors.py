@@ -1,0 +1,159 @@
+"""The same re-optimizations on the `local` process executor and on a local 2-CPU Ray cluster.
+
+Twenty models (the demo's churn stream), each re-optimized once by a tune step of 20 trials (random
+sampler, no pruner: every trial is the same work) after a retrain, then validated, through the
+daemon's own path (``ModelLoop.optimize``: rows gathered, steps on the executor, version registered
+and promoted). Both executors get two runs at a time (two cores) and one BLAS thread per run;
+studies live in a PostgreSQL database of the bench's own. Then the parallel trial efficiency on
+Ray: one tune of 40 trials with ``tune.jobs: 1`` and with ``tune.jobs: 2`` (trial tasks against the
+shared study), after a warm-up, as trials per second of the search. Target: at least 1.7x. Last
+line:
+
+    local_runs_per_min=... ray_runs_per_min=... trial_efficiency=...
+
+Usage: PYTHONPATH=daemon .venv/bin/python bench/executors.py [--runs 20] [--trials 20]
+       [--db postgresql+psycopg://postgres@127.0.0.1:5432]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+os.environ["OMP_NUM_THREADS"] = "1"  # one BLAS thread per run on both executors
+
+import optuna
+import psycopg
+
+from reoptd.cycle import ModelLoop
+from reoptd.data import demo
+from reoptd.metrics import Metrics
+from reoptd.optimize import Executor, LocalProcessExecutor, RayExecutor
+from reoptd.policy import Policy, parse_policy
+from reoptd.settings import DEMO_POLICY
+from reoptd.store.sql import SqlStore
+
+AT = demo.START + timedelta(hours=6)
+
+
+def policy(model: str, trials: int, jobs: int = 1) -> Policy:
+    text = DEMO_POLICY.read_text().replace("model: demo_churn", f"model: {model}")
+    text = text.replace(
+        "pipeline: [retrain, validate]",
+        "pipeline: [retrain, tune, validate]\n"
+        f"tune: {{trials: {trials}, sampler: random, pruner: none, jobs: {jobs},"
+        " warm_start: false, seed: 1}",
+    )
+    return parse_policy(text, f"{model}.yaml")
+
+
+class Database:
+    """A PostgreSQL database of the bench's own, dropped at the end."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.name = f"reoptd_bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self._admin(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.url = f"{server}/{self.name}"
+
+    def _admin(self) -> str:
+        return self.server.replace("+psycopg", "") + "/postgres"
+
+    def drop(self) -> None:
+        with psycopg.connect(self._admin(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def runs_per_minute(
+    executor: Executor, registry: SqlStore, prefix: str, runs: int, trials: int
+) -> float:
+    loops = [
+        ModelLoop(policy(f"{prefix}{i:02d}", trials), registry, Metrics(), executor=executor)
+        for i in range(runs)
+    ]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:  # two runs at a time: two cores
+        results = list(pool.map(lambda loop: loop.optimize(AT, trigger="bootstrap"), loops))
+    seconds = time.perf_counter() - started
+    failed = [r.reason for r in results if r.outcome != "promoted"]
+    if failed:
+        raise SystemExit(f"{prefix}: {len(failed)} run(s) failed: {failed[0]}")
+    print(f"{prefix}: {runs} runs of {trials} trials in {seconds:.1f}s")
+    return runs / seconds * 60
+
+
+def trials_per_second(
+    executor: RayExecutor, registry: SqlStore, model: str, trials: int, jobs: int
+) -> float:
+    loop = ModelLoop(policy(model, trials, jobs), registry, Metrics(), executor=executor)
+    run = loop.optimize(AT, trigger="bootstrap")
+    if run.outcome != "promoted":
+        raise SystemExit(f"{model}: {run.reason}")
+    tune = run.steps["tune"]
+    rate = tune["trials"] / tune["search_seconds"]
+    print(f"{model}: {tune['trials']} trials, jobs={jobs}: {rate:.2f} trials/s")
+    return float(rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--efficiency-trials", type=int, default=40)
+    parser.add_argument("--db", default="postgresql+psycopg://postgres@127.0.0.1:5432")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+    database = Database(args.db)
+    artifacts = Path(tempfile.mkdtemp(prefix="reoptd-bench-"))
+    registry = SqlStore(database.url, artifacts)
+    # Optuna's tables before two runs race to create them in the fresh database
+    optuna.storages.RDBStorage(database.url)
+    try:
+        local = LocalProcessExecutor()
+        local.start()
+        try:
+            local_rate = runs_per_minute(local, registry, "local", args.runs, args.trials)
+        finally:
+            local.shutdown()
+
+        import ray
+
+        started = time.perf_counter()
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            _node_ip_address="127.0.0.1",
+        )
+        print(f"ray: local cluster of 2 CPUs started in {time.perf_counter() - started:.1f}s")
+        executor = RayExecutor("auto")
+        try:
+            ray_rate = runs_per_minute(executor, registry, "ray", args.runs, args.trials)
+            trials_per_second(executor, registry, "warmup", 8, 2)  # trial tasks' workers warm
+            one = trials_per_second(executor, registry, "jobs1", args.efficiency_trials, 1)
+            two = trials_per_second(executor, registry, "jobs2", args.efficiency_trials, 2)
+        finally:
+            executor.close()
+            ray.shutdown()
+    finally:
+        registry.close()
+        database.drop()
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"local_runs_per_min={local_rate:.2f} ray_runs_per_min={ray_rate:.2f}"
+        f" trial_efficiency={two / one:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
