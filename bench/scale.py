@@ -35,6 +35,7 @@ import argparse
 import logging
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -318,6 +319,7 @@ def main() -> None:
         f" lag_p99_s={percentile(lags, 99):.2f} peak_rss_mb={peak_rss_mb:.0f}"
         f" checks_per_s={checks / elapsed:.2f} storm_s={storm_s:.1f} storm_bound_s={bound:.1f}"
     )
+    shutil.rmtree(home, ignore_errors=True)  # the run's database and artifacts
 
 
 if __name__ == "__main__":
