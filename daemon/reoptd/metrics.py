@@ -21,6 +21,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     from reoptd.store import RunRecord, Store
 
 log = logging.getLogger("reoptd.metrics")
+
+# Every counter and histogram child also exports a ``_created`` timestamp sample: with hundreds
+# of models that is a third of /metrics (the scrape's time and the series stored), and no
+# dashboard or alert of reoptd reads it (Prometheus derives resets from the counter itself).
+disable_created_metrics()
 
 OUTCOMES = ("promoted", "rejected", "pending", "shadow", "failed")
 #: the parts of a cycle an unexpected error is counted under (``reoptd_cycle_errors_total``)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
@@ -50,6 +50,13 @@ class _NoMaxInstancesWarning(logging.Filter):
 #: follows the operator's logging configuration of ``apscheduler``.
 _scheduler_log = logging.getLogger("apscheduler.scheduler.reoptd")
 _scheduler_log.addFilter(_NoMaxInstancesWarning())
+
+
+def stagger(index: int, count: int, every: float) -> timedelta:
+    """When the ``index``-th of ``count`` models first checks: spread over the first interval
+    (at most a minute), so a thousand models do not all fall due in the same second, every
+    interval, and wait for each other on the scheduler's workers. One model starts at once."""
+    return timedelta(seconds=min(every, 60.0) * index / max(count, 1))
 
 
 class Service:
@@ -115,7 +122,8 @@ class Service:
             id="heartbeat",
             name="lease and clock heartbeat",
         )
-        for loop in self.loops:
+        first = datetime.now(UTC)
+        for index, loop in enumerate(self.loops):
             loop.start()
             every = self.clock.real_seconds(loop.policy.monitor.every)
             self.scheduler.add_job(
@@ -125,7 +133,7 @@ class Service:
                 id=loop.name,
                 name=f"check {loop.name}",
                 # APScheduler's own timing is wall-clock; the cycle's "now" comes from self.clock.
-                next_run_time=datetime.now(UTC),
+                next_run_time=first + stagger(index, len(self.loops), every),
             )
             log.info(
                 "scheduled %s: a check every %s (%.1f s real time)",

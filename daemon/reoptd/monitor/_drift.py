@@ -22,8 +22,13 @@ it) gets a ``not_tested: <why>`` status instead of failing the check of the whol
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,11 +40,16 @@ from pandas.api import types as ptypes
 from sklearn.exceptions import ConvergenceWarning
 
 from reoptd.errors import DataError
+from reoptd.monitor._fast import as_categories, wasserstein_norm
 from reoptd.plugins import DRIFT_METHODS, DriftMethod
 from reoptd.policy import Policy
+from reoptd.threads import thread_budget
 
 TESTED = "tested"
 MIN_TEXT_VALUES = 10  # the text tests train a domain classifier on half of both sides
+#: a window of at least this many cells (rows x columns) has its columns tested in parallel;
+#: below, a thread hand-off costs more than it saves
+PARALLEL_CELLS = 2_000_000
 _FEW_DISTINCT = 5  # Evidently's automatic choice only looks at distinct counts up to this
 # What a method needs and allows comes from its declaration (``reoptd.monitor.drift_methods``):
 # ``min_values``, the fewest non-null values per side (Evidently's tests fail or mean nothing
@@ -48,6 +58,28 @@ _FEW_DISTINCT = 5  # Evidently's automatic choice only looks at distinct counts 
 # once per champion); ``counts``, it only counts categories (``get_binned_data`` or the same
 # ``value_counts`` lookups: pandas' category dtype counts its codes instead of hashing every
 # string again; the counts, and so the scores, are the same).
+
+
+T = TypeVar("T")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def column_pool() -> ThreadPoolExecutor:
+    """One pool per process for the columns of every check: the threads never exceed the
+    thread budget (``REOPTD_THREADS`` or the cores), however many models check at once."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(thread_budget(), thread_name_prefix="reoptd-drift")
+        return _pool
+
+
+def _each(work: Callable[[str], T], columns: list[str], rows: int) -> list[T]:
+    """``work`` on every column, on the column pool when the frame is large enough."""
+    if rows * len(columns) < PARALLEL_CELLS or len(columns) < 2:
+        return [work(column) for column in columns]
+    return list(column_pool().map(work, columns))
 
 
 def _declared(name: str) -> DriftMethod | None:
@@ -124,6 +156,8 @@ def typed(values: pd.Series, kind: ColumnType) -> tuple[pd.Series | None, str | 
         if finite.all():
             return pd.Series(array, copy=False), None
         return pd.Series(array[finite], copy=False), None
+    if kind == ColumnType.Categorical:
+        return as_categories(values), None
     present = values[values.notna()] if values.hasnans else values
     if kind == ColumnType.Text and ptypes.is_numeric_dtype(values) and not present.empty:
         return None, f"wrong type: text column holds {values.dtype}"
@@ -133,9 +167,15 @@ def typed(values: pd.Series, kind: ColumnType) -> tuple[pd.Series | None, str | 
     return present, None
 
 
+def _distinct(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.CategoricalDtype):  # as_categories keeps only present ones
+        return np.asarray(values.cat.categories, dtype=object)
+    return pd.unique(values.to_numpy())
+
+
 def _few_distinct(values: pd.Series) -> frozenset[object] | None:
     """The distinct values if there are at most ``_FEW_DISTINCT`` of them, else None."""
-    distinct = pd.unique(values.to_numpy())
+    distinct = _distinct(values)
     return frozenset(distinct) if len(distinct) <= _FEW_DISTINCT else None
 
 
@@ -148,13 +188,14 @@ class _ReferenceColumn:
     method: str | None
     threshold: float | None
     test: StatTest | None  # resolved once when the policy names the method
-    fast: dict[str, pd.Series] = field(default_factory=dict)  # by _fast_form, made once
+    fast: dict[str | None, pd.Series] = field(default_factory=dict)  # by _fast_form, made once
+    std: float | None = None  # np.std of the values, for the normed Wasserstein distance
 
     def values_for(self, test: StatTest) -> pd.Series:
         """The reference as ``test`` runs fastest on it (same values, same result)."""
         assert self.values is not None
         form = _fast_form(test, self.kind)
-        if form is None:
+        if form is None and not isinstance(self.values.dtype, pd.CategoricalDtype):
             return self.values
         if form not in self.fast:
             self.fast[form] = _as_form(self.values, form)
@@ -174,8 +215,25 @@ def _as_form(values: pd.Series, form: str | None) -> pd.Series:
     if form == "sorted":
         return pd.Series(np.sort(values.to_numpy()), copy=False)
     if form == "category":
-        return values.astype("category")
+        return (
+            values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
+        )
+    if isinstance(values.dtype, pd.CategoricalDtype):  # a test that does not only count
+        return pd.Series(values.to_numpy(dtype=object), copy=False)
     return values
+
+
+def _run(test: StatTest, ref: _ReferenceColumn, cur: pd.Series) -> tuple[float, bool, float]:
+    """(score, drifted, threshold) of ``test``, as Evidently's ``StatTest`` call gives them."""
+    if test.name == "wasserstein" and ref.kind == ColumnType.Numerical:
+        assert ref.values is not None
+        threshold = test.default_threshold if ref.threshold is None else ref.threshold
+        reference = ref.values_for(test).to_numpy()
+        score = wasserstein_norm(reference, ref.std or 0.0, cur.to_numpy())
+        return score, score >= threshold, threshold
+    fast = _as_form(cur, _fast_form(test, ref.kind))
+    outcome = test(ref.values_for(test), fast, ref.kind, ref.threshold)
+    return outcome.drift_score, bool(outcome.drifted), outcome.actual_threshold
 
 
 def _prepare(
@@ -201,6 +259,17 @@ def _prepare(
     elif problem is not None:
         problem = f"reference: {problem}"
     distinct = None
+    if clean is not None and kind == ColumnType.Numerical:
+        # sorted once: the distinct values come from it cheaper than by hashing, and the tests
+        # that read sorted values (K-S, Wasserstein) reuse it
+        ordered = np.sort(clean.to_numpy())
+        starts = np.flatnonzero(ordered[1:] != ordered[:-1])
+        if len(starts) < _FEW_DISTINCT:
+            distinct = frozenset(ordered[np.r_[0, starts + 1]])
+        column = _ReferenceColumn(kind, clean, problem, distinct, method, threshold, test)
+        column.fast["sorted"] = pd.Series(ordered, copy=False)
+        column.std = float(np.std(clean.to_numpy()))
+        return column
     if clean is not None and kind != ColumnType.Text:
         distinct = _few_distinct(clean)
     return _ReferenceColumn(kind, clean, problem, distinct, method, threshold, test)
@@ -215,6 +284,12 @@ def _sample(values: pd.Series, rows: int | None) -> pd.Series:
 
 
 def _compare(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> FeatureDrift:
+    """One column's drift (prediction and target drift call it; warnings quieted here)."""
+    with _quiet():
+        return _test_column(ref, current, name)
+
+
+def _test_column(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> FeatureDrift:
     method = ref.test.display_name if ref.test is not None else ref.method
     if ref.values is None:
         return untested(ref.problem or "reference unusable", method)
@@ -239,29 +314,35 @@ def _compare(ref: _ReferenceColumn, current: pd.Series | None, name: str) -> Fea
             test.display_name,
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores are reported below
-            warnings.simplefilter("ignore", ConvergenceWarning)  # Evidently's text classifier
-            fast = _as_form(cur, _fast_form(test, ref.kind))
-            outcome = test(ref.values_for(test), fast, ref.kind, ref.threshold)
+        score, drifted, threshold = _run(test, ref, cur)  # under _quiet() in the caller
     except (ValueError, ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return untested(f"{test.display_name} cannot run: {_why(ref, cur, exc)}", test.display_name)
-    score = float(outcome.drift_score)
+    score = float(score)
     if not np.isfinite(score):
         return untested(
             f"{test.display_name} gave no score: {_why(ref, cur, None)}", test.display_name
         )
     return FeatureDrift(
         score=score,
-        drifted=bool(outcome.drifted),
+        drifted=drifted,
         method=test.display_name,
-        threshold=float(outcome.actual_threshold),
+        threshold=float(threshold),
     )
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Warnings the checks report otherwise. Entered by the calling thread around all the
+    columns (``catch_warnings`` is process-wide: the pool's threads must not enter it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores are reported as untested
+        warnings.simplefilter("ignore", ConvergenceWarning)  # Evidently's text classifier
+        yield
 
 
 def _why(ref: _ReferenceColumn, cur: pd.Series, exc: Exception | None) -> str:
     if ref.distinct is not None and len(ref.distinct) == 1:
-        values = frozenset(pd.unique(cur.to_numpy()))
+        values = frozenset(_distinct(cur))
         if values <= ref.distinct:
             value = next(iter(ref.distinct))
             value = value.item() if isinstance(value, np.generic) else value
@@ -278,23 +359,34 @@ class DriftDetector:
 
     def __init__(self, policy: Policy, reference: pd.DataFrame) -> None:
         self.sample_rows: int | None = policy.monitor.drift.sample_rows
-        self.columns: dict[str, _ReferenceColumn] = {}
-        for column in monitored_columns(policy):
+
+        def one(column: str) -> _ReferenceColumn:
             kind = column_kind(policy, column)
             method, threshold = column_spec(policy, column)
             values = reference[column] if column in reference.columns else None
             if values is not None:
                 values = _sample(values, self.sample_rows)
-            self.columns[column] = _prepare(values, kind, method, threshold, column)
+            return _prepare(values, kind, method, threshold, column)
+
+        names = monitored_columns(policy)
+        self.columns: dict[str, _ReferenceColumn] = dict(
+            zip(names, _each(one, names, len(reference)), strict=True)
+        )
 
     def check(self, current: pd.DataFrame) -> dict[str, FeatureDrift]:
-        out = {}
-        for column, ref in self.columns.items():
+        """Each column's drift; a large window's columns are tested on the shared column pool
+        (numpy and SciPy release the GIL), a few at a time, so only the columns in flight hold
+        their sorted or counted forms."""
+
+        def one(column: str) -> FeatureDrift:
             values = current[column] if column in current.columns else None
             if values is not None:
                 values = _sample(values, self.sample_rows)
-            out[column] = _compare(ref, values, column)
-        return out
+            return _test_column(self.columns[column], values, column)
+
+        names = list(self.columns)
+        with _quiet():
+            return dict(zip(names, _each(one, names, len(current)), strict=True))
 
 
 class PredictionDrift:
@@ -372,7 +464,7 @@ def _default_test(ref: _ReferenceColumn, current: pd.Series) -> StatTest:
     if ref.distinct is None:
         distinct = _FEW_DISTINCT + 1
     else:
-        distinct = len(ref.distinct | frozenset(pd.unique(current.to_numpy())))
+        distinct = len(ref.distinct | frozenset(_distinct(current)))
     if len(ref.values) <= 1000:
         if distinct <= 2:
             return stattests.z_stat_test
