@@ -31,9 +31,9 @@ from reoptd.store.base import (
     check_changes,
     expired,
     gone,
-    requeue_or_fail,
     new_owner,
     repeated,
+    requeue_or_fail,
     wall_now,
 )
 from reoptd.store.records import (
