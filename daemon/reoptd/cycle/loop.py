@@ -365,7 +365,9 @@ class ModelLoop:
             decision_id=decision_id,
         )
         if run.job is not job and run.job != job:
-            log.info(
+            # the daemon's cycles meet their own run in flight on every check: not news
+            log.log(
+                logging.DEBUG if self.dispatch is not None else logging.INFO,
                 "%s: run %s is already %s (trigger: %s); not queued again",
                 self.name,
                 run.id,
