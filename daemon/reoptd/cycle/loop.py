@@ -12,6 +12,7 @@ touches the store and the metrics before the first cycle; building a loop does n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from reoptd.optimize import Executor, open_executor, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide
 from reoptd.settings import Settings
 from reoptd.signals import Signals
-from reoptd.store import CheckRecord, ModelRecord, RunRecord, Store
+from reoptd.store import INTERRUPTED, CheckRecord, ModelRecord, RunRecord, Store
 
 log = logging.getLogger("reoptd.loop")
 
@@ -460,6 +461,10 @@ class ModelLoop:
             log.exception("%s: re-optimization crashed", self.name)
             self.metrics.cycle_errors.labels(self.name, "optimize").inc()
             finished.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
+        except BaseException:  # Ctrl-C, SystemExit: close the run (its lease would hold it)
+            with contextlib.suppress(Exception):
+                self.store.finish_run(run.id, finished_at=at, outcome="failed", reason=INTERRUPTED)
+            raise
         run = self.store.finish_run(run.id, finished_at=at, **finished)
         self._unfinished = None
         self.metrics.export_run(self.name, run)
