@@ -191,7 +191,7 @@ def main() -> None:
     clock = SystemClock()
     metrics = Metrics()
     metrics.watch_champions(store, clock)
-    executor = open_executor("process")
+    executor = open_executor("local")
     drift: dict[str, float] = {}
     streams = [Stream(i, args.rows, drift) for i in range(args.models)]
     loops = [

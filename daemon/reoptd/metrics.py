@@ -78,6 +78,17 @@ class Metrics:
             registry=r,
         )
         self.jobs_running = Gauge("reoptd_jobs_running", "Cycles running right now", registry=r)
+        self.model_owned = Gauge(
+            "reoptd_model_owned",
+            "1 while this replica checks the model, 0 while another replica holds it",
+            m,
+            registry=r,
+        )
+        self.runs_executing = Gauge(
+            "reoptd_runs_executing",
+            "Re-optimization runs this replica's executor is executing now",
+            registry=r,
+        )
         self.check_interval = Gauge(
             "reoptd_check_interval_seconds",
             "The policy's monitor.every, in the daemon clock's seconds",

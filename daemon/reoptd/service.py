@@ -1,5 +1,11 @@
 """The live daemon: APScheduler runs each model's cycle; prometheus-client serves ``/metrics``.
 
+The service is the control plane: the checks run on the scheduler's threads; a decision that
+fires queues a run and the ``Dispatcher`` executes it on the executor (``local``: a pool of
+worker processes) while the checks go on. Several services (replicas) may share one database:
+each model is checked by the one replica that owns it (``Store.own_model``), and a replica
+that dies leaves its models to the others at their next tick (its process lease gone).
+
 Every collaborator is an argument (loops, clock, metrics), so the tests build a service with a
 simulated clock and a private metrics registry and drive it like the real one.
 """
@@ -22,6 +28,7 @@ from prometheus_client import start_http_server
 
 from reoptd.clock import Clock, SystemClock
 from reoptd.cycle import ModelLoop
+from reoptd.cycle.dispatch import Dispatcher
 from reoptd.errors import ModelBusy, ReoptdError
 from reoptd.metrics import Metrics
 from reoptd.optimize import Executor
@@ -80,6 +87,12 @@ class Service:
         self._server: WSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self.api = api  # the HTTP API, started after the scheduler and stopped before it
+        self._owned: set[str] = set()  # the models this replica checks now
+        self._owned_lock = threading.Lock()
+        # queued runs go to the executors on runner threads: a check never waits for a training
+        self.dispatcher = Dispatcher(loops, clock, owned=lambda: self.owned)
+        for loop in loops:
+            loop.dispatch = self.dispatcher.poke
         # One job per model; max_instances=1 means a model never runs two cycles at once, and
         # coalesce=True folds the runs missed while a long re-optimization held it into one.
         self.scheduler = BackgroundScheduler(
@@ -93,6 +106,28 @@ class Service:
         self._busy = threading.Lock()
         self._skipped: dict[str, int] = {}
         self._started: dict[str, datetime] = {}
+
+    @property
+    def owned(self) -> set[str]:
+        """The models this replica checks now (``/readyz`` and ``reoptd_model_owned``)."""
+        with self._owned_lock:
+            return set(self._owned)
+
+    def _own(self, loop: ModelLoop) -> bool:
+        """Whether this replica checks ``loop``'s model now: it owns it, or takes it over from
+        a replica that is gone."""
+        holder = loop.store.own_model(loop.name)
+        with self._owned_lock:
+            if holder is None:
+                if loop.name not in self._owned:
+                    log.info("%s: checked by this replica (%s)", loop.name, loop.store.owner)
+                self._owned.add(loop.name)
+            else:
+                if loop.name in self._owned:
+                    log.warning("%s: now checked by replica %s", loop.name, holder)
+                self._owned.discard(loop.name)
+        self.metrics.model_owned.labels(loop.name).set(1 if holder is None else 0)
+        return holder is None
 
     @property
     def metrics_url(self) -> str:
@@ -143,6 +178,13 @@ class Service:
             )
         for executor in self._executors():
             executor.start()
+        self.scheduler.add_job(
+            self._dispatch,
+            IntervalTrigger(seconds=HEARTBEAT, timezone=UTC),
+            id="dispatch",
+            name="expire leases, claim queued runs",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.add_listener(self._max_instances, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
@@ -167,14 +209,25 @@ class Service:
             except ReoptdError as exc:  # the database is away: the next beat retries
                 log.warning("cannot record the daemon's heartbeat: %s", exc)
 
+    def _dispatch(self) -> None:
+        """Re-queue the runs of dead executors, then claim what the executors have room for."""
+        if self._stop.is_set():
+            return
+        self.dispatcher.expire()
+        self.dispatcher.poke()
+        self.metrics.runs_executing.set(self.dispatcher.running)
+
     def _cycle(self, loop: ModelLoop) -> None:
         if self._stop.is_set():
             return
         self.metrics.jobs_running.inc()
         self._resume(loop.name)
         try:
-            # one cycle per model across processes: `reoptd check`/`optimize` may hold it
-            with loop.store.model_lock(loop.name):
+            if not self._own(loop):  # another live replica checks this model
+                return
+            # one cycle per model across processes: `reoptd check`/`optimize` may hold it;
+            # within this process, a run's completion waits for the cycle (and conversely)
+            with loop.lock, loop.store.model_lock(loop.name):
                 old_every = loop.policy.monitor.every
                 if loop.reload_if_changed() and loop.policy.monitor.every != old_every:
                     self.scheduler.reschedule_job(loop.name, trigger=self._trigger(loop))
@@ -235,10 +288,18 @@ class Service:
         self._stop.set()
         if self.api is not None:
             self.api.stop()
+        self.dispatcher.close()  # no run claimed from now on: the queued ones wait for a replica
         for executor in self._executors():
             executor.shutdown()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.dispatcher.shutdown()  # the cancelled runs are recorded as failed
+        for loop in self.loops:  # another replica takes them at its next tick
+            if loop.name in self.owned:
+                try:
+                    loop.store.disown_model(loop.name)
+                except ReoptdError as exc:
+                    log.warning("%s: cannot give up the model: %s", loop.name, exc)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -41,11 +41,19 @@ class Settings(PolicyLimits):
     home: Path = Field(default=Path(".reoptd"), description="state directory")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home if unset")
     policies: Path | None = Field(default=None, description="policy directory; the demo if unset")
-    executor: Literal["inline", "process", "ray"] = Field(
-        default="process",
-        description="where re-optimization steps run: `process` (a child process, stopped at a"
-        " step's budget or when the daemon stops), `inline` (the calling thread; budgets only"
-        " checked when a step returns) or `ray` (a task on the Ray cluster at `ray_address`)",
+    executor: Literal["local", "inline", "ray", "process"] = Field(
+        default="local",
+        description="where re-optimization runs execute: `local` (a pool of worker processes"
+        " beside the scheduler, `slots` at once, each stopped at a step's budget or when the"
+        " daemon stops), `inline` (the calling thread; budgets only checked when a step"
+        " returns) or `ray` (a task on the Ray cluster at `ray_address`); `process` is the"
+        " former name of `local`",
+    )
+    slots: int | None = Field(
+        default=None,
+        ge=1,
+        description="runs the `local` executor executes at once (default: one per usable core);"
+        " each gets cores/slots BLAS/OpenMP threads",
     )
     ray_address: str = Field(
         default="auto",

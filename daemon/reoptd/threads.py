@@ -18,15 +18,24 @@ import os
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def thread_budget(concurrent: int = 1, cores: int | None = None) -> int:
-    """Threads per worker: ``REOPTD_THREADS`` if set, else ``cores // concurrent`` (at least 1)."""
+    """Threads per worker: ``REOPTD_THREADS`` if set, else ``cores // concurrent`` (at least 1;
+    ``cores``: the usable cores by default). The local executor's slots each get this with
+    ``concurrent`` = slots, so concurrent trainings never oversubscribe the machine."""
     given = os.environ.get("REOPTD_THREADS", "").strip()
     if given:
         try:
             return max(1, int(given))
         except ValueError:
             raise ValueError(f"REOPTD_THREADS must be a whole number, got {given!r}") from None
-    available = cores if cores is not None else (os.cpu_count() or 1)
+    available = cores if cores is not None else usable_cores()
     return max(1, available // max(1, concurrent))
 
 

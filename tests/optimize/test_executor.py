@@ -129,12 +129,26 @@ def test_the_executor_is_a_setting_and_the_daemon_default_is_a_process(
     monkeypatch: pytest.MonkeyPatch, sqlite_registry: Store, metrics: Metrics
 ) -> None:
     monkeypatch.delenv("REOPTD_EXECUTOR")
-    assert Settings().executor == "process"
+    assert Settings().executor == "local"
     assert isinstance(ModelLoop(_policy(), sqlite_registry, metrics).executor, LocalProcessExecutor)
     monkeypatch.setenv("REOPTD_EXECUTOR", "inline")
     assert isinstance(ModelLoop(_policy(), sqlite_registry, metrics).executor, InlineExecutor)
     with pytest.raises(OptimizeError, match="unknown executor 'spark'"):
         open_executor("spark")
+    monkeypatch.setenv("REOPTD_EXECUTOR", "process")  # the former name of `local`
+    monkeypatch.setenv("REOPTD_SLOTS", "3")
+    executor = ModelLoop(_policy(), sqlite_registry, metrics).executor
+    assert isinstance(executor, LocalProcessExecutor) and executor.name == "local"
+    assert executor.capacity == 3 and InlineExecutor().capacity == 1
+
+
+def test_each_slot_gets_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REOPTD_THREADS", raising=False)
+    monkeypatch.setattr("reoptd.threads.usable_cores", lambda: 8)
+    assert LocalProcessExecutor(slots=4).threads == 2
+    assert LocalProcessExecutor(slots=16).threads == 1
+    monkeypatch.setenv("REOPTD_THREADS", "3")
+    assert LocalProcessExecutor(slots=4).threads == 3
 
 
 def test_a_step_without_a_budget_gets_the_default() -> None:

@@ -100,7 +100,7 @@ def test_a_run_on_ray_tunes_in_parallel_trial_tasks_and_promotes(
     metrics: Metrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert executor.capacity() == 2  # the cluster's CPUs, one per run
+    assert executor.capacity == 2  # the cluster's CPUs, one per run
     text = DEMO_POLICY.read_text().replace(
         "pipeline: [retrain, validate]",
         "pipeline: [retrain, tune, validate]\n"

@@ -171,6 +171,7 @@ def test_cli_daemon_skips_a_bad_policy_runs_the_rest_and_stops_on_sigterm(tmp_pa
     assert f"API on http://127.0.0.1:{api_port}" in output
     assert "mutating routes disabled" in output  # no REOPTD_API_TOKEN in this environment
     assert ready.status_code == 200 and ready.json()["scheduler"] is True
+    assert ready.json()["models"] == ["demo_churn"]  # the one replica checks every model
     assert [m["name"] for m in api_models] == ["demo_churn"]
 
     (model,) = status["models"]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from reoptd.store.sql import VERSION_TABLE, SqlStore, make_engine
 from reoptd.store.sql._migrate import FIRST_TABLES
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _tables(url: str) -> set[str]:

@@ -24,7 +24,7 @@ def _revision(url: str) -> str | None:
 
 def test_a_new_database_is_created_at_the_newest_revision(db_url: str, tmp_path: Path) -> None:
     SqlStore(db_url, tmp_path / "a").close()
-    assert _revision(db_url) == "0004"
+    assert _revision(db_url) == "0005"
     engine = make_engine(db_url)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("checks")}
     tables = set(sa.inspect(engine).get_table_names())
@@ -69,7 +69,7 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded(
     assert old.signals == {} and old.drift_share == 0.2  # kept, with the new column filled
     assert old.at == datetime(2026, 1, 2, tzinfo=UTC)
     registry.close()
-    assert _revision(url) == "0004"
+    assert _revision(url) == "0005"
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:

@@ -93,6 +93,7 @@ def create_app(
     *,
     token: str | None = None,
     scheduler_running: Callable[[], bool] | None = None,
+    models_held: Callable[[], set[str]] | None = None,
     max_body_bytes: int = 32 * 2**20,
     max_rows: int = 50_000,
 ) -> FastAPI:
@@ -102,7 +103,8 @@ def create_app(
     file applies to ingestion as it does to checks), or a list the app watches on its own.
 
     ``scheduler_running`` tells ``/readyz`` whether the daemon's scheduler runs (the service
-    passes it; without it readiness only checks the database). ``token`` enables the mutating
+    passes it; without it readiness only checks the database); ``models_held``, which models
+    this replica checks (listed by ``/readyz``). ``token`` enables the mutating
     routes; without it they answer 403.
     """
     watcher = policies if isinstance(policies, PolicyWatcher) else PolicyWatcher(policies)
@@ -199,8 +201,13 @@ def create_app(
         if scheduler is False:
             detail.append("scheduler: not running")
         ready = database and scheduler is not False
+        held = sorted(models_held()) if models_held is not None else None
         body = api.Readiness(
-            ready=ready, database=database, scheduler=scheduler, detail="; ".join(detail)
+            ready=ready,
+            database=database,
+            scheduler=scheduler,
+            models=held,
+            detail="; ".join(detail),
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 

@@ -21,6 +21,10 @@ class Readiness(BaseModel):
     scheduler: bool | None = Field(
         description="the scheduler is running (null when the API runs without the daemon)"
     )
+    models: list[str] | None = Field(
+        default=None,
+        description="the models this replica checks (null when the API runs without the daemon)",
+    )
     detail: str = ""
 
 

@@ -45,6 +45,16 @@ ClockOpt = Annotated[
     ),
 ]
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where re-optimization runs execute: local (worker processes beside the daemon,"
+        " $REOPTD_SLOTS at once) or inline (default: $REOPTD_EXECUTOR, else local).",
+        show_default=False,
+    ),
+]
+
 
 def _settings(policies: Path | None = None) -> Settings:
     settings = Settings()

@@ -14,6 +14,7 @@ import typer
 from reoptd import app as assemble
 from reoptd.cli._common import (
     ClockOpt,
+    ExecutorOpt,
     PoliciesOpt,
     _iso,
     _logging,
@@ -125,6 +126,7 @@ def optimize(
         ),
     ] = None,
     clock: ClockOpt = "auto",
+    executor: ExecutorOpt = None,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -143,10 +145,12 @@ def optimize(
     """
     from reoptd.cycle import ModelLoop
     from reoptd.metrics import Metrics
+    from reoptd.optimize import open_executor
     from reoptd.policy import load_policy
 
     _logging()
     settings = _settings(policies)
+    runner = open_executor(executor or settings.executor, settings.slots)
     if policy_file is not None:
         policy = load_policy(policy_file)
     elif model is not None:
@@ -162,7 +166,7 @@ def optimize(
         policy = policy.model_copy(update={"timestamp": source.timestamp})
     else:
         now = assemble.make_clock(clock, [policy], registry).now()
-    loop = ModelLoop(policy, registry, Metrics(), source=source)
+    loop = ModelLoop(policy, registry, Metrics(), source=source, executor=runner)
     loop.progress = sys.stderr.isatty()
     with registry.model_lock(policy.model, wait=CLI_WAIT):  # not beside the daemon's run
         loop.start()

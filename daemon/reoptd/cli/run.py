@@ -11,6 +11,7 @@ import typer
 from reoptd import app as assemble
 from reoptd.cli._common import (
     ClockOpt,
+    ExecutorOpt,
     LogFormat,
     LogFormatOpt,
     PoliciesOpt,
@@ -28,6 +29,7 @@ def run(
         float | None, typer.Option(help="Stop by itself after this many seconds.")
     ] = None,
     clock: ClockOpt = "auto",
+    executor: ExecutorOpt = None,
     speed: Annotated[
         float | None,
         typer.Option(
@@ -74,6 +76,7 @@ def run(
     """
     from reoptd.cycle import ModelLoop, PolicyWatcher
     from reoptd.metrics import Metrics
+    from reoptd.optimize import open_executor
     from reoptd.service import Service
 
     _logging(verbose, log_format)
@@ -98,12 +101,16 @@ def run(
     metrics.watch_champions(registry, the_clock)
     # one watcher: the API validates ingested rows against the policies the loops run
     watcher = PolicyWatcher(loaded, metrics)
-    loops = [ModelLoop(p, registry, metrics, watcher=watcher) for p in loaded]
+    # one executor for every model: its slots are the machine's share of runs at once
+    runner = open_executor(executor or settings.executor, settings.slots)
+    loops = [ModelLoop(p, registry, metrics, watcher=watcher, executor=runner) for p in loaded]
     log.info(
-        "reoptd starting: %d model(s) [%s], database %s, clock %s at %s",
+        "reoptd starting: %d model(s) [%s], database %s, executor %s (%d at once), clock %s at %s",
         len(loops),
         ", ".join(p.model for p in loaded),
         registry.display_url,
+        runner.name,
+        runner.capacity,
         type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
         the_clock.now().isoformat(timespec="seconds"),
     )
@@ -112,7 +119,7 @@ def run(
         the_clock,
         metrics,
         metrics_host=settings.metrics_host,
-        metrics_port=metrics_port or settings.metrics_port,
+        metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
     )
     if not no_api:
         from reoptd.api import ApiServer, create_app
@@ -124,6 +131,7 @@ def run(
             the_clock,
             token=token,
             scheduler_running=lambda: service.scheduler.running,
+            models_held=lambda: service.owned,
             max_body_bytes=settings.api_max_body_bytes,
             max_rows=settings.api_max_rows,
         )

@@ -12,7 +12,10 @@ touches the store and the metrics before the first cycle; building a loop does n
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +32,7 @@ from reoptd.optimize import Executor, open_executor, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide
 from reoptd.settings import Settings
 from reoptd.signals import Signals
-from reoptd.store import CheckRecord, ModelRecord, RunRecord, Store
+from reoptd.store import INTERRUPTED, CheckRecord, ModelRecord, RunRecord, Store
 
 log = logging.getLogger("reoptd.loop")
 
@@ -64,7 +67,15 @@ class ModelLoop:
         self.source = source if source is not None else open_source(policy, store)
         self.watcher = watcher if watcher is not None else PolicyWatcher([policy], metrics)
         # where runs execute (default: REOPTD_EXECUTOR); the service stops it when it stops
-        self.executor = executor if executor is not None else open_executor(Settings().executor)
+        if executor is None:
+            settings = Settings()
+            executor = open_executor(settings.executor, settings.slots)
+        self.executor = executor
+        # the control plane's dispatcher (the service's): a fired decision queues the run and
+        # hands it over, and the cycle returns; None: ``optimize`` executes it in this thread
+        self.dispatch: Callable[[RunRecord], object] | None = None
+        # one of this model's cycles or run completions at a time within this process
+        self.lock = threading.RLock()
         self.versions = Versions(store, policy.model)  # loaded models, cached
         self.reference = DriftReference()  # monitor.reference: what drift is measured against
         self.promotion = Promotion(store, self.versions.load)
@@ -80,9 +91,12 @@ class ModelLoop:
 
     def start(self) -> None:
         """Before the first cycle: declare the model's series, note the policy file's stamp,
-        and close the runs a crash or a kill left "running"."""
+        re-queue the runs whose executor died (expired lease) and close the runs a crash or a
+        kill left "running" without one."""
         self.metrics.declare(self.policy)
         self.watcher.start(self.name)
+        for run in self.store.expire_runs():
+            log.warning("run %s: %s: %s", run.id, run.outcome, run.reason)
         self.store.close_interrupted_runs(self.name)
 
     def update_policy(self, policy: Policy) -> None:
@@ -215,13 +229,23 @@ class ModelLoop:
         log.info("%s: decision %s (%s)", self.name, verdict, decision.summary)
         if decision.fire:
             self._stage = "optimize"
-            outcome.run = self.optimize(now, trigger=decision.trigger, decision_id=record.id)
+            outcome.run = self._run(now, trigger=decision.trigger, decision_id=record.id)
         return outcome
+
+    def _run(self, now: datetime, trigger: str, decision_id: int | None = None) -> RunRecord:
+        """Under a dispatcher: queue the run, hand it over and return (the check thread never
+        waits for a training); else execute it here."""
+        if self.dispatch is None:
+            return self.optimize(now, trigger=trigger, decision_id=decision_id)
+        run = self.enqueue(now, trigger=trigger, decision_id=decision_id)
+        self.dispatch(run)
+        return run
 
     def _bootstrap(self, now: datetime) -> CycleOutcome:
         """Train version 1; when it was promoted, check the window with it at once, so a first
-        ``reoptd check`` or a first cycle of ``reoptd run`` shows the drift and metrics."""
-        run = self.optimize(now, trigger="bootstrap")
+        ``reoptd check`` or a first cycle of ``reoptd run`` shows the drift and metrics (under
+        a dispatcher: the first cycle after its promotion)."""
+        run = self._run(now, trigger="bootstrap")
         if self.store.model(self.name).champion_version is None:
             return CycleOutcome(run=run)
         try:
@@ -318,57 +342,130 @@ class ModelLoop:
 
     # -- re-optimization ------------------------------------------------------------------------
 
-    def optimize(
+    def enqueue(
         self, now: datetime, trigger: str = "manual", decision_id: int | None = None
     ) -> RunRecord:
-        """Run the policy's pipeline; register the challenger; promote it if it won."""
+        """Write the run as a ``queued`` job holding everything executing it needs: the policy
+        snapshot, the data window's end ``now``, the champion version, the trigger. The model's
+        queued or running run instead, if it has one: a run is never started twice."""
         model = self._model(now)
-        champion = self.champion() if model.champion_version is not None else None
-        run = self.store.start_run(
+        job = {
+            "model": self.name,
+            "policy": self.policy.model_dump(mode="json", by_alias=True),
+            "now": now.isoformat(),
+            "champion_version": model.champion_version,
+            "trigger": trigger,
+            "decision_id": decision_id,
+        }
+        run = self.store.enqueue_run(
             self.name,
-            started_at=now,
+            at=now,
             trigger=trigger,
+            job=job,
             champion_version=model.champion_version,
             decision_id=decision_id,
         )
+        if run.job is not job and run.job != job:
+            # the daemon's cycles meet their own run in flight on every check: not news
+            log.log(
+                logging.DEBUG if self.dispatch is not None else logging.INFO,
+                "%s: run %s is already %s (trigger: %s); not queued again",
+                self.name,
+                run.id,
+                run.outcome,
+                run.trigger,
+            )
+        else:
+            log.info("%s: re-optimization queued (run %s, trigger: %s)", self.name, run.id, trigger)
+        return run
+
+    def optimize(
+        self, now: datetime, trigger: str = "manual", decision_id: int | None = None
+    ) -> RunRecord:
+        """Queue the run, claim it and execute it in this thread (the CLI, the tests, the
+        backtest, a loop without a dispatcher). A run another process is executing is returned
+        as it stands."""
+        run = self.enqueue(now, trigger=trigger, decision_id=decision_id)
+        assert run.id is not None
+        if run.outcome == "queued":
+            claimed = self.store.claim_run(run_id=run.id)
+            if claimed is not None:
+                return self.execute(claimed)
+            run = self.store.run(self.name, run.id)
+        return run
+
+    def execute(self, run: RunRecord, at: datetime | None = None) -> RunRecord:
+        """The control plane's part of a claimed run: execute its job's steps on the executor
+        (the lease renewed meanwhile), register the challenger, promote it if it won, record how
+        the run ended. ``at``: when it ends (default the job's ``now``)."""
+        assert run.id is not None
+        now = datetime.fromisoformat(run.job["now"]) if run.job.get("now") else run.started_at
+        at = now if at is None else at
         self._unfinished = run.id  # closed after an outage if its final write fails
-        log.info("%s: re-optimization started (trigger: %s)", self.name, trigger)
+        log.info(
+            "%s: re-optimization started (run %d, trigger: %s)", self.name, run.id, run.trigger
+        )
         finished: dict[str, Any] = {"outcome": "failed", "reason": ""}
+        lost = threading.Event()
         try:
+            policy = self._job_policy(run)
+            model = self.store.model(self.name)
+            if model.champion_version != run.champion_version:
+                raise ReoptdError(
+                    f"the champion changed from v{run.champion_version} to"
+                    f" v{model.champion_version} since run {run.id} was queued; the next"
+                    " check decides again"
+                )
+            champion = self.champion() if model.champion_version is not None else None
             champion_row = self.store.champion(self.name) if champion is not None else None
-            result = run_pipeline(
-                self.policy,
-                self.source,
-                champion,
-                now,
-                storage=self.store.optuna_storage,
-                study_prefix=f"reoptd.{self.name}",
-                champion_params=dict(champion_row.params) if champion_row else {},
-                progress=self.progress,
-                executor=self.executor,
-            )
-            version = self.promotion.register(
-                self.policy, result, now, trigger, model.champion_version
-            )
-            finished.update(
-                challenger_version=version.version, steps=result.steps, seconds=result.seconds
-            )
-            finished["outcome"], finished["reason"] = self.promotion.place(
-                self.policy,
-                version.version,
-                won=result.ctx.promote,
-                reason=result.ctx.reason,
-                has_champion=champion is not None,
-                now=now,
-            )
+            source = self.source if policy is self.policy else open_source(policy, self.store)
+            with self.store.run_lease(run.id, lost):
+                result = run_pipeline(
+                    policy,
+                    source,
+                    champion,
+                    now,
+                    storage=self.store.optuna_storage,
+                    study_prefix=f"reoptd.{self.name}",
+                    champion_params=dict(champion_row.params) if champion_row else {},
+                    progress=self.progress,
+                    executor=self.executor,
+                )
+            if lost.is_set():
+                log.warning(
+                    "%s: run %d lost its lease while executing (re-queued elsewhere): its"
+                    " result is dropped",
+                    self.name,
+                    run.id,
+                )
+                self._unfinished = None
+                return self.store.run(self.name, run.id)
+            with self.lock:
+                version = self.promotion.register(
+                    policy, result, now, run.trigger, model.champion_version
+                )
+                finished.update(
+                    challenger_version=version.version, steps=result.steps, seconds=result.seconds
+                )
+                finished["outcome"], finished["reason"] = self.promotion.place(
+                    policy,
+                    version.version,
+                    won=result.ctx.promote,
+                    reason=result.ctx.reason,
+                    has_champion=champion is not None,
+                    now=at,
+                )
         except ReoptdError as exc:  # reoptd's own errors name what went wrong
             finished.update(outcome="failed", reason=str(exc))
         except Exception as exc:  # anything else (sklearn, OS, driver): failed, with the cause
             log.exception("%s: re-optimization crashed", self.name)
             self.metrics.cycle_errors.labels(self.name, "optimize").inc()
             finished.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
-        assert run.id is not None
-        run = self.store.finish_run(run.id, finished_at=now, **finished)
+        except BaseException:  # Ctrl-C, SystemExit: close the run (its lease would hold it)
+            with contextlib.suppress(Exception):
+                self.store.finish_run(run.id, finished_at=at, outcome="failed", reason=INTERRUPTED)
+            raise
+        run = self.store.finish_run(run.id, finished_at=at, **finished)
         self._unfinished = None
         self.metrics.export_run(self.name, run)
         log.info(
@@ -379,6 +476,18 @@ class ModelLoop:
             run.reason,
         )
         return run
+
+    def _job_policy(self, run: RunRecord) -> Policy:
+        """The policy a run was queued with: this loop's when unchanged, else its snapshot."""
+        snapshot = run.job.get("policy")
+        if not snapshot or snapshot == self.policy.model_dump(mode="json", by_alias=True):
+            return self.policy
+        try:
+            return Policy.model_validate(snapshot)
+        except ValueError as exc:
+            raise ReoptdError(
+                f"run {run.id}: its policy snapshot no longer validates: {exc}"
+            ) from None
 
     def champion(self) -> Champion:
         """The champion with its reference sample, loaded (and sha256-verified) once per version."""

@@ -41,6 +41,7 @@ from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._runner import Execution, Executor
 from reoptd.policy import Policy, format_duration
+from reoptd.threads import thread_budget, usable_cores
 
 log = logging.getLogger("reoptd.optimize")
 
@@ -85,7 +86,9 @@ class Job:
     threads: int
 
     @classmethod
-    def of(cls, ctx: RunContext) -> Job:
+    def of(cls, ctx: RunContext, threads: int | None = None) -> Job:
+        """``ctx`` by value; ``threads``: the slot's BLAS/OpenMP budget (default: the whole
+        machine's, ``thread_budget()``)."""
         champion = ctx.champion
         return cls(
             policy=ctx.policy,
@@ -101,7 +104,7 @@ class Job:
             progress=ctx.progress,
             # the child sends what the parent may log; the parent's loggers filter again
             log_level=min(logging.getLogger().getEffectiveLevel(), log.getEffectiveLevel()),
-            threads=_threads(),
+            threads=thread_budget() if threads is None else threads,
         )
 
     def context(self) -> RunContext:
@@ -164,22 +167,13 @@ class Outcome:
         ctx.compress_reason = self.compress_reason
 
 
-def _threads() -> int:
-    """The parent's thread budget for BLAS, OpenMP and torch: ``OMP_NUM_THREADS`` when set,
-    else the cores it may use (never more: a child must not oversubscribe the machine)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        return max(1, min(int(os.environ["OMP_NUM_THREADS"]), cores or 1))
-    except (KeyError, ValueError):
-        return max(1, cores or 1)
-
-
 class _ProcessExecution(Execution):
     def __init__(
         self,
         ctx: RunContext,
         mp: multiprocessing.context.BaseContext,
         done: Callable[[_ProcessExecution], None],
+        threads: int,
     ) -> None:
         self.ctx = ctx
         self._done = done
@@ -190,7 +184,7 @@ class _ProcessExecution(Execution):
         self._sender: Connection | None = sender
         self._process: BaseProcess = mp.Process(  # type: ignore[attr-defined]
             target=_child,
-            args=(Job.of(ctx), sender),
+            args=(Job.of(ctx, threads), sender),
             name=f"reoptd-run-{ctx.policy.model}",
             daemon=True,
         )
@@ -212,6 +206,9 @@ class _ProcessExecution(Execution):
     def cancel(self, reason: str) -> None:
         self._cancelled = reason
         self._wake.set()
+
+    def done(self) -> bool:
+        return not self._process.is_alive()
 
     def result(self) -> dict[str, dict[str, Any]]:
         try:
@@ -276,12 +273,16 @@ class _ProcessExecution(Execution):
 
 
 class LocalProcessExecutor(Executor):
-    """Each run in a child process of this machine; a step over its budget, or a run still
-    going when the daemon stops, is terminated (then killed)."""
+    """The ``local`` executor: each run in a child process of this machine, ``slots`` at once
+    (default: one per usable core), each child's BLAS/OpenMP pools capped at its share of the
+    cores (``thread_budget(slots)``); a step over its budget, or a run still going when the
+    daemon stops, is terminated (then killed); a crash or an OOM kill fails that run only."""
 
-    name = "process"
+    name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = max(1, slots if slots is not None else usable_cores())
+        self.threads = thread_budget(concurrent=self.slots)
         methods = multiprocessing.get_all_start_methods()
         self.method = "forkserver" if "forkserver" in methods else "spawn"
         self._mp = multiprocessing.get_context(self.method)
@@ -290,6 +291,10 @@ class LocalProcessExecutor(Executor):
         self._lock = threading.Lock()
         self._running: set[_ProcessExecution] = set()
         self._closed = False
+
+    @property
+    def capacity(self) -> int:
+        return self.slots
 
     def start(self) -> None:
         if self.method == "forkserver":
@@ -301,7 +306,7 @@ class LocalProcessExecutor(Executor):
         with self._lock:
             if self._closed:
                 raise OptimizeError("not started: the daemon is stopping")
-            execution = _ProcessExecution(ctx, self._mp, self._forget)
+            execution = _ProcessExecution(ctx, self._mp, self._forget, self.threads)
             self._running.add(execution)
         try:
             # outside the lock: the first start waits for the forkserver's imports

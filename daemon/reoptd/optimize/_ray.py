@@ -59,7 +59,7 @@ def _ray() -> Any:
     except ImportError:
         raise OptimizeError(
             "REOPTD_EXECUTOR=ray needs Ray: pip install 'reoptd[ray]'"
-            " (or choose REOPTD_EXECUTOR=process)"
+            " (or choose REOPTD_EXECUTOR=local)"
         ) from None
     return ray
 
@@ -74,6 +74,15 @@ class _RayExecution(Execution):
         self._streaming = streaming
         self._done = done
         self._cancelled: str | None = None
+        self._finished = False
+
+    def done(self) -> bool:
+        if self._finished:
+            return True
+        if self._streaming:  # a stream's end is only seen by reading it (``result``)
+            return False
+        ready, _ = _ray().wait([self._handle], timeout=0)
+        return bool(ready)
 
     def cancel(self, reason: str) -> None:
         self._cancelled = reason
@@ -82,6 +91,7 @@ class _RayExecution(Execution):
         try:
             return self._supervise()
         finally:
+            self._finished = True
             self._done(self)
 
     def _kill(self) -> None:
@@ -180,9 +190,10 @@ class RayExecutor(Executor):
             task = _run if self._streaming else _run_whole
             self._remote = ray.remote(task).options(num_cpus=self.cpus, max_retries=0)
         log.info(
-            "Ray executor: cluster at %s, room for %d runs at a time", self.address, self.capacity()
+            "Ray executor: cluster at %s, room for %d runs at a time", self.address, self.capacity
         )
 
+    @property
     def capacity(self) -> int:
         """How many runs the cluster can run at once: its CPUs over the CPUs of one run."""
         ray = _ray()

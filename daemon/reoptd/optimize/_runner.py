@@ -1,17 +1,30 @@
 """Where a run's steps execute: the ``Executor`` contract, and the in-process one.
 
-``run_pipeline`` gathers a run's rows in the caller's process, then hands the ``RunContext`` to
-an executor: ``submit(ctx)`` starts the steps, ``Execution.result()`` waits for their records
-(and leaves the challenger, metrics and verdict on ``ctx``), ``cancel`` stops them. The caller
-alone registers and promotes what comes back.
+The contract, all an executor implements (helper executors such as Ray's follow it):
+
+- ``capacity``: how many runs it executes at once; the control plane (``reoptd.cycle.Dispatcher``)
+  never claims more queued runs than that;
+- ``submit(ctx)``: start the policy's steps on a ``RunContext`` whose rows are gathered; returns
+  an ``Execution`` at once (a remote executor ships ``Job.of(ctx)``, picklable, and brings back
+  an ``Outcome``, picklable too: ``_process.py``);
+- ``Execution.done()`` (poll, never blocks), ``Execution.result()`` (wait: the steps' records,
+  the challenger, metrics and verdict left on ``ctx``; ``OptimizeError`` naming why it failed),
+  ``Execution.cancel(reason)``;
+- ``start`` / ``shutdown``: warm up before the first run; refuse new runs and cancel the
+  running ones.
+
+An executor never touches the store: the caller (the control plane) records the result,
+registers the challenger and alone promotes.
 
 - ``InlineExecutor`` runs the steps in the calling thread: fast (the tests use it), but a step
   over its budget is only noticed when it returns, and nothing can stop it.
-- ``LocalProcessExecutor`` (``_process.py``, the daemon's default) runs them in a child process
-  that is terminated when a step exceeds its budget or the daemon stops.
-- ``RayExecutor`` (``_ray.py``) runs them as a task on a Ray cluster, killed the same way.
+- ``LocalProcessExecutor`` (``_process.py``, ``local``, the daemon's default) runs each in a child
+  process, ``slots`` at once, terminated when a step exceeds its budget or the daemon stops.
+- ``RayExecutor`` (``_ray.py``, ``ray``) runs each as a task on a Ray cluster, killed the same way;
+  its capacity is the cluster's CPUs over one run's.
 
-``REOPTD_EXECUTOR`` (``inline``, ``process`` or ``ray``) picks one: ``open_executor``.
+``REOPTD_EXECUTOR`` / ``--executor`` (``local``, ``inline``, ``ray``; ``process`` is the old name
+of ``local``) picks one: ``open_executor``.
 """
 
 from __future__ import annotations
@@ -25,6 +38,10 @@ from reoptd.optimize._base import RunContext
 
 class Execution(ABC):
     """One submitted run."""
+
+    @abstractmethod
+    def done(self) -> bool:
+        """Whether ``result`` would return (or raise) without waiting."""
 
     @abstractmethod
     def result(self) -> dict[str, dict[str, Any]]:
@@ -42,6 +59,11 @@ class Executor(ABC):
 
     name: str = ""
 
+    @property
+    def capacity(self) -> int:
+        """Runs executed at once (the local executor's slots, a cluster's free workers)."""
+        return 1
+
     def start(self) -> None:  # noqa: B027 - optional: an executor with nothing to warm up
         """Warm up before the first run (e.g. start the process that forks the runs)."""
 
@@ -58,6 +80,9 @@ class _InlineExecution(Execution):
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.cancelled: str | None = None
+
+    def done(self) -> bool:
+        return False  # the steps run when ``result`` is called, in the calling thread
 
     def result(self) -> dict[str, dict[str, Any]]:
         from reoptd.optimize._pipeline import run_steps
@@ -83,18 +108,23 @@ class InlineExecutor(Executor):
         """Nothing to stop: a run in progress finishes in its thread."""
 
 
-def open_executor(kind: str) -> Executor:
-    """The executor a setting names: ``inline``, ``process`` or ``ray`` (at
-    ``REOPTD_RAY_ADDRESS``; connected on its first run)."""
+#: the executors ``open_executor`` knows; ``process`` is the former name of ``local``
+EXECUTORS = ("local", "inline", "ray", "process")
+
+
+def open_executor(kind: str, slots: int | None = None) -> Executor:
+    """The executor a setting names: ``local`` (``slots`` worker processes; default one per
+    core), ``inline`` or ``ray`` (at ``REOPTD_RAY_ADDRESS``; connected on first use);
+    ``process`` is accepted for ``local``."""
     if kind == "inline":
         return InlineExecutor()
-    if kind == "process":
+    if kind in ("local", "process"):
         from reoptd.optimize._process import LocalProcessExecutor
 
-        return LocalProcessExecutor()
+        return LocalProcessExecutor(slots)
     if kind == "ray":
         from reoptd.optimize._ray import RayExecutor
         from reoptd.settings import Settings
 
         return RayExecutor(Settings().ray_address)
-    raise OptimizeError(f"REOPTD_EXECUTOR: unknown executor {kind!r} (inline, process or ray)")
+    raise OptimizeError(f"REOPTD_EXECUTOR: unknown executor {kind!r} ({', '.join(EXECUTORS)})")

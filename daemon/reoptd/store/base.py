@@ -17,6 +17,13 @@ Guarantees every backend gives:
   serialises promotions and rollbacks of one model (each event's ``from_version`` is the
   champion before it); the target's artifacts are verified first;
 - a batch of ingested rows is stored whole or not at all;
+- runs are durable jobs: ``enqueue_run`` writes one ``queued`` with its ``job`` (at most one
+  queued or running run per model), ``claim_run`` hands it to exactly one executor (atomic:
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) with a lease its executor
+  renews (``renew_run``); ``expire_runs`` re-queues a run whose lease ran out or whose process
+  died (``MAX_ATTEMPTS`` claims in all), then fails it with the reason: never left ``running``;
+- each model is checked by one replica at a time: ``own_model`` gives it to one live process
+  (a dead one's models are free, like its locks);
 - one cycle or run per model across processes: ``model_lock`` is a lease held by one live
   process (``owner``); a lock or a ``running`` run whose process is gone (not seen for ``LEASE``
   of real time, or its pid dead on this host) is free / closed as interrupted, never one whose
@@ -68,6 +75,10 @@ Listener = Callable[[str, EventRecord], object]
 
 #: what a run left ``running`` by a process that died is closed with
 INTERRUPTED = "interrupted: the daemon stopped before the run finished"
+#: claims of one run before an expired lease fails it instead of re-queuing it
+MAX_ATTEMPTS = 3
+#: outcomes of a run not finished yet
+ACTIVE = ("queued", "running")
 
 #: a process not seen for this long (real time) is gone: its model locks are free, its runs are
 #: closed as interrupted
@@ -87,6 +98,31 @@ def gone(run_owner: str | None, owner: str, processes: dict[str, ProcessRecord])
     if run_owner is None or run_owner == owner:
         return True
     return not alive(processes.get(run_owner), owner, wall_now())
+
+
+def expired(
+    run_owner: str | None,
+    lease_until: datetime | None,
+    owner: str,
+    processes: dict[str, ProcessRecord],
+    now: datetime,
+) -> bool:
+    """Whether a ``running`` run with a lease has lost it, as ``owner`` sees it: the lease ran
+    out, or (another process's run) its process is not alive. Runs without a lease (``start_run``)
+    are ``close_interrupted_runs``'s."""
+    if lease_until is None:
+        return False
+    if lease_until < now:
+        return True
+    return run_owner != owner and not alive(processes.get(run_owner or ""), owner, now)
+
+
+def requeue_or_fail(attempts: int, max_attempts: int, run_owner: str | None) -> tuple[str, str]:
+    """(outcome, reason) of a run whose lease expired after ``attempts`` claims."""
+    why = f"executor {run_owner} stopped renewing its lease"
+    if attempts < max_attempts:
+        return "queued", f"re-queued after attempt {attempts}: {why}"
+    return "failed", f"lease expired on attempt {attempts} of {max_attempts}: {why}"
 
 
 def new_owner() -> str:
@@ -210,6 +246,20 @@ class Store(ABC):
     @abstractmethod
     def unlock_model(self, name: str) -> None:
         """Release the lock of ``name`` if this process holds it."""
+
+    @abstractmethod
+    def own_model(self, name: str) -> str | None:
+        """Make this process the replica that checks ``name`` unless another live process
+        (``alive``) owns it; None when owned by us now, else the owner. Unlike ``model_lock``
+        (one cycle), ownership lasts until ``disown_model`` or the owner's death."""
+
+    @abstractmethod
+    def disown_model(self, name: str) -> None:
+        """Give up ``name`` if this process owns it (a replica that stops)."""
+
+    @abstractmethod
+    def model_owners(self) -> dict[str, str]:
+        """Model name -> the process owning it (live or not)."""
 
     @contextmanager
     def model_lock(self, name: str, *, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
@@ -495,6 +545,73 @@ class Store(ABC):
         decision_id: int | None = None,
     ) -> RunRecord:
         """Record a re-optimization run as ``running``, owned by this store's ``owner``."""
+
+    @abstractmethod
+    def enqueue_run(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        trigger: str,
+        job: dict[str, Any],
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        """Record a run of ``name`` as ``queued`` with ``job`` (what executing it needs), unless
+        the model has a queued or running run already: that one is returned, nothing written."""
+
+    @abstractmethod
+    def claim_run(
+        self,
+        *,
+        models: Sequence[str] | None = None,
+        run_id: int | None = None,
+        lease: timedelta = LEASE,
+    ) -> RunRecord | None:
+        """Atomically take the oldest queued run (of ``models`` if given; run ``run_id`` if
+        given) for this ``owner``: ``running``, one more attempt, ``lease_until`` now + ``lease``
+        (real time). None when there is none: two claimants never get the same run."""
+
+    @abstractmethod
+    def renew_run(self, run_id: int, *, lease: timedelta = LEASE) -> bool:
+        """Extend the lease of a running run this owner holds; False when it has lost it (the
+        lease expired and the run was re-queued or failed): its result must be dropped."""
+
+    @abstractmethod
+    def expire_runs(self, *, max_attempts: int = MAX_ATTEMPTS) -> list[RunRecord]:
+        """Runs ``running`` whose lease ran out, or whose owner process is gone (another process
+        not ``alive``): re-queued while they had fewer than ``max_attempts`` claims, else failed
+        with the reason. Returns them as stored now."""
+
+    @contextmanager
+    def run_lease(self, run_id: int, lost: threading.Event) -> Iterator[None]:
+        """Renew the lease of claimed run ``run_id`` every ``HEARTBEAT`` while the body runs
+        (and this process's own lease); ``lost`` is set if another process took it back."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(HEARTBEAT):
+                try:
+                    self.heartbeat()
+                    if not self.renew_run(run_id):
+                        lost.set()
+                        return
+                except ReoptdError as exc:  # the database is away: the next beat retries
+                    log.warning("run %d: cannot renew its lease: %s", run_id, exc)
+
+        renewer = threading.Thread(target=renew, name=f"lease run {run_id}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def run(self, name: str, run_id: int) -> RunRecord:
+        """Run ``run_id`` of ``name`` as stored now."""
+        for run in self.runs(name):
+            if run.id == run_id:
+                return run
+        raise ReoptdError(f"model {name!r} has no run {run_id}")
 
     @abstractmethod
     def finish_run(

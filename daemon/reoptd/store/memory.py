@@ -11,7 +11,7 @@ import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,15 +20,20 @@ from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError, VersionNotFo
 from reoptd.policy import Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
 from reoptd.store.base import (
+    ACTIVE,
     FORGET,
     INTERRUPTED,
+    LEASE,
+    MAX_ATTEMPTS,
     Listener,
     Store,
     alive,
     check_changes,
+    expired,
     gone,
     new_owner,
     repeated,
+    requeue_or_fail,
     wall_now,
 )
 from reoptd.store.records import (
@@ -77,6 +82,7 @@ class MemoryStore(Store):
         self.owner = new_owner()
         self._processes: dict[str, ProcessRecord] = {}
         self._locks: dict[str, str] = {}  # model -> owner holding its lock
+        self._owners: dict[str, str] = {}  # model -> replica checking it
 
     def _next_id(self) -> int:
         self._ids += 1
@@ -129,6 +135,27 @@ class MemoryStore(Store):
         with self._lock:
             if self._locks.get(name) == self.owner:
                 del self._locks[name]
+
+    def own_model(self, name: str) -> str | None:
+        with self._lock:
+            holder = self._owners.get(name)
+            if (
+                holder
+                and holder != self.owner
+                and alive(self._processes.get(holder), self.owner, wall_now())
+            ):
+                return holder
+            self._owners[name] = self.owner
+            return None
+
+    def disown_model(self, name: str) -> None:
+        with self._lock:
+            if self._owners.get(name) == self.owner:
+                del self._owners[name]
+
+    def model_owners(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._owners)
 
     @property
     def display_url(self) -> str:
@@ -372,6 +399,93 @@ class MemoryStore(Store):
             model.runs.append(record)
             return _copy(record)
 
+    def enqueue_run(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        trigger: str,
+        job: dict[str, Any],
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        with self._lock:
+            model = self._get(name)
+            active = next((r for r in model.runs if r.outcome in ACTIVE), None)
+            if active is not None:
+                return _copy(active)
+            record = RunRecord(
+                id=self._next_id(),
+                model_id=model.record.id,
+                decision_id=decision_id,
+                started_at=utc(at),
+                trigger=trigger,
+                champion_version=champion_version,
+                outcome="queued",
+                job=_copy(job),
+            )
+            model.runs.append(record)
+            return _copy(record)
+
+    def claim_run(
+        self,
+        *,
+        models: Sequence[str] | None = None,
+        run_id: int | None = None,
+        lease: timedelta = LEASE,
+    ) -> RunRecord | None:
+        with self._lock:
+            queued = [
+                (i, model, run)
+                for name, model in self._models.items()
+                if models is None or name in models
+                for i, run in enumerate(model.runs)
+                if run.outcome == "queued" and (run_id is None or run.id == run_id)
+            ]
+            if not queued:
+                return None
+            i, model, run = min(queued, key=lambda q: q[2].id or 0)
+            model.runs[i] = replace(
+                run,
+                outcome="running",
+                owner=self.owner,
+                attempts=run.attempts + 1,
+                lease_until=wall_now() + lease,
+            )
+            return _copy(model.runs[i])
+
+    def renew_run(self, run_id: int, *, lease: timedelta = LEASE) -> bool:
+        with self._lock:
+            for model in self._models.values():
+                for i, run in enumerate(model.runs):
+                    if run.id == run_id:
+                        if run.outcome != "running" or run.owner != self.owner:
+                            return False
+                        model.runs[i] = replace(run, lease_until=wall_now() + lease)
+                        return True
+        return False
+
+    def expire_runs(self, *, max_attempts: int = MAX_ATTEMPTS) -> list[RunRecord]:
+        now = wall_now()
+        out = []
+        with self._lock:
+            for model in self._models.values():
+                for i, run in enumerate(model.runs):
+                    if run.outcome != "running" or not expired(
+                        run.owner, run.lease_until, self.owner, self._processes, now
+                    ):
+                        continue
+                    outcome, reason = requeue_or_fail(run.attempts, max_attempts, run.owner)
+                    model.runs[i] = replace(
+                        run,
+                        outcome=outcome,
+                        reason=reason,
+                        lease_until=None,
+                        finished_at=None if outcome == "queued" else run.started_at,
+                    )
+                    out.append(_copy(model.runs[i]))
+        return out
+
     def finish_run(
         self,
         run_id: int,
@@ -390,6 +504,7 @@ class MemoryStore(Store):
                         model.runs[i] = replace(
                             run,
                             finished_at=utc(finished_at),
+                            lease_until=None,
                             outcome=outcome,
                             reason=reason,
                             challenger_version=challenger_version,

@@ -86,7 +86,10 @@ class DecisionRecord:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One re-optimization run: its steps, timings and outcome (``running`` until finished)."""
+    """One re-optimization run: its steps, timings and outcome (``queued`` until an executor
+    claims it, ``running`` until finished). ``job`` holds what executing it needs (policy
+    snapshot, data window end ``now``, champion version, trigger); ``lease_until`` (real time)
+    is renewed by its executor; ``attempts`` counts the claims."""
 
     started_at: datetime
     trigger: str
@@ -101,6 +104,9 @@ class RunRecord:
     steps: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     owner: str | None = None  # the process that ran it (``ProcessRecord.owner``)
+    job: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)

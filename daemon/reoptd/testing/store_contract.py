@@ -401,6 +401,104 @@ class StoreContract:
             store.finish_run(10**9, finished_at=T0, outcome="failed")
         assert {r.owner for r in runs} == {store.owner}
 
+    def test_contract_a_run_is_queued_once_and_claimed_once(
+        self, store: Store, name: str, policy: Policy
+    ) -> None:
+        job = {"now": T0.isoformat(), "policy": {"model": name}, "trigger": "drift_share"}
+        queued = store.enqueue_run(name, at=T0, trigger="drift_share", job=job, decision_id=None)
+        assert queued.outcome == "queued" and queued.job == job and queued.attempts == 0
+        again = store.enqueue_run(name, at=T0 + timedelta(hours=1), trigger="manual", job={})
+        assert again.id == queued.id and len(store.runs(name)) == 1  # one active run per model
+        assert store.claim_run(models=["another-model"]) is None
+        claimed = store.claim_run(models=[name])
+        assert claimed is not None and claimed.id == queued.id
+        assert claimed.outcome == "running" and claimed.owner == store.owner
+        assert claimed.attempts == 1 and claimed.lease_until is not None
+        assert claimed.lease_until > datetime.now(UTC)
+        assert store.claim_run() is None  # taken: nobody gets it twice
+        assert store.renew_run(claimed.id or 0)
+        assert store.expire_runs() == []  # a live lease
+        assert claimed.id is not None
+        done = store.finish_run(claimed.id, finished_at=T0, outcome="promoted", reason="won")
+        assert done.lease_until is None and done.outcome == "promoted" and done.job == job
+        assert not store.renew_run(claimed.id)  # finished: nothing to renew
+        assert store.run(name, claimed.id) == done
+        fresh = store.enqueue_run(name, at=T0, trigger="manual", job={})
+        assert fresh.id != queued.id and store.claim_run(run_id=fresh.id) is not None
+
+    def test_contract_concurrent_claims_hand_each_run_to_one_claimant(
+        self, store: Store, name: str, policy: Policy
+    ) -> None:
+        names = [name] + [f"{name}-{i}" for i in range(3)]
+        for other in names[1:]:
+            store.ensure_model(policy.model_copy(update={"model": other}), T0)
+        queued = {store.enqueue_run(n, at=T0, trigger="manual", job={}).id for n in names}
+        got: list[int | None] = []
+        barrier = threading.Barrier(8)
+
+        def claim() -> None:
+            barrier.wait()
+            while (run := store.claim_run(models=names)) is not None:
+                got.append(run.id)
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(got, key=str) == sorted(queued, key=str)  # each exactly once
+
+    def test_contract_an_expired_lease_requeues_then_fails_the_run(
+        self, store: Store, name: str
+    ) -> None:
+        run = store.enqueue_run(name, at=T0, trigger="drift_share", job={"now": "x"})
+        assert run.id is not None
+        for attempt in (1, 2):
+            claimed = store.claim_run(run_id=run.id, lease=timedelta(seconds=-1))
+            assert claimed is not None and claimed.attempts == attempt
+            (expired,) = store.expire_runs(max_attempts=3)
+            assert expired.outcome == "queued" and f"attempt {attempt}" in expired.reason
+            assert not store.renew_run(run.id)  # the lost executor learns it
+        assert store.claim_run(run_id=run.id, lease=timedelta(seconds=-1)) is not None
+        (failed,) = store.expire_runs(max_attempts=3)
+        assert failed.outcome == "failed" and "attempt 3 of 3" in failed.reason
+        assert store.expire_runs() == [] and store.claim_run() is None
+        assert [r.outcome for r in store.runs(name)] == ["failed"]
+
+    def test_contract_a_dead_claimants_run_is_requeued(self, store: Store, name: str) -> None:
+        mine = store.owner
+        run = store.enqueue_run(name, at=T0, trigger="manual", job={})
+        store.owner = "ghost-host:4242:dead0000"  # a claimant that never renews its process lease
+        try:
+            claimed = store.claim_run()
+        finally:
+            store.owner = mine
+        assert claimed is not None and claimed.owner == "ghost-host:4242:dead0000"
+        (requeued,) = store.expire_runs()
+        assert requeued.id == run.id and requeued.outcome == "queued"
+        assert "ghost-host:4242:dead0000" in requeued.reason
+
+    def test_contract_a_model_is_owned_by_one_live_replica(self, store: Store, name: str) -> None:
+        mine, other = store.owner, "other-host:77:replica2"
+        assert store.own_model(name) is None and store.own_model(name) is None
+        assert store.model_owners() == {name: mine}
+        store.owner = other  # a replica on another host, alive (it renews its lease)
+        try:
+            store.heartbeat()
+            assert store.own_model(name) is None  # ours was not renewed: taken over
+        finally:
+            store.owner = mine
+        assert store.model_owners() == {name: other}
+        assert store.own_model(name) == other  # a live owner keeps it
+        store.disown_model(name)  # not ours: nothing changes
+        assert store.model_owners() == {name: other}
+        store.owner = other
+        try:
+            store.disown_model(name)
+        finally:
+            store.owner = mine
+        assert store.model_owners() == {} and store.own_model(name) is None
+
     # -- processes, model locks, the daemon's clock ---------------------------------------------
 
     def test_contract_a_model_lock_is_held_released_and_taken_again(

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,15 +37,20 @@ from reoptd.errors import (
 from reoptd.policy import Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
 from reoptd.store.base import (
+    ACTIVE,
     FORGET,
     INTERRUPTED,
+    LEASE,
+    MAX_ATTEMPTS,
     Listener,
     Store,
     alive,
     check_changes,
+    expired,
     gone,
     new_owner,
     repeated,
+    requeue_or_fail,
     wall_now,
 )
 from reoptd.store.records import (
@@ -70,6 +75,7 @@ from reoptd.store.sql._tables import (
     LabelRow,
     LockRow,
     ModelRow,
+    OwnerRow,
     PredictionRow,
     ProcessRow,
     RunRow,
@@ -241,6 +247,43 @@ class SqlStore(Store):
                 .values(owner="")
             )
             s.commit()
+
+    def own_model(self, name: str) -> str | None:
+        with self._session(immediate=True) as s:  # the row exists before anyone takes it
+            if s.get(OwnerRow, name) is None:
+                s.add(OwnerRow(model=name, owner=""))
+                try:
+                    s.commit()
+                except IntegrityError:  # another replica made it first
+                    s.rollback()
+        with self._session(immediate=True) as s:
+            row = s.exec(select(OwnerRow).where(OwnerRow.model == name).with_for_update()).one()
+            if row.owner and row.owner != self.owner:
+                holder = s.get(ProcessRow, row.owner)
+                if alive(
+                    None if holder is None else _record(ProcessRecord, holder),
+                    self.owner,
+                    wall_now(),
+                ):
+                    return row.owner
+            if row.owner != self.owner:
+                row.owner = self.owner
+                s.add(row)
+                s.commit()
+        return None
+
+    def disown_model(self, name: str) -> None:
+        with self._session(immediate=True) as s:
+            s.exec(
+                update(OwnerRow)
+                .where(col(OwnerRow.model) == name, col(OwnerRow.owner) == self.owner)
+                .values(owner="")
+            )
+            s.commit()
+
+    def model_owners(self) -> dict[str, str]:
+        with self._session() as s:
+            return {r.model: r.owner for r in s.exec(select(OwnerRow)) if r.owner}
 
     # -- models -------------------------------------------------------------------------------
 
@@ -498,6 +541,104 @@ class SqlStore(Store):
             )
             return self._commit(s, row, RunRecord)
 
+    def enqueue_run(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        trigger: str,
+        job: dict[str, Any],
+        champion_version: int | None = None,
+        decision_id: int | None = None,
+    ) -> RunRecord:
+        with self._session(immediate=True) as s:
+            # the model's row lock serialises the enqueues of one model (SQLite: BEGIN IMMEDIATE)
+            model = s.exec(select(ModelRow).where(ModelRow.name == name).with_for_update()).first()
+            if model is None or model.id is None:
+                raise ModelNotFound(name)
+            active = s.exec(
+                select(RunRow)
+                .where(RunRow.model_id == model.id, col(RunRow.outcome).in_(ACTIVE))
+                .order_by(col(RunRow.id))
+            ).first()
+            if active is not None:
+                return _record(RunRecord, active)
+            row = RunRow(
+                model_id=model.id,
+                decision_id=decision_id,
+                started_at=at,
+                trigger=trigger,
+                champion_version=champion_version,
+                outcome="queued",
+                job=job,
+                attempts=0,
+            )
+            return self._commit(s, row, RunRecord)
+
+    def claim_run(
+        self,
+        *,
+        models: Sequence[str] | None = None,
+        run_id: int | None = None,
+        lease: timedelta = LEASE,
+    ) -> RunRecord | None:
+        query = select(RunRow).where(RunRow.outcome == "queued")
+        if run_id is not None:
+            query = query.where(RunRow.id == run_id)
+        if models is not None:
+            named = select(ModelRow.id).where(col(ModelRow.name).in_(list(models)))
+            query = query.where(col(RunRow.model_id).in_(named))
+        # PostgreSQL: a queued run another claimant has locked is skipped, not waited for;
+        # SQLite: BEGIN IMMEDIATE serialises the claims (FOR UPDATE is not emitted)
+        query = query.order_by(col(RunRow.id)).limit(1).with_for_update(skip_locked=True)
+        with self._session(immediate=True) as s:
+            row = s.exec(query).first()
+            if row is None:
+                return None
+            row.outcome = "running"
+            row.owner = self.owner
+            row.attempts += 1
+            row.lease_until = wall_now() + lease
+            return self._commit(s, row, RunRecord)
+
+    def renew_run(self, run_id: int, *, lease: timedelta = LEASE) -> bool:
+        with self._session(immediate=True) as s:
+            renewed = s.exec(
+                update(RunRow)
+                .where(
+                    col(RunRow.id) == run_id,
+                    col(RunRow.outcome) == "running",
+                    col(RunRow.owner) == self.owner,
+                )
+                .values(lease_until=wall_now() + lease)
+            )
+            s.commit()
+            return bool(renewed.rowcount)
+
+    def expire_runs(self, *, max_attempts: int = MAX_ATTEMPTS) -> list[RunRecord]:
+        now = wall_now()
+        with self._session(immediate=True) as s:
+            running = list(
+                s.exec(
+                    select(RunRow)
+                    .where(RunRow.outcome == "running", col(RunRow.lease_until).is_not(None))
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            processes = {p.owner: _record(ProcessRecord, p) for p in s.exec(select(ProcessRow))}
+            out = []
+            for row in running:
+                if not expired(row.owner, row.lease_until, self.owner, processes, now):
+                    continue
+                row.outcome, row.reason = requeue_or_fail(row.attempts, max_attempts, row.owner)
+                row.lease_until = None
+                if row.outcome == "failed":
+                    row.finished_at = row.started_at
+                s.add(row)
+                out.append(row)
+            s.commit()
+            return [_record(RunRecord, r) for r in out]
+
     def finish_run(
         self,
         run_id: int,
@@ -514,6 +655,7 @@ class SqlStore(Store):
             if row is None:
                 raise ReoptdError(f"no run with id {run_id}")
             row.finished_at = finished_at
+            row.lease_until = None
             row.outcome = outcome
             row.reason = reason
             row.challenger_version = challenger_version

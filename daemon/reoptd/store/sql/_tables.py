@@ -115,6 +115,9 @@ class RunRow(SQLModel, table=True):
     steps: dict[str, Any] = _json()  # {step: {"seconds": ..., ...}}
     seconds: float = 0.0
     owner: str | None = None  # the process running it (processes.owner)
+    job: dict[str, Any] = _json()  # what executing it needs: policy, now, champion, trigger
+    attempts: int = 0  # claims so far
+    lease_until: datetime | None = _time(nullable=True)  # real time; renewed by its executor
 
 
 class ProcessRow(SQLModel, table=True):
@@ -134,6 +137,14 @@ class LockRow(SQLModel, table=True):
     """The lock of one model's cycles and runs: held by ``owner`` (empty: free)."""
 
     __tablename__ = "model_locks"
+    model: str = Field(primary_key=True)
+    owner: str = ""
+
+
+class OwnerRow(SQLModel, table=True):
+    """Which replica checks a model: ``owner`` (a live process) until it stops or dies."""
+
+    __tablename__ = "model_owners"
     model: str = Field(primary_key=True)
     owner: str = ""
 
