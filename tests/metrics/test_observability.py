@@ -232,6 +232,7 @@ NO_PANEL = {
     "reoptd_backfilled_windows": "the backfilled metric itself is drawn (Labels and estimation)",
     "reoptd_feature_drift_score": "drawn as reoptd_feature_drift_ratio: score over threshold",
     "reoptd_feature_drift_threshold": "drawn as reoptd_feature_drift_ratio: score over threshold",
+    "reoptd_mlflow_sync_errors": "only with REOPTD_MLFLOW_URI, which the demo does not set",
 }
 
 
