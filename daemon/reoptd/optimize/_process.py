@@ -344,9 +344,13 @@ class _Channel:
 
 
 class _Forward(logging.Handler):
-    def __init__(self, channel: _Channel) -> None:
+    """Sends each log record of a run's worker, as plain fields, to the daemon (``send``: the
+    pipe of a child process here, the message queue of a Ray task in ``_ray.py``), where
+    ``_forward`` logs it again."""
+
+    def __init__(self, send: Callable[[str, Any], None]) -> None:
         super().__init__()
-        self.channel = channel
+        self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -355,7 +359,7 @@ class _Forward(logging.Handler):
             if record.exc_info:
                 fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
             fields["exc_info"] = None
-            self.channel.send("log", fields)
+            self.send("log", fields)
         except Exception:  # a log record must never fail the run
             self.handleError(record)
 
@@ -389,7 +393,7 @@ def _child(job: Job, conn: Connection) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_Forward(channel))
+    root.addHandler(_Forward(channel.send))
     root.setLevel(job.log_level)
     threading.Thread(target=_orphan_watch, args=(conn,), name="orphan-watch", daemon=True).start()
     from threadpoolctl import threadpool_limits

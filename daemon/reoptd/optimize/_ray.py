@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from reoptd.errors import OptimizeError, ReoptdError
 from reoptd.optimize._base import RunContext
-from reoptd.optimize._process import Job, Outcome
+from reoptd.optimize._process import Job, Outcome, _Forward, _forward
 from reoptd.optimize._runner import Execution, Executor
 from reoptd.policy import format_duration
 
@@ -237,37 +237,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if "\n" in text else text
 
 
-def _forward(fields: dict[str, Any]) -> None:
-    record = logging.makeLogRecord(fields)
-    logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
-
-
 # -- on the cluster ---------------------------------------------------------------------------
-
-
-class _Forward(logging.Handler):
-    def __init__(self, messages: queue.Queue[tuple[str, Any]]) -> None:
-        super().__init__()
-        self.messages = messages
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            fields = dict(record.__dict__)
-            fields["msg"], fields["args"] = record.getMessage(), None
-            if record.exc_info:
-                fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
-            fields["exc_info"] = None
-            self.messages.put(("log", fields))
-        except Exception:  # a log record must never fail the run
-            self.handleError(record)
 
 
 def _run(job: Job) -> Iterator[tuple[str, Any]]:
     """The run's Ray task: the steps in a thread of this worker, their messages yielded."""
     messages: queue.Queue[tuple[str, Any]] = queue.Queue()
-    handler = _Forward(messages)
+    handler = _Forward(lambda kind, payload: messages.put((kind, payload)))
     root = logging.getLogger()
     saved = root.level
     root.addHandler(handler)
