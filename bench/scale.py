@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -296,7 +297,8 @@ def main() -> None:
         f" ({len(scrapes)} scrapes)"
     )
     print(
-        f"executors: {len(runs)} runs ({len(promoted_runs)} promoted), CPU {run_cpu:.1f} s in"
+        f"executors: {len(runs)} runs ({len(promoted_runs)} promoted;"
+        f" {dict(Counter(str(r.outcome) for r in runs))}), CPU {run_cpu:.1f} s in"
         f" {max(len(sampler.cpu) - 1, 0)} processes"
     )
     storm_s = float("nan")
