@@ -54,10 +54,12 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
     assert "cache" not in uncached
 
     directory = tmp_path / "cache"
-    first = BacktestCache(directory)
+    first = BacktestCache(directory, reports=False)  # replay every time: test each entry
     cold = run_backtest(policy, history, cache=first, **OPTIONS)
     # another process on the same directory: the retrains come from disk, the rest is redone
-    from_disk = run_backtest(policy, history, cache=BacktestCache(directory), **OPTIONS)
+    from_disk = run_backtest(
+        policy, history, cache=BacktestCache(directory, reports=False), **OPTIONS
+    )
     warm = run_backtest(policy, history, cache=first, **OPTIONS)
 
     expected = _without_timings(uncached)
@@ -81,16 +83,24 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
 
 
 def test_another_policy_reuses_the_baselines_and_still_matches_its_uncached_run(
-    history: Path,
+    history: Path, tmp_path: Path
 ) -> None:
     policy = load_policy(DEMO_POLICY)
-    cache = BacktestCache()
+    cache = BacktestCache(tmp_path)
     run_backtest(policy, history, cache=cache, **OPTIONS)
     stricter = policy.model_copy(update={"triggers": policy.triggers[:1]})
-    shared = run_backtest(stricter, history, cache=cache, **OPTIONS)
-    alone = run_backtest(stricter, history, cache=False, **OPTIONS)
+    shared = run_backtest(stricter, history, cache=cache, policy_file="a.yaml", **OPTIONS)
+    alone = run_backtest(stricter, history, cache=False, policy_file="a.yaml", **OPTIONS)
     assert _without_timings(shared) == _without_timings(alone)
     assert shared["cache"]["hits"]["retrain"] >= shared["steps"]  # the periodic baseline
+    assert shared["cache"]["misses"]["report"] == 1
+
+    # the same backtest again, here or in another process: the kept report, not a replay
+    for again in (cache, BacktestCache(tmp_path)):
+        repeat = run_backtest(stricter, history, cache=again, policy_file="b.yaml", **OPTIONS)
+        assert repeat["cache"] == {"hits": {"report": 1}, "misses": {}}
+        assert repeat["policy_file"] == "b.yaml"
+        assert _without_timings(repeat) == {**_without_timings(shared), "policy_file": "b.yaml"}
 
 
 def _rows(n: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -127,9 +127,14 @@ class BacktestCache:
     time per object.
     """
 
-    def __init__(self, directory: Path | None = None, *, items: int = 4096) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, items: int = 4096, reports: bool = True
+    ) -> None:
         self.directory = directory
         self.items = items
+        #: a backtest repeated exactly (same history, policy and options) returns the first
+        #: one's report without replaying; False: always replay (through the other entries)
+        self.reports = reports
         self.stats = CacheStats()
         self._memory: OrderedDict[str, Any] = OrderedDict()
         if directory is not None:
@@ -176,6 +181,30 @@ class BacktestCache:
         self._write(key, model)
         return key, model, False
 
+    def report(self, key: str) -> dict[str, Any] | None:
+        """The report of the backtest ``key`` names (``report_key``), if one was kept; a hit
+        says so in its ``cache`` field."""
+        found = self.get(f"report:{key}")
+        path = None if self.directory is None else self.directory / "reports" / f"{key}.json"
+        if found is None and path is not None and path.exists():
+            try:
+                found = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("backtest cache %s unreadable, replaying: %s", path, exc)
+        self.stats.count("report", found is not None)
+        if found is None:
+            return None
+        self.put(f"report:{key}", found)
+        copy: dict[str, Any] = json.loads(json.dumps(found))
+        copy["cache"] = {"hits": {"report": 1}, "misses": {}}
+        return copy
+
+    def keep_report(self, key: str, report: dict[str, Any]) -> None:
+        kept = json.loads(json.dumps({k: v for k, v in report.items() if k != "cache"}))
+        self.put(f"report:{key}", kept)
+        if self.directory is not None:
+            _write_atomic(self.directory / "reports" / f"{key}.json", json.dumps(kept).encode())
+
     def _path(self, key: str) -> Path | None:
         if self.directory is None:
             return None
@@ -195,16 +224,35 @@ class BacktestCache:
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # written whole then renamed: a reader never sees half a model
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(model.to_bytes())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(path, model.to_bytes())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Written whole then renamed: a reader (another trial's process) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_key(
+    frame: pd.DataFrame, label_at: np.ndarray, policy: Policy, warmup: object, step: object
+) -> str:
+    """The content address of a whole backtest: the history's rows and label times, the policy
+    and the step options (``str`` of the spans)."""
+    return digest(
+        "report",
+        CODE_VERSION,
+        frame_digest(frame, list(frame.columns)),
+        hashlib.sha256(np.ascontiguousarray(label_at).tobytes()).hexdigest(),
+        policy.model_dump_json(),
+        f"warmup={warmup} step={step}",
+    )
 
 
 class HistoryRows:
@@ -344,6 +392,33 @@ class _CachedDrift(DriftDetector):
         return dict(found)  # FeatureDrift is frozen; the dict is the caller's
 
 
+def _array_key(values: np.ndarray | pd.Series) -> str:
+    array = np.asarray(values)
+    if array.dtype == object:
+        return frame_digest(pd.DataFrame({"v": array}), ["v"])
+    return digest(
+        str(array.dtype), hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    )
+
+
+class _CachedOneDrift:
+    """A one-column drift test (the champion's outputs, the labels) that runs once per
+    (reference, window's values); everything else is the wrapped test's."""
+
+    def __init__(self, inner: Any, cache: BacktestCache, prefix: str) -> None:
+        self._inner = inner
+        self._cache = cache
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def check(self, current: np.ndarray | pd.Series) -> FeatureDrift:
+        key = digest(self._prefix, _array_key(np.asarray(current)))
+        found: FeatureDrift = self._cache.lookup("drift", key, lambda: self._inner.check(current))
+        return found
+
+
 @dataclass
 class CachedChampion(Champion):
     """A champion whose drift checks go through the cache (``dataclasses.replace`` with another
@@ -362,6 +437,40 @@ class CachedChampion(Champion):
         kinds = json.dumps(policy.features.model_dump(mode="json"), sort_keys=True)
         prefix = digest("drift", CODE_VERSION, self._reference_key, settings, kinds)
         return _CachedDrift(inner, self.cache, prefix)
+
+    def _identity(self) -> str:
+        model = self.model
+        return model.identity if isinstance(model, MemoModel) else model_identity(model)
+
+    def estimator(self, policy: Policy) -> Any:
+        """Calibrated once per (model, reference, calibration rows), not once per champion
+        object: every trial reaching this champion reuses it."""
+        if self.cache is None or self._estimator is not False:
+            return super().estimator(policy)
+        parts = [self._identity(), policy.task, policy.target]
+        for rows in (self.reference, self.calibration):
+            parts.append("none" if rows is None else frame_digest(rows, list(rows.columns)))
+        key = digest("estimator", CODE_VERSION, *parts)
+        found = self.cache.lookup("estimator", key, lambda: (Champion.estimator(self, policy),))
+        self._estimator = found[0]  # in a tuple: None (no estimator) is a result, not a miss
+        return found[0]
+
+    # the monitor's one-column tests are not exported: typed loosely, duck-typed wrappers
+    def output_drift(self) -> Any:
+        inner = super().output_drift()
+        if self.cache is None:
+            return inner
+        reference = frame_digest(self.reference, list(self.reference.columns))
+        prefix = digest("output drift", CODE_VERSION, self._identity(), reference)
+        return _CachedOneDrift(inner, self.cache, prefix)
+
+    def target_drift(self, policy: Policy) -> Any:
+        inner = super().target_drift(policy)
+        if inner is None or self.cache is None:
+            return inner
+        labels = _array_key(self.reference[policy.target].to_numpy())
+        prefix = digest("target drift", CODE_VERSION, policy.task, policy.target, labels)
+        return _CachedOneDrift(inner, self.cache, prefix)
 
 
 def cached_champion(

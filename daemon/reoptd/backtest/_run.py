@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from reoptd.backtest._cache import BacktestCache, HistoryRows, StepMemoModel
+from reoptd.backtest._cache import BacktestCache, HistoryRows, StepMemoModel, report_key
 from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
     BacktestError,
@@ -105,12 +105,17 @@ def run_backtest(
     threads = apply_thread_budget(thread_budget(concurrent=os.cpu_count() or 1), "backtest", log)
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
-    source = ReplaySource(
-        history.frame,
-        history.policy.timestamp,
-        history.policy.target,
-        label_times(history, label_delay),
-    )
+    label_at = label_times(history, label_delay)
+    source = ReplaySource(history.frame, history.policy.timestamp, history.policy.target, label_at)
+    memo: str | None = None
+    if cache is None:
+        cache = BacktestCache()
+    if cache and cache.reports and home is None:  # a given home is a store to fill: replay
+        memo = report_key(history.frame, label_at, history.policy, warmup, step)
+        found = cache.report(memo)
+        if found is not None:
+            seconds = round(time.perf_counter() - started, 3)
+            return {**found, "policy_file": policy_file, "data": str(data), "seconds": seconds}
     # a throw-away store in memory-backed files when the machine has them: the loop commits
     # every check, and a disk's fsync per commit was a tenth of a backtest
     shm = Path("/dev/shm")
@@ -119,8 +124,6 @@ def run_backtest(
         root = home if home is not None else Path(tmp)
         registry = open_store(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
         try:
-            if cache is None:
-                cache = BacktestCache()
             before = cache.stats.to_dict() if cache else None
             report = _replay(
                 history.policy, history.frame, steps, source, registry, progress, cache or None
@@ -129,7 +132,7 @@ def run_backtest(
             registry.close()
     if cache:
         report["cache"] = _delta(before, cache.stats.to_dict())
-    return {
+    whole = {
         "policy": history.policy.model_dump(mode="json", by_alias=True),
         "policy_file": policy_file,
         "data": str(data),
@@ -147,6 +150,9 @@ def run_backtest(
         },
         **report,
     }
+    if cache and memo is not None:
+        cache.keep_report(memo, whole)
+    return whole
 
 
 def _replay(
