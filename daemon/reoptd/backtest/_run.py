@@ -110,6 +110,7 @@ def run_backtest(
     memo: str | None = None
     if cache is None:
         cache = BacktestCache()
+    before = cache.stats.to_dict() if cache else None
     if cache and cache.reports and home is None:  # a given home is a store to fill: replay
         memo = report_key(history.frame, label_at, history.policy, warmup, step)
         found = cache.report(memo)
@@ -124,7 +125,6 @@ def run_backtest(
         root = home if home is not None else Path(tmp)
         registry = open_store(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
         try:
-            before = cache.stats.to_dict() if cache else None
             report = _replay(
                 history.policy, history.frame, steps, source, registry, progress, cache or None
             )
