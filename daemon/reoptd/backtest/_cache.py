@@ -105,7 +105,9 @@ def retrain_key(policy: Policy, rows: pd.DataFrame) -> str:
 
 @dataclass
 class CacheStats:
-    """Hits and misses per kind of entry (``retrain``, ``drift``, ``scores``, ``outputs``)."""
+    """Hits and misses per kind of entry: ``retrain``, ``drift`` (features, outputs, labels),
+    ``outputs`` (a model's predictions over the history), ``scores`` (a periodic model's on
+    its step), ``validate``, ``estimator``, ``report``."""
 
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
@@ -119,8 +121,10 @@ class CacheStats:
 
 
 class BacktestCache:
-    """Results of backtest work by content address: an in-memory LRU of ``items`` entries, and
-    retrained models also under ``directory`` (one artifact file per key) when given.
+    """Results of backtest work by content address: an in-memory LRU of ``items`` entries
+    (a model, a window's drift, a history's predictions: kilobytes to a few megabytes each),
+    and retrained models and whole reports also under ``directory`` when given (one file per
+    key, written whole then renamed).
 
     Share one object between the backtests of a policy search (``run_backtest(cache=...)``);
     give trials in other processes the same ``directory``. Not thread-safe: one backtest at a
