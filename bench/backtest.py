@@ -1,11 +1,25 @@
-"""Backtest speed and value on a generated stream: served vs static vs periodic, one run.
+"""Backtest speed and value on a generated stream: served vs static vs periodic, cached vs not.
 
 A 20,000-row, 8-feature classification stream whose feature distributions and concept change
-two-thirds of the way through is replayed in 30-row steps with a drift-triggered policy (the
-issue's target: under 5 minutes on a 2-core machine). Prints each contender's metric and retrain
-count, the seconds spent in monitoring vs re-optimizing, and ends with one line:
+two-thirds of the way through is replayed in 30-row steps with a drift-triggered policy. The
+same backtest runs four times in one process:
 
-    served=… static=… periodic=… retrains=… periodic_retrains=… seconds=…
+* uncached (``cache=False``): everything computed, the reference figures;
+* cold: a fresh ``BacktestCache`` (a policy search's first trial: nothing to reuse yet);
+* cached: the same backtest again on that cache, replayed (every retrain, drift check,
+  prediction and validation is a hit; the daemon's loop itself still runs every cycle);
+* repeat: once more, now served whole from the kept report (``BacktestCache.reports``: an
+  exact repeat, as a search re-suggesting a policy or a resumed study gets);
+* neighbour: another policy (drift trigger 0.3 for 2 checks, cooldown 20m) on that cache, the
+  typical trial of a search: the baselines and the first champion's work are hits.
+
+Cached runs must report exactly what the uncached run does (``same=True``: every figure and
+every step's decision). Prints each contender's metric and retrain count, the cache's hits, and
+ends with one line:
+
+    served=… static=… periodic=… retrains=… periodic_retrains=… seconds=… same=…
+    uncached_seconds=… cold_seconds=… cached_seconds=… neighbour_seconds=… repeat_seconds=…
+    speedup=… (uncached over cached)
 
 Usage: .venv/bin/python bench/backtest.py [--rows 20000] [--step 30] [--plot out.png]
 """
@@ -13,16 +27,18 @@ Usage: .venv/bin/python bench/backtest.py [--rows 20000] [--step 30] [--plot out
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reoptd.backtest import parse_span, plot_report, run_backtest
-from reoptd.policy import parse_policy
+from reoptd.backtest import BacktestCache, parse_span, plot_report, run_backtest
+from reoptd.policy import Policy, parse_policy
 
 POLICY = textwrap.dedent(
     """
@@ -70,6 +86,23 @@ def stream(rows: int, seed: int = 0) -> pd.DataFrame:
     return frame.assign(c1=c1, c2=c2, y=y)
 
 
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The report less what measures the run's speed or cache."""
+    plain: dict[str, Any] = json.loads(json.dumps(report))
+    plain.pop("seconds")
+    plain.pop("cache", None)
+    for part in (plain["served"], *plain["baselines"].values()):
+        part.pop("optimize_seconds")
+    return plain
+
+
+def _neighbour() -> Policy:
+    return parse_policy(
+        POLICY.replace("above: 0.2, for: 3", "above: 0.3, for: 2").replace("10m}", "20m}"),
+        "bench/backtest.py neighbour policy",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -77,19 +110,30 @@ def main() -> None:
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     policy = parse_policy(POLICY, "bench/backtest.py policy")
+    options: dict[str, Any] = {
+        "warmup": parse_span("1200", "--warmup"),
+        "step": parse_span(args.step, "--step"),
+        "label_delay": parse_span("60", "--label-delay"),
+        "progress": True,
+    }
+    cache = BacktestCache(reports=False)
+    runs: dict[str, tuple[dict[str, Any], float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "stream.parquet"
         stream(args.rows).to_parquet(data)
-        started = time.perf_counter()
-        report = run_backtest(
-            policy,
-            data,
-            warmup=parse_span("1200", "--warmup"),
-            step=parse_span(args.step, "--step"),
-            label_delay=parse_span("60", "--label-delay"),
-            progress=True,
-        )
-        seconds = time.perf_counter() - started
+        for name, which, use in (
+            ("uncached", policy, False),
+            ("cold", policy, cache),
+            ("cached", policy, cache),
+            ("repeat", policy, cache),
+            ("neighbour", _neighbour(), cache),
+        ):
+            if name == "cached":
+                cache.reports = True  # this replay's report is kept for the repeat
+            started = time.perf_counter()
+            report = run_backtest(which, data, cache=use, **options)
+            runs[name] = (report, time.perf_counter() - started)
+    report, seconds = runs["uncached"]
     if args.plot:
         plot_report(report, args.plot)
     served, base = report["served"], report["baselines"]
@@ -104,14 +148,32 @@ def main() -> None:
             f"  optimize {part['optimize_seconds']:7.1f}s"
         )
     print(
-        f"{report['rows_scored']} rows in {report['steps']} steps, {seconds:.1f}s total;"
+        f"{report['rows_scored']} rows in {report['steps']} steps, {seconds:.1f}s uncached;"
         f" served keeps {served['value'] - base['static']['value']:+.4f} {metric} over static"
         f" with {served['retrains']}/{base['periodic']['retrains']} of periodic's retrains"
     )
+    for name in ("cold", "cached", "repeat", "neighbour"):
+        other, took = runs[name]
+        hits = other["cache"]["hits"]
+        print(
+            f"{name:9} {took:6.1f}s  x{seconds / took:5.1f}  hits {hits}"
+            f"  misses {other['cache']['misses']}"
+        )
+    same = all(_figures(runs[n][0]) == _figures(report) for n in ("cold", "cached", "repeat"))
+    neighbour = runs["neighbour"][0]
+    print(
+        f"neighbour policy: served {neighbour['served']['value']:.4f}"
+        f" with {neighbour['served']['retrains']} retrains"
+    )
+    cached = runs["cached"][1]
     print(
         f"served={served['value']:.4f} static={base['static']['value']:.4f}"
         f" periodic={base['periodic']['value']:.4f} retrains={served['retrains']}"
         f" periodic_retrains={base['periodic']['retrains']} seconds={seconds:.1f}"
+        f" same={same} uncached_seconds={seconds:.1f} cold_seconds={runs['cold'][1]:.1f}"
+        f" cached_seconds={cached:.1f} neighbour_seconds={runs['neighbour'][1]:.1f}"
+        f" repeat_seconds={runs['repeat'][1]:.2f}"
+        f" speedup={seconds / cached:.1f}"
     )
 
 

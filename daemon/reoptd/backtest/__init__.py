@@ -1,11 +1,13 @@
 """Backtesting a policy: replay a history through the daemon's loop on a simulated clock."""
 
+from reoptd.backtest._cache import BacktestCache
 from reoptd.backtest._daemon import Replay, replay_history
 from reoptd.backtest._history import BacktestError, Span, load_history, parse_span
 from reoptd.backtest._plot import plot_report
 from reoptd.backtest._run import run_backtest
 
 __all__ = [
+    "BacktestCache",
     "BacktestError",
     "Replay",
     "Span",

@@ -5,6 +5,10 @@ optimize -> promote), on a simulated clock, against a ``ReplaySource`` of the fi
 rows are scored by the champion in force before the step, next to two baselines scored on the
 same rows in the same run: ``static`` (the warm-up model, never changed) and ``periodic``
 (retrained before every step on the policy's training window).
+
+With a ``BacktestCache`` (the default: a fresh one per call; pass one to share it between
+backtests, ``False`` for none) every retrain, drift check and prediction is looked up by its
+content address first (``_cache.py``); the report is the same, only faster to produce.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from reoptd.backtest._cache import BacktestCache, HistoryRows, StepMemoModel, report_key
+from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
     BacktestError,
     Span,
@@ -36,6 +42,7 @@ from reoptd.errors import OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.models import Model, build_model
 from reoptd.monitor import NEEDS_SCORE, score
+from reoptd.optimize import InlineExecutor
 from reoptd.policy import Costs, Policy
 from reoptd.store import Store, open_store
 from reoptd.threads import apply_thread_budget, thread_budget
@@ -85,31 +92,47 @@ def run_backtest(
     home: Path | None = None,
     progress: bool = True,
     policy_file: str | None = None,
+    cache: BacktestCache | Literal[False] | None = None,
 ) -> dict[str, Any]:
     """Run the backtest and return its report (``reoptd backtest --help`` names the fields).
 
     Bad input (missing columns, an unparseable time column, a warm-up longer than the data)
     raises ``BacktestError`` before any work starts. State goes to a temporary SQLite home
-    unless ``home`` is given.
+    unless ``home`` is given. ``cache``: the results of earlier backtests to reuse (and
+    extend); None: a new in-memory one; False: compute everything (the reference path).
     """
     started = time.perf_counter()
     threads = apply_thread_budget(thread_budget(concurrent=os.cpu_count() or 1), "backtest", log)
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
-    source = ReplaySource(
-        history.frame,
-        history.policy.timestamp,
-        history.policy.target,
-        label_times(history, label_delay),
-    )
-    with tempfile.TemporaryDirectory(prefix="reoptd-backtest-") as tmp:
+    label_at = label_times(history, label_delay)
+    source = ReplaySource(history.frame, history.policy.timestamp, history.policy.target, label_at)
+    memo: str | None = None
+    if cache is None:
+        cache = BacktestCache()
+    before = cache.stats.to_dict() if cache else None
+    if cache and cache.reports and home is None:  # a given home is a store to fill: replay
+        memo = report_key(history.frame, label_at, history.policy, warmup, step)
+        found = cache.report(memo)
+        if found is not None:
+            seconds = round(time.perf_counter() - started, 3)
+            return {**found, "policy_file": policy_file, "data": str(data), "seconds": seconds}
+    # a throw-away store in memory-backed files when the machine has them: the loop commits
+    # every check, and a disk's fsync per commit was a tenth of a backtest
+    shm = Path("/dev/shm")
+    scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="reoptd-backtest-", dir=scratch) as tmp:
         root = home if home is not None else Path(tmp)
         registry = open_store(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
         try:
-            report = _replay(history.policy, history.frame, steps, source, registry, progress)
+            report = _replay(
+                history.policy, history.frame, steps, source, registry, progress, cache or None
+            )
         finally:
             registry.close()
-    return {
+    if cache:
+        report["cache"] = _delta(before, cache.stats.to_dict())
+    whole = {
         "policy": history.policy.model_dump(mode="json", by_alias=True),
         "policy_file": policy_file,
         "data": str(data),
@@ -127,6 +150,9 @@ def run_backtest(
         },
         **report,
     }
+    if cache and memo is not None:
+        cache.keep_report(memo, whole)
+    return whole
 
 
 def _replay(
@@ -136,9 +162,16 @@ def _replay(
     source: ReplaySource,
     registry: Store,
     progress: bool,
+    cache: BacktestCache | None = None,
 ) -> dict[str, Any]:
     metric, target = policy.metric, policy.target
-    loop = ModelLoop(policy, registry, Metrics(), source=source)
+    if cache is None:  # runs in this thread: a worker process per run buys a backtest nothing
+        loop = ModelLoop(policy, registry, Metrics(), source=source, executor=InlineExecutor())
+    else:
+        loop = ModelLoop(policy, registry, Metrics(), source=source, executor=CachedExecutor(cache))
+        loop.versions = CachedVersions(
+            registry, policy.model, cache, HistoryRows(frame, policy.features.all, policy.timestamp)
+        )
     loop.start()
     boot = loop.cycle(steps.starts[0].to_pydatetime())
     if boot.run is None or boot.run.outcome != "promoted":
@@ -163,7 +196,7 @@ def _replay(
         train = labelled(source.read(start - policy.train.window, start), policy)
         if len(train) >= policy.train.min_rows:
             try:
-                periodic_model = build_model(policy).fit(train, train[target])
+                periodic_model = _retrain(policy, train, cache)
                 periodic.retrains += 1
                 periodic.promotions += 1
             except OptimizeError as exc:
@@ -209,6 +242,27 @@ def _replay(
             "periodic": _summary(periodic, metric, y_all, policy.promote.costs),
         },
         "timeline": timeline,
+    }
+
+
+def _retrain(policy: Policy, train: pd.DataFrame, cache: BacktestCache | None) -> Model:
+    """The periodic baseline's model of this step, through the cache when there is one."""
+
+    def fit() -> Model:
+        return build_model(policy).fit(train, train[policy.target])
+
+    if cache is None:
+        return fit()
+    key, model, _ = cache.retrained(policy, train, fit)
+    return StepMemoModel(model, key, cache)  # type: ignore[return-value]  # a Model's interface
+
+
+def _delta(before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]]) -> dict:
+    """This backtest's cache hits and misses (the cache may have served others before)."""
+    old = before or {}
+    return {
+        part: {k: v - old.get(part, {}).get(k, 0) for k, v in counts.items()}
+        for part, counts in after.items()
     }
 
 
