@@ -117,9 +117,9 @@ def _training_details(runs: list[RunRecord]) -> list[str]:
             continue
         label = f"  v{run.challenger_version}"
         candidates = fit.get("candidates", {})
-        timing = ", ".join(
+        timing = "; ".join(
             f"{name} {c['seconds']:.1f}s"
-            + "".join(f" {k} {v:.4f}" for k, v in c.items() if k != "seconds")
+            + "".join(f", {k} {v:.4f}" for k, v in c.items() if k != "seconds")
             for name, c in candidates.items()
         )
         how = (

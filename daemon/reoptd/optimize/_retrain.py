@@ -61,7 +61,12 @@ def fit_challenger(ctx: RunContext, params: dict[str, Any] | None = None) -> dic
     if mode != "never":
         start = ctx.champion.model if ctx.champion is not None else None
         warm = build_model(policy, params)
-        refused = "no champion yet" if start is None else warm.warm_problem(start)
+        if start is None:
+            refused = "no champion yet"
+        elif not hasattr(warm, "warm_problem"):  # a plugin family without warm starts
+            refused = f"family {policy.train.family} has no warm start"
+        else:
+            refused = warm.warm_problem(start)
         if not refused:
             try:
                 seconds["warm"], models["warm"] = _timed(
