@@ -219,3 +219,20 @@ def test_the_daemon_records_the_choice_and_models_show_prints_it(
     assert f"v2 train: {how}, warm_start auto; warm " in result.output
     assert "v1 train: trained from scratch, warm_start auto; scratch" in result.output
     assert "(no warm start: no champion yet)" in result.output
+
+
+def test_a_float_compressed_champion_is_fine_tuned_in_its_own_shape() -> None:
+    from reoptd.models.torch import describe, low_rank_module
+
+    policy = _policy(
+        "family: torch\n  params: {hidden: [16], dropout: 0.0, epochs: 10, batch_size: 64}"
+    )
+    champion = _champion(policy, _rows(0))
+    champion.net[0] = low_rank_module(champion.net[0].in_features, 3, 16)  # as low_rank leaves it
+    champion.arch, champion.compression = describe(champion.net), ["low_rank"]
+    new = _rows(1, categories=("a", "b", "z"))
+    model = build_model(policy).fit_warm(new, new["y"], champion, lr_factor=0.3, budget=0.3)
+    assert model.arch is not None and model.arch["inputs"] == model.arch["layers"][0]["in"] == 5
+    assert champion.arch["inputs"] == 4 and model.compression == ["low_rank"]
+    restored = type(model).from_bytes(model.to_bytes())
+    np.testing.assert_array_equal(restored.predict(new), model.predict(new))
