@@ -263,7 +263,10 @@ FAMILIES: PluginRegistry[ModelFamily] = PluginRegistry(
 STEPS: PluginRegistry[StepPlugin] = PluginRegistry(
     "step",
     "reoptd.steps",
-    [f"reoptd.optimize.steps.{name}" for name in ("retrain", "tune", "compress", "validate")],
+    [
+        f"reoptd.optimize.steps.{name}"
+        for name in ("retrain", "augment", "tune", "compress", "validate")
+    ],
 )
 COMPRESS_METHODS: PluginRegistry[CompressMethod] = PluginRegistry(
     "compression method",

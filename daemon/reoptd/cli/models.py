@@ -19,6 +19,7 @@ from reoptd.cli._common import (
     models_app,
 )
 from reoptd.errors import ReoptdError
+from reoptd.store import RunRecord
 
 #: how long `adopt` waits for the daemon's cycle or run of the model (seconds)
 ADOPT_WAIT = 30.0
@@ -94,6 +95,8 @@ def models_show(model: str) -> None:
         typer.echo(_table(headers, rows, indent="  "))
     for detail in details:
         typer.echo(detail)
+    for line in _training_details(registry.runs(model)):  # warm start and augmentation
+        typer.echo(line)
     events = [
         [_iso(e.at), e.kind, _version(e.from_version), _version(e.to_version), e.reason]
         for e in registry.events(model)
@@ -101,6 +104,36 @@ def models_show(model: str) -> None:
     if events:
         typer.echo("\nchampion history:")
         typer.echo(_table(["AT", "EVENT", "FROM", "TO", "REASON"], events, indent="  "))
+
+
+def _training_details(runs: list[RunRecord]) -> list[str]:
+    """Per version a run trained: whether it was warm-started from the champion (the final fit's
+    choice: tune's when the pipeline tunes) and which augmentation it kept."""
+    lines = []
+    for run in sorted(runs, key=lambda r: r.challenger_version or 0):
+        steps = run.steps
+        fit = steps.get("tune", {}).get("final_fit") or steps.get("retrain")
+        if run.challenger_version is None or not fit or "chosen" not in fit:
+            continue
+        label = f"  v{run.challenger_version}"
+        candidates = fit.get("candidates", {})
+        timing = "; ".join(
+            f"{name} {c['seconds']:.1f}s"
+            + "".join(f", {k} {v:.4f}" for k, v in c.items() if k != "seconds")
+            for name, c in candidates.items()
+        )
+        how = (
+            "warm-started from the champion" if fit["chosen"] == "warm" else "trained from scratch"
+        )
+        why = f" (no warm start: {fit['warm_refused']})" if fit.get("warm_refused") else ""
+        lines.append(f"{label} train: {how}, warm_start {fit['warm_start']}; {timing}{why}")
+        augment = steps.get("augment")
+        if augment:
+            kept = augment["chosen"]
+            tried = ", ".join(augment.get("tried", [])) or "nothing"
+            verdict = f"kept {kept}" if kept != "none" else "not augmented"
+            lines.append(f"{label} augment: {verdict} (tried {tried}): {augment['reason']}")
+    return lines
 
 
 @models_app.command("promote")

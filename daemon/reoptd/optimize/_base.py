@@ -39,6 +39,9 @@ class RunContext:
     compressing_champion: bool = False
     compressed: bool = False
     compress_reason: str = ""
+    # set by retrain, tune and augment: how the challenger was trained ({"params", "warm",
+    # "augment"}), so that a later step trains its own candidates the same way
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 class Step(Protocol):

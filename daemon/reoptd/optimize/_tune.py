@@ -25,6 +25,7 @@ from reoptd.models import Model, build_model
 from reoptd.monitor import evaluate
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._ray import parallel_trials
+from reoptd.optimize._retrain import fit_challenger
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy import Param, Policy
@@ -99,7 +100,7 @@ class Tune:
             raise OptimizeError(f"tune: no trial of study {name} completed")
         best = _best(complete, higher)
         params = {**policy.train.params, **best.params}
-        ctx.challenger = build_model(policy, params).fit(ctx.train, ctx.train[policy.target])
+        final = fit_challenger(ctx, params)  # warm and/or from scratch, by train.warm_start
         record: dict[str, Any] = {
             "study": name,
             "sampler": spec.sampler,
@@ -112,6 +113,7 @@ class Tune:
             "best_trial": best.number,
             "search_seconds": round(time.perf_counter() - started, 3),
             "validation_rows": len(valid),
+            "final_fit": final,
         }
         if multi:
             front = [t for t in study.best_trials if t.user_attrs.get(OWN)]

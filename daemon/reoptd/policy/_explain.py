@@ -30,6 +30,9 @@ def explain(policy: Policy) -> list[str]:
         lines.append("It has no triggers: it only re-optimizes when asked (`reoptd optimize`).")
     lines.append(_guards(policy))
     lines.append(_run(policy))
+    lines.append(_warm(policy))
+    if "augment" in policy.steps:
+        lines.append(_augment(policy))
     if "compress" in policy.steps:
         lines.append(_compress(policy))
     lines.append(_promote(policy))
@@ -245,6 +248,51 @@ def _run(policy: Policy) -> str:
         f"A run ({' -> '.join(steps)}) trains {learner} ({params}) on the labelled rows of "
         f"the last {format_duration(t.window)}, needing at least {t.min_rows}, and holds out the "
         f"newest {holdout:.0%} of them, which neither model has seen, for validation."
+    )
+
+
+def _warm(policy: Policy) -> str:
+    t = policy.train
+    if t.warm_start == "never":
+        return "Each challenger is trained from scratch (`warm_start: never`)."
+    if t.family == "torch":
+        how = (
+            f"fine-tuned from the champion's weights (its preprocessing kept, new categories"
+            f" added as fresh inputs) at {t.warm_lr:g}x the learning rate for at most"
+            f" {t.warm_budget:.0%} of the epochs"
+        )
+    else:
+        how = (
+            f"continued from the champion on the new window ({t.warm_budget:.0%} more boosting"
+            " iterations or trees where the estimator has `warm_start`, else its old solution as"
+            " the starting point, or one `partial_fit` pass)"
+        )
+    if t.warm_start == "always":
+        return (
+            f"Each challenger is {how}; it is trained from scratch only when the champion cannot"
+            " be continued (no champion yet, other features, a quantized network)."
+        )
+    return (
+        f"Besides one trained from scratch, a second challenger is {how}; the holdout keeps the"
+        " better one (the warm one on a tie) and the run records which won and the seconds each"
+        " took."
+    )
+
+
+def _augment(policy: Policy) -> str:
+    methods = policy.augment.applicable(policy.task, policy.train.family)
+    words = {
+        "random_over": "random over-sampling of the minority classes",
+        "random_under": "random under-sampling of the majority class",
+        "smote": f"SMOTE ({policy.augment.k_neighbors} neighbours)",
+        "noise": f"Gaussian noise of {policy.augment.noise:g} standard deviations while training",
+        "mixup": f"mixup (alpha {policy.augment.mixup:g}) while training",
+    }
+    return (
+        "The augment step then trains one more challenger the same way for each of: "
+        + "; ".join(words[m] for m in methods)
+        + f". Each is judged on the untouched holdout for {policy.metric}, and one replaces the"
+        " challenger only if it beats it."
     )
 
 

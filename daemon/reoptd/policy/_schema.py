@@ -521,6 +521,25 @@ class Train(_Block):
     params: dict[str, object] = Field(default_factory=dict, description="estimator parameters")
     window: Duration = Field(timedelta(days=30), description="train on labelled rows this recent")
     min_rows: int = Field(200, ge=10, description="fewer labelled rows than this aborts a run")
+    warm_start: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="start the challenger from the champion: torch, fine-tune its weights (its"
+        " preprocessing kept, new categories given fresh zero inputs) at `warm_lr` x lr;"
+        " sklearn, continue it on the new window (more boosting iterations or trees with"
+        " `warm_start`, or `partial_fit`). auto: train a warm and a from-scratch challenger, the"
+        " holdout decides; always: warm only (from scratch when the champion cannot be"
+        " continued); never: from scratch only",
+    )
+    warm_lr: float = Field(
+        0.3, gt=0, le=1, description="torch: a warm start's learning rate, as a share of `lr`"
+    )
+    warm_budget: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="a warm start trains at most this share of `epochs` (torch), or adds this"
+        " share of boosting iterations or trees (sklearn `max_iter` / `n_estimators`)",
+    )
 
     @field_validator("estimator")
     @classmethod
@@ -633,6 +652,49 @@ class Tune(_Block):
         description="parameters to search (default: one per estimator, and one for the torch MLP:"
         " lr, dropout, width, depth)",
     )
+
+
+#: the augment step's options, and which task or family each applies to
+AUGMENT_METHODS: dict[str, str] = {
+    "random_over": "classification: random over-sampling of the minority classes",
+    "random_under": "classification: random under-sampling of the majority class",
+    "smote": "classification: SMOTE (SMOTE-NC with categorical features) synthetic minority rows",
+    "noise": "torch: Gaussian noise on the standardized numerical inputs while training",
+    "mixup": "torch: mixup of input pairs and their labels while training",
+}
+
+
+class Augment(_Block):
+    """The augment step: each option trains one more challenger like the current one; the
+    untouched holdout (never augmented) judges them and an option is kept only if it wins."""
+
+    methods: list[Literal["random_over", "random_under", "smote", "noise", "mixup"]] | None = Field(
+        None,
+        description="options to try (default: every one that applies to the task and model"
+        " family). " + "; ".join(f"{k}: {v}" for k, v in AUGMENT_METHODS.items()),
+    )
+    k_neighbors: int = Field(5, ge=1, description="smote: neighbours a synthetic row lies between")
+    noise: float = Field(
+        0.1, gt=0, description="noise: standard deviation, in standard deviations of each column"
+    )
+    mixup: float = Field(
+        0.2, gt=0, description="mixup: alpha of the Beta(alpha, alpha) mixing weights"
+    )
+    seed: int = Field(0, description="seed of the resampling")
+
+    def applicable(self, task: str, family: str) -> list[str]:
+        """The methods a run tries: those listed (or all) that apply to ``task`` and ``family``."""
+        wanted = self.methods if self.methods is not None else list(AUGMENT_METHODS)
+        return [m for m in wanted if not self.problem(m, task, family)]
+
+    @staticmethod
+    def problem(method: str, task: str, family: str) -> str:
+        """Why ``method`` does not apply to a model (empty: it does)."""
+        if method in ("random_over", "random_under", "smote") and task != "classification":
+            return f"`{method}` rebalances classes: a classification model only"
+        if method in ("noise", "mixup") and family != "torch":
+            return f"`{method}` augments while a torch MLP trains: family torch only"
+        return ""
 
 
 def _default_methods() -> list[str]:
@@ -823,6 +885,9 @@ class Policy(_Block):
     tune: Tune = Field(default_factory=Tune, description="the tune step, if the pipeline has it")
     compress: Compress = Field(
         default_factory=Compress, description="the compress step, if the pipeline has it"
+    )
+    augment: Augment = Field(
+        default_factory=Augment, description="the augment step, if the pipeline has it"
     )
     promote: Promote = Field(default_factory=Promote)
 

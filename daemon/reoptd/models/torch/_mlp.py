@@ -11,6 +11,12 @@ rows: the weights of the epoch with the lowest validation loss are kept. Everyth
 drawn from ``seed`` inside a forked RNG, so the same rows and parameters give the same model and
 the process's global torch RNG is left alone.
 
+A warm start (``fit_warm``) fine-tunes a copy of the champion's network instead: the champion's
+preprocessing is kept (its means, scales and target scaling), categories it never saw get fresh
+one-hot inputs whose first-layer weights start at zero (so the copy first predicts exactly as the
+champion), and training runs at a lower learning rate for fewer epochs. ``augmentation`` adds
+Gaussian noise to the standardized numerical inputs, or mixup of input pairs, while training.
+
 An artifact is ``MAGIC`` followed by a ``torch.save`` archive of ``{"config": plain dict,
 "state": state dict}``; it is read back with ``weights_only=True``, so loading one runs no
 pickled code. A compressed network (``reoptd.optimize.compress``) is not the plain MLP of
@@ -20,6 +26,7 @@ quantized layers) from which the module is rebuilt before the state dict is load
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import threading
@@ -166,6 +173,8 @@ class TorchMLP:
         # set by reoptd.optimize.compress: the network's layer description, and the methods applied
         self.arch: dict[str, Any] | None = None
         self.compression: list[str] = []
+        # set before ``fit`` by the augment step: {"noise": std} or {"mixup": alpha}; not saved
+        self.augmentation: dict[str, float] = {}
 
     @classmethod
     def build(cls, policy: Policy, params: dict[str, Any] | None = None) -> TorchMLP:
@@ -233,6 +242,112 @@ class TorchMLP:
         ``on_epoch(epoch, model)`` runs after each epoch with that epoch's weights loaded and the
         network in eval mode; whatever it raises (``optuna.TrialPruned``) ends the training.
         """
+        frame, target = self._ordered(frame, target)
+        try:
+            self._fit_preprocessing(frame)
+            x = self._matrix(frame)
+        except (ValueError, TypeError) as exc:
+            raise OptimizeError(f"training failed: {exc}") from None
+        if self.task == "classification":
+            try:
+                classes, codes = np.unique(target.to_numpy(), return_inverse=True)
+            except TypeError as exc:  # labels of mixed types cannot be ordered
+                raise OptimizeError(f"training failed: classification target: {exc}") from None
+            self.classes = classes.tolist()
+            y = torch.from_numpy(codes.astype(np.int64))
+        else:
+            values = self._regression_values(target)
+            self.classes = None
+            self.y_mean = float(values.mean())
+            std = float(values.std())
+            self.y_scale = std if math.isfinite(std) and std > 0 else 1.0
+            y = torch.from_numpy(((values - self.y_mean) / self.y_scale).astype(np.float32))
+        with torch.random.fork_rng(devices=[]), torch_threads(1):
+            torch.manual_seed(self._params["seed"])
+            self._train(x, y, self._loss(), on_epoch)
+        return self
+
+    def warm_problem(self, start: Any) -> str:
+        """Why this model cannot be fine-tuned from ``start`` (empty: it can)."""
+        if not isinstance(start, TorchMLP):
+            kind = getattr(start, "family", type(start).__name__)
+            return f"the champion is a {kind} model, not a torch MLP"
+        if start.net is None or start.mean is None or start.scale is None:
+            return "the champion is not fitted"
+        if start.task != self.task:
+            return f"the champion is a {start.task} model"
+        if (start.numerical, start.categorical) != (self.numerical, self.categorical):
+            return f"the champion reads other features ({', '.join(start.features)})"
+        if start.arch is not None and start.arch.get("quantized"):
+            return (
+                f"the champion is int8-quantized ({'+'.join(start.compression) or 'quantized'}):"
+                " it has no float weights to fine-tune"
+            )
+        return ""
+
+    def fit_warm(
+        self,
+        frame: pd.DataFrame,
+        target: pd.Series,
+        start: TorchMLP,
+        *,
+        lr_factor: float,
+        budget: float,
+        on_epoch: EpochCallback | None = None,
+    ) -> TorchMLP:
+        """Fine-tune a copy of ``start`` (the champion) on ``frame``: its preprocessing and
+        layers, new categories as fresh zero-weight inputs, at ``lr_factor`` x ``lr`` for at most
+        ``budget`` x ``epochs`` epochs. Raises ``OptimizeError`` if ``warm_problem`` says why
+        it cannot (or the rows hold a class the champion never saw)."""
+        problem = self.warm_problem(start)
+        if problem:
+            raise OptimizeError(f"warm start: {problem}")
+        assert start.net is not None and start.mean is not None and start.scale is not None
+        frame, target = self._ordered(frame, target)
+        p = self._params
+        self._params = {
+            **p,
+            "hidden": list(start._params["hidden"]),
+            "dropout": start._params["dropout"],
+            "lr": p["lr"] * lr_factor,
+            "epochs": max(1, math.ceil(p["epochs"] * budget)),
+        }
+        self.arch = copy.deepcopy(start.arch)
+        self.compression = list(start.compression)
+        self.mean, self.scale = start.mean.copy(), start.scale.copy()
+        self.categories, added = [], []
+        try:
+            for column, known in zip(self.categorical, start.categories, strict=True):
+                new = sorted(set(frame[column].astype(str).unique()) - set(known))
+                self.categories.append([*known, *new])
+                added.append(len(new))
+            x = self._matrix(frame)
+        except (ValueError, TypeError) as exc:
+            raise OptimizeError(f"training failed: {exc}") from None
+        if self.task == "classification":
+            assert start.classes is not None
+            self.classes = list(start.classes)
+            index = {label: i for i, label in enumerate(self.classes)}
+            labels = target.to_numpy()
+            unseen = sorted({str(v) for v in labels if v not in index})
+            if unseen:
+                raise OptimizeError(f"warm start: class {', '.join(unseen)} the champion never saw")
+            y = torch.from_numpy(np.array([index[v] for v in labels], dtype=np.int64))
+        else:
+            self.y_mean, self.y_scale = start.y_mean, start.y_scale
+            values = self._regression_values(target)
+            y = torch.from_numpy(((values - self.y_mean) / self.y_scale).astype(np.float32))
+        net = copy.deepcopy(start.net)
+        _widen_inputs(net, len(self.numerical), [len(c) for c in start.categories], added)
+        if self.arch is not None:
+            self.arch["inputs"] = self.arch["layers"][0]["in"] = x.shape[1]
+        with torch.random.fork_rng(devices=[]), torch_threads(1):
+            torch.manual_seed(self._params["seed"])
+            self._train(x, y, self._loss(), on_epoch, net=net)
+        return self
+
+    def _ordered(self, frame: pd.DataFrame, target: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+        """The feature columns and the target, oldest row first; checked."""
         if len(frame) != len(target):
             raise OptimizeError("training failed: features and target differ in length")
         if len(frame) == 0:
@@ -245,47 +360,38 @@ class TorchMLP:
         if target.isna().any():
             raise OptimizeError("training failed: the target has missing values")
         try:
-            frame = frame[self.features]
-            self._fit_preprocessing(frame)
-            x = self._matrix(frame)
-        except (ValueError, TypeError) as exc:
+            return frame[self.features], target
+        except KeyError as exc:
             raise OptimizeError(f"training failed: {exc}") from None
-        if self.task == "classification":
-            try:
-                classes, codes = np.unique(target.to_numpy(), return_inverse=True)
-            except TypeError as exc:  # labels of mixed types cannot be ordered
-                raise OptimizeError(f"training failed: classification target: {exc}") from None
-            self.classes = classes.tolist()
-            y = torch.from_numpy(codes.astype(np.int64))
-            outputs = len(self.classes)
-            loss_fn: nn.Module = nn.CrossEntropyLoss()
-        else:
-            try:
-                values = target.to_numpy(dtype=np.float64)
-            except (ValueError, TypeError) as exc:
-                raise OptimizeError(f"training failed: regression target: {exc}") from None
-            self.classes = None
-            self.y_mean = float(values.mean())
-            std = float(values.std())
-            self.y_scale = std if math.isfinite(std) and std > 0 else 1.0
-            y = torch.from_numpy(((values - self.y_mean) / self.y_scale).astype(np.float32))
-            outputs = 1
-            loss_fn = nn.MSELoss()
-        with torch.random.fork_rng(devices=[]), torch_threads(1):
-            torch.manual_seed(self._params["seed"])
-            self._train(x, y, outputs, loss_fn, on_epoch)
-        return self
+
+    @staticmethod
+    def _regression_values(target: pd.Series) -> np.ndarray:
+        try:
+            return target.to_numpy(dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise OptimizeError(f"training failed: regression target: {exc}") from None
+
+    def _loss(self) -> nn.Module:
+        return nn.CrossEntropyLoss() if self.task == "classification" else nn.MSELoss()
 
     def _train(
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        outputs: int,
         loss_fn: nn.Module,
         on_epoch: EpochCallback | None,
+        net: nn.Sequential | None = None,
     ) -> None:
+        """Train ``net`` (default: a new network of ``params``) on ``x``, ``y``."""
         p = self._params
-        self.net = net = network(x.shape[1], p["hidden"], p["dropout"], outputs)
+        if net is None:
+            outputs = len(self.classes) if self.classes is not None else 1
+            net = network(x.shape[1], p["hidden"], p["dropout"], outputs)
+        self.net = net
+        noise = float(self.augmentation.get("noise", 0.0))
+        mixup = float(self.augmentation.get("mixup", 0.0))
+        numerical = len(self.numerical)
+        mixing = np.random.default_rng(p["seed"])
         regression = self.task == "regression"
         n = len(x)
         n_valid = round(n * VALIDATION) if p["patience"] > 0 else 0
@@ -302,8 +408,20 @@ class TorchMLP:
             order = torch.randperm(len(x_train), generator=generator)
             for start in range(0, len(order), p["batch_size"]):
                 batch = order[start : start + p["batch_size"]]
-                out = net(x_train[batch])
-                loss = loss_fn(out.squeeze(1) if regression else out, y_train[batch])
+                xb, yb = x_train[batch], y_train[batch]
+                if noise and numerical:
+                    shape = (len(batch), numerical)
+                    jitter = torch.randn(shape, generator=generator) * noise
+                    xb = torch.cat([xb[:, :numerical] + jitter, xb[:, numerical:]], dim=1)
+                if mixup:
+                    share = float(mixing.beta(mixup, mixup))
+                    pair = torch.randperm(len(batch), generator=generator)
+                    out = net(share * xb + (1 - share) * xb[pair])
+                    out = out.squeeze(1) if regression else out
+                    loss = share * loss_fn(out, yb) + (1 - share) * loss_fn(out, yb[pair])
+                else:
+                    out = net(xb)
+                    loss = loss_fn(out.squeeze(1) if regression else out, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -429,3 +547,28 @@ class TorchMLP:
         except Exception as exc:  # a damaged archive can raise anything
             raise ArtifactError(f"model artifact does not load: {exc}") from None
         return model
+
+
+def _widen_inputs(net: nn.Sequential, numerical: int, known: list[int], added: list[int]) -> None:
+    """Give ``net``'s first layer an input for each new category (``added`` per categorical
+    column, appended after its ``known`` ones), with zero weights: the network predicts as
+    before until training moves them."""
+    if not any(added):
+        return
+    first = net[0]
+    holder = first if isinstance(first, nn.Sequential) else net  # a low-rank pair, or the net
+    layer = holder[0]
+    assert isinstance(layer, nn.Linear)
+    old_columns: list[int] = list(range(numerical))
+    at = numerical
+    for count, extra in zip(known, added, strict=True):
+        old_columns.extend(range(at, at + count))
+        at += count + extra
+    wider = nn.Linear(at, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        wider.weight.zero_()
+        wider.weight[:, old_columns] = layer.weight
+        if layer.bias is not None:
+            assert wider.bias is not None
+            wider.bias.copy_(layer.bias)
+    holder[0] = wider
