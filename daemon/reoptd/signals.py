@@ -135,6 +135,11 @@ class Backfilled(_Part):
     labelled_rows: int
     metrics: dict[str, float] = Field(default_factory=dict)
     estimated: dict[str, float] | None = None  # what the check estimated before the labels
+    realised: dict[str, float] | None = None  # ... and those metrics with the labels
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class BackfillRecord(_Part):

@@ -13,8 +13,8 @@ import pandas as pd
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
-from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._dle import LossEstimator
+from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
 from reoptd.monitor._estimate import PerformanceEstimator, class_probabilities
 from reoptd.monitor._multivariate import MultivariateDrift, domain_classifier_auc
 from reoptd.monitor._performance import evaluate
@@ -26,7 +26,6 @@ from reoptd.signals import Drift, Estimation, Signals
 from reoptd.signals import Multivariate as MultivariateSignal
 from reoptd.signals import Quality as QualitySignal
 from reoptd.signals import TargetDrift as TargetDriftSignal
-
 
 #: the band's level when no trigger asks for one
 DEFAULT_CONFIDENCE = 0.9

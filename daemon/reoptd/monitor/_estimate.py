@@ -17,9 +17,11 @@ probabilities are scaled back to sum to one.
 realised metric of *this* window falls in. It is simulated: each replicate draws the window's
 labels from calibrated probabilities (the sampling error of a window of this size) given by a
 calibration refitted on a bootstrap resample of the holdout (the calibration's own error), and
-computes the metric those labels would give; the band is the replicates' quantiles. Under concept drift (P(y | x) changes) no
-label-free estimate can follow the change; that is what target drift and the labelled metric
-(with backfill) are for.
+computes the metric those labels would give; the band is the replicates' quantiles.
+
+Under concept drift (P(y | x) changes) no label-free estimate can follow the change; that is
+what target drift and the labelled metric (with backfill) are for. Where the window's inputs
+leave the holdout's range, the estimate is declared unreliable instead (``_support``).
 
 Calibration is fitted once per champion on labelled rows the champion did not train on: the
 holdout slice of its run, stored beside its drift reference. Calibrating on training rows would
@@ -29,8 +31,8 @@ versions registered before holdout rows were kept, and the estimate says so (``c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,7 +55,7 @@ ISOTONIC_ROWS = 1000
 ESTIMABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "f1_weighted")
 #: calibrations refitted on bootstrap resamples of the holdout, and replicates of a band
 RESAMPLES = 20
-REPLICATES = 200
+REPLICATES = 500
 
 
 @dataclass
@@ -297,7 +299,9 @@ class PerformanceEstimator:
         wanted = [n for n in names if n in ESTIMABLE]
         if len(self.classes) == 2:
             wanted = [n for n in wanted if n != "f1_weighted"]
-        outside = self.support.outside(frame) if self.support is not None and frame is not None else 0.0
+        outside = 0.0
+        if self.support is not None and frame is not None:
+            outside = self.support.outside(frame)
         estimate = Estimate(confidence=confidence, unsupported_share=outside)
         if not estimate.reliable or len(proba) == 0:
             return estimate
@@ -350,7 +354,9 @@ def _rank_auc(ranks: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     return float(np.mean(aucs)) if aucs else None
 
 
-def class_probabilities(model: Model, frame: pd.DataFrame) -> tuple[np.ndarray, list[object]] | None:
+def class_probabilities(
+    model: Model, frame: pd.DataFrame
+) -> tuple[np.ndarray, list[object]] | None:
     """The model's class probabilities on ``frame`` (rows x classes) and its classes, in the
     order of the columns; None for a model without probabilities."""
     pipeline = getattr(model, "pipeline", None)  # a scikit-learn model
@@ -369,5 +375,6 @@ def class_probabilities(model: Model, frame: pd.DataFrame) -> tuple[np.ndarray, 
         return np.column_stack([1 - score, score]), list(classes)
     import torch
 
-    logits = model._outputs(frame)  # (the family has no public multiclass probabilities)
+    # (the torch family has no public multiclass probabilities: its logits, soft-maxed)
+    logits = getattr(model, "_outputs")(frame)  # noqa: B009
     return torch.softmax(logits, dim=1).double().numpy(), list(classes)

@@ -53,8 +53,8 @@ class Support:
                 out |= (values < low) | (values > high)
         for column, seen in self.values.items():
             if column in frame.columns:
-                values = frame[column]
-                out |= (values.notna() & ~values.isin(seen)).to_numpy()
+                column_values = frame[column]
+                out |= (column_values.notna() & ~column_values.isin(seen)).to_numpy()
         return float(out.mean())
 
 

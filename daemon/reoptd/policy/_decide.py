@@ -258,9 +258,7 @@ def _metric(
     )
 
 
-def _estimated(
-    policy: Policy, trigger: Trigger, checks: Sequence[CheckView]
-) -> tuple[bool, str]:
+def _estimated(policy: Policy, trigger: Trigger, checks: Sequence[CheckView]) -> tuple[bool, str]:
     """An estimate past its bound for ``for`` checks; with ``confidence``, its whole band: the
     upper bound below a floor (the lower bound above a ceiling), the band computed at that
     confidence or a higher one."""
@@ -298,8 +296,7 @@ def _estimated(
         return hit, f"estimated {name} {value:.3f} {op} {bound} {where}"
     low, high = last.estimated_lower[name], last.estimated_upper[name]
     return hit, (
-        f"estimated {name} {value:.3f} ({level:.0%} band {low:.3f}-{high:.3f}) {op} {bound}"
-        f" {where}"
+        f"estimated {name} {value:.3f} ({level:.0%} band {low:.3f}-{high:.3f}) {op} {bound} {where}"
     )
 
 

@@ -367,7 +367,17 @@ class MetricTrigger(_Block):
         return self
 
 
+def _one_estimated_bound(schema: dict[str, Any]) -> None:
+    """Exactly one of `below` and `above`, with a number."""
+    schema["oneOf"] = [
+        {"required": [bound], "properties": {bound: {"type": "number"}, other: {"type": "null"}}}
+        for bound, other in (("below", "above"), ("above", "below"))
+    ]
+
+
 class EstimatedMetricTrigger(_Block):
+    model_config = ConfigDict(json_schema_extra=_one_estimated_bound)
+
     name: str | None = Field(None, description="estimated metric (default: the promotion metric)")
     below: float | None = Field(
         None, description="fires when the estimate (before labels) falls below this"
