@@ -141,8 +141,8 @@ def _task_stream(task: str, seed: int, shift_at=SHIFT, hours: float = 10) -> pd.
         p /= p.sum(axis=1, keepdims=True)
         u = rng.random((len(frame), 1))
         frame["y"] = np.minimum((u > p.cumsum(axis=1)).sum(axis=1), 3).astype(float)
-    else:  # errors grow with |x2|: a shift of x2 changes the model's MAE
-        noise = (0.2 + 0.8 * np.abs(x2)) * rng.standard_normal(len(frame))
+    else:  # errors grow with x2 squared: a shift of x2 changes the model's MAE
+        noise = (0.3 + 0.3 * x2**2) * rng.standard_normal(len(frame))
         frame["y"] = 2.0 * x1 - 1.0 * x2 + 0.5 * b + noise
     return frame
 
@@ -199,12 +199,13 @@ def test_regression_estimates_mae_and_rmse_by_direct_loss_estimation() -> None:
         assert band is not None and band.calibration == "dle" and band.realised is not None
         assert set(result.estimated) == {"mae", "rmse"}
         realised[hours] = band.realised["mae"]
-        for name in ("mae", "rmse"):
+        # (squared errors are heavy-tailed: their model is the rougher of the two)
+        for name, within in (("mae", 0.1), ("rmse", 0.25)):
             gap = abs(result.estimated[name] - band.realised[name]) / band.realised[name]
-            assert gap < 0.1, (hours, name, result.estimated, band.realised)
+            assert gap < within, (hours, name, result.estimated, band.realised)
             assert band.lower is not None and band.upper is not None
             assert band.lower[name] < result.estimated[name] < band.upper[name]
-    assert realised[10] < 0.8 * realised[6]  # the shift to small |x2| really changed the MAE
+    assert realised[10] < 0.8 * realised[6]  # the shift to small x2 really changed the MAE
 
 
 def test_a_window_outside_the_holdouts_support_gets_no_number() -> None:
