@@ -96,6 +96,14 @@ class Estimation(_Part):
     reason: str | None = None  # why it is unreliable
     realised: dict[str, float] | None = None  # the labelled metrics, set when labels are in
 
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # (what a row written before bands existed had stays all it has when written back)
+        out = {k: v for k, v in handler(self).items() if v is not None}
+        if out.get("reliable") is True:
+            del out["reliable"]
+        return out
+
     def errors(self, estimated: Mapping[str, float]) -> dict[str, float]:
         """Estimate minus realised value, per metric with both."""
         realised = self.realised or {}
