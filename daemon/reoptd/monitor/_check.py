@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,8 @@ from reoptd.signals import Drift, Estimation, Signals
 from reoptd.signals import Multivariate as MultivariateSignal
 from reoptd.signals import Quality as QualitySignal
 from reoptd.signals import TargetDrift as TargetDriftSignal
+
+log = logging.getLogger("reoptd.monitor")
 
 #: the band's level when no trigger asks for one
 DEFAULT_CONFIDENCE = 0.9
@@ -261,6 +264,8 @@ def label_signals(
     if estimated is not None:
         result.estimated = estimated.values
         result.estimation = estimation(policy, champion, estimated, result)
+        if not estimated.reliable:
+            log.warning("%s: no estimate without labels: %s", policy.model, estimated.reason)
     target = champion.target_drift(policy)
     labels = result.labelled
     enough = labels is not None and len(labels) >= policy.monitor.target_drift_min_labels
