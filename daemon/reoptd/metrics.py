@@ -10,6 +10,7 @@ and counts a promotion or rollback made from the CLI in another process.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ class Metrics:
         self.max_features = max_features
         self._features: dict[str, set[str]] = {}
         self._seen_until: dict[str, datetime] = {}  # end of each model's last counted window
+        self._estimated: dict[str, set[tuple[str, str]]] = {}  # (metric, bound) series exported
         r = self.registry
         m = ["model"]
         if process:  # the daemon's own process: CPU, memory, file descriptors, Python version
@@ -304,7 +306,16 @@ class Metrics:
 
         self.estimated_metric = Gauge(
             "reoptd_estimated_metric",
-            "Champion's metric estimated without labels on the last window (confidence-based)",
+            "Champion's metric estimated without labels on the last window (bound: the estimate,"
+            " or the lower or upper end of its band); NaN when the window lies outside the"
+            " holdout's support",
+            [*m, "metric", "bound"],
+            registry=r,
+        )
+        self.estimation_error = Gauge(
+            "reoptd_estimation_error",
+            "Label-free estimate minus the realised metric, for the window whose labels arrived"
+            " most recently",
             [*m, "metric"],
             registry=r,
         )
@@ -470,14 +481,32 @@ class Metrics:
 
     def _export_cycle_signals(self, model: str, signals: Signals) -> None:
         for window in signals.backfilled or []:
-            self.export_backfill(model, window.metrics)
+            realised = window.realised or {}
+            self.export_backfill(model, {**realised, **window.metrics})
+            for metric, value in (window.estimated or {}).items():
+                if metric in realised:
+                    self.estimation_error.labels(model, metric).set(value - realised[metric])
         if signals.labels is not None:
             self.export_label_health(model, signals.labels.unmatched, signals.labels.duplicates)
 
     def export_label_signals(self, model: str, signals: Signals) -> None:
-        """A check's estimated metrics, target drift and multivariate drift (when measured)."""
+        """A check's estimated metrics with their bands (NaN when the estimate is unreliable),
+        target drift and multivariate drift (when measured)."""
+        estimation = signals.estimation
+        if estimation is not None and not estimation.reliable:
+            for labels in self._estimated.get(model, ()):
+                self.estimated_metric.labels(model, *labels).set(math.nan)
         for metric, value in signals.estimated.items():
-            self.estimated_metric.labels(model, metric).set(value)
+            bounds = {"estimate": value}
+            if estimation is not None:
+                bounds["lower"] = (estimation.lower or {}).get(metric, math.nan)
+                bounds["upper"] = (estimation.upper or {}).get(metric, math.nan)
+            for bound, number in bounds.items():
+                self.estimated_metric.labels(model, metric, bound).set(number)
+                self._estimated.setdefault(model, set()).add((metric, bound))
+        if estimation is not None:
+            for metric, error in estimation.errors(signals.estimated).items():
+                self.estimation_error.labels(model, metric).set(error)
         target = signals.target_drift
         if target is not None and target.score is not None:
             self.target_drift_score.labels(model).set(target.score)

@@ -82,11 +82,32 @@ class Quality(_Part):
 
 
 class Estimation(_Part):
-    """How the label-free estimates were calibrated."""
+    """How the label-free estimates were made, how sure they are, and (once the window's labels
+    are in) what the metrics really were."""
 
     calibrated_on: str  # "holdout" or "training rows"
-    calibration: str  # "none", "platt" or "isotonic"
+    calibration: str  # "none", "platt" or "isotonic" (per class, comma-separated), or "dle"
     calibration_rows: int
+    confidence: float | None = None  # the level of the band
+    lower: dict[str, float] | None = None  # the band of each estimated metric
+    upper: dict[str, float] | None = None
+    unsupported_share: float | None = None  # window rows outside the holdout's support
+    reliable: bool = True  # false: no estimate, the window lies outside the holdout's support
+    reason: str | None = None  # why it is unreliable
+    realised: dict[str, float] | None = None  # the labelled metrics, set when labels are in
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # (what a row written before bands existed had stays all it has when written back)
+        out = {k: v for k, v in handler(self).items() if v is not None}
+        if out.get("reliable") is True:
+            del out["reliable"]
+        return out
+
+    def errors(self, estimated: Mapping[str, float]) -> dict[str, float]:
+        """Estimate minus realised value, per metric with both."""
+        realised = self.realised or {}
+        return {k: v - realised[k] for k, v in estimated.items() if k in realised}
 
 
 class Multivariate(_Part):
@@ -121,6 +142,12 @@ class Backfilled(_Part):
     window_end: IsoTime
     labelled_rows: int
     metrics: dict[str, float] = Field(default_factory=dict)
+    estimated: dict[str, float] | None = None  # what the check estimated before the labels
+    realised: dict[str, float] | None = None  # ... and those metrics with the labels
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class BackfillRecord(_Part):

@@ -118,6 +118,7 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
 
     outcome = loop.cycle(clock.advance(timedelta(hours=1)))  # T0+2h
     old = next(c for c in sqlite_registry.checks(name) if c.id == early.id)
+    estimation = old.signals["estimation"]
     assert old.labelled_rows == 720
     assert set(old.metrics) == {"accuracy"} and 0.6 < old.metrics["accuracy"] < 1.0
     record = old.signals["backfill"]
@@ -139,6 +140,8 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
             "window_end": early.window_end.isoformat(),
             "labelled_rows": 720,
             "metrics": old.metrics,
+            "estimated": old.signals["estimated"],
+            "realised": estimation["realised"],
         }
     ]
     assert current.signals["labels"]["unmatched"] == 1
@@ -146,6 +149,14 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
     assert sample("reoptd_backfilled_windows_total", {"model": name}) == 1
     assert sample("reoptd_backfilled_metric", {"model": name, "metric": "accuracy"}) == (
         pytest.approx(old.metrics["accuracy"])
+    )
+    # the realised values are stored beside the label-free estimates of that window
+    assert set(estimation["realised"]) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+    assert estimation["realised"]["accuracy"] == pytest.approx(old.metrics["accuracy"])
+    error = old.signals["estimated"]["accuracy"] - estimation["realised"]["accuracy"]
+    assert abs(error) < 0.1
+    assert sample("reoptd_estimation_error", {"model": name, "metric": "accuracy"}) == (
+        pytest.approx(error)
     )
     assert sample("reoptd_unmatched_labels", {"model": name}) == 1
     assert sample("reoptd_duplicate_labels", {"model": name}) == 1
@@ -174,9 +185,17 @@ def test_the_metric_of_an_old_window_appears_once_its_labels_land(
         "labelled_rows": 720,
         "metrics": old.metrics,
     }
-    assert set(entry["estimated"]) == {"accuracy", "f1", "roc_auc"}
+    assert set(entry["estimated"]) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+    band = entry["estimation"]
+    assert band["confidence"] == 0.9 and band["reliable"] is True
+    assert band["lower"]["accuracy"] <= entry["estimated"]["accuracy"] <= band["upper"]["accuracy"]
+    assert entry["last_realised"]["window_end"] == early.window_end.isoformat()
+    assert entry["last_realised"]["error"]["accuracy"] == pytest.approx(error)
     text = CliRunner().invoke(app, ["status"], env={"REOPTD_HOME": str(tmp_path)}).stdout
     assert "re-scored with 720 labels (had 0): accuracy" in text
+    assert "estimated without labels (90% bands): accuracy" in text
+    realised = estimation["realised"]["accuracy"]
+    assert f"accuracy {realised:.3f} (estimated" in text
 
 
 def test_due_windows_are_recent_unlabelled_and_taken_least_recently_tried_first() -> None:

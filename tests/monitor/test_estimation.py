@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from label_streams import START, label_times, policy, stream
 
@@ -109,7 +110,144 @@ def test_estimated_metric_trigger_fires_through_the_loop_after_the_shift(
     assert fired[0].triggers == ["estimated_metric"]
     assert "estimated accuracy" in fired[0].reasons
     assert not any(d.fire for d in decisions if d.at <= SHIFT)
-    value = metrics.registry.get_sample_value(
-        "reoptd_estimated_metric", {"model": p.model, "metric": "accuracy"}
-    )
+    sample = metrics.registry.get_sample_value
+    labels = {"model": p.model, "metric": "accuracy"}
+    value = sample("reoptd_estimated_metric", {**labels, "bound": "estimate"})
     assert value == pytest.approx(checks[-1].signals["estimated"]["accuracy"])
+    band = checks[-1].signals["estimation"]
+    assert sample("reoptd_estimated_metric", {**labels, "bound": "lower"}) == pytest.approx(
+        band["lower"]["accuracy"]
+    )
+    assert sample("reoptd_estimated_metric", {**labels, "bound": "upper"}) == pytest.approx(
+        band["upper"]["accuracy"]
+    )
+
+
+# -- every task, with bands ------------------------------------------------------------------
+
+
+def _task_stream(task: str, seed: int, shift_at=SHIFT, hours: float = 10) -> pd.DataFrame:
+    """``stream``'s inputs (covariate shift at ``shift_at``) with a 4-class or a regression
+    target drawn from a fixed P(y | x)."""
+    frame = stream(
+        "covariate", change_at=shift_at, hours=hours, every=timedelta(seconds=2), seed=seed
+    )
+    rng = np.random.default_rng(seed + 100)
+    x1, x2 = frame["x1"].to_numpy(), frame["x2"].to_numpy()
+    b = (frame["segment"] == "b").to_numpy(dtype=float)
+    if task == "multiclass":
+        logits = np.column_stack([1.5 * x1, 1.2 * x2, -1.0 * x1 + 0.8 * x2, 0.8 * b + 0.2])
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        u = rng.random((len(frame), 1))
+        frame["y"] = np.minimum((u > p.cumsum(axis=1)).sum(axis=1), 3).astype(float)
+    else:  # errors grow with x2 squared: a shift of x2 changes the model's MAE
+        noise = (0.3 + 0.3 * x2**2) * rng.standard_normal(len(frame))
+        frame["y"] = 2.0 * x1 - 1.0 * x2 + 0.5 * b + noise
+    return frame
+
+
+def _champion(p, frame: pd.DataFrame) -> Champion:
+    train = frame[frame.ts < START + timedelta(hours=3)]
+    holdout = frame[
+        (frame.ts >= START + timedelta(hours=3)) & (frame.ts < START + timedelta(hours=4))
+    ]
+    return Champion(1, build_model(p).fit(train, train["y"]), train, calibration=holdout)
+
+
+def test_multiclass_estimates_follow_the_realised_metrics_with_bands() -> None:
+    frame = _task_stream("multiclass", seed=11)
+    p = policy(triggers=[{"estimated_metric": {"name": "f1", "below": 0.3, "confidence": 0.9}}])
+    champion = _champion(p, frame)
+    source = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(0)))
+    for hours in (6, 10):  # before and after the shift
+        result = check(p, source, champion, START + timedelta(hours=hours))
+        est, band = result.estimated, result.estimation
+        assert band is not None and band.reliable and band.confidence == 0.9
+        assert {"accuracy", "f1", "precision", "recall", "roc_auc", "f1_weighted"} <= set(est)
+        assert band.calibration_rows == 1800 and band.calibrated_on == "holdout"
+        # every row is labelled already: the realised values are stored beside the estimates
+        assert band.realised is not None
+        for name in ("accuracy", "f1", "precision", "recall"):
+            assert abs(est[name] - band.realised[name]) < 0.03, (hours, name, est, band.realised)
+            assert band.lower is not None and band.upper is not None
+            assert band.lower[name] <= est[name] <= band.upper[name]
+        assert band.errors(est)["accuracy"] == pytest.approx(
+            est["accuracy"] - band.realised["accuracy"]
+        )
+        assert "roc_auc" not in band.realised  # (no multiclass ROC AUC with labels to compare)
+
+
+def test_regression_estimates_mae_and_rmse_by_direct_loss_estimation() -> None:
+    frame = _task_stream("regression", seed=12)
+    p = policy(
+        task="regression",
+        train={
+            "estimator": "sklearn.linear_model.LinearRegression",
+            "window": "4h",
+            "min_rows": 200,
+        },
+        promote={"metric": "mae", "holdout": "25%"},
+        triggers=[{"estimated_metric": {"name": "mae", "above": 5.0, "confidence": 0.9}}],
+    )
+    champion = _champion(p, frame)
+    source = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(0)))
+    realised = {}
+    for hours in (6, 10):
+        result = check(p, source, champion, START + timedelta(hours=hours))
+        band = result.estimation
+        assert band is not None and band.calibration == "dle" and band.realised is not None
+        assert set(result.estimated) == {"mae", "rmse"}
+        realised[hours] = band.realised["mae"]
+        # (squared errors are heavy-tailed: their model is the rougher of the two)
+        for name, within in (("mae", 0.1), ("rmse", 0.25)):
+            gap = abs(result.estimated[name] - band.realised[name]) / band.realised[name]
+            assert gap < within, (hours, name, result.estimated, band.realised)
+            assert band.lower is not None and band.upper is not None
+            assert band.lower[name] < result.estimated[name] < band.upper[name]
+    assert realised[10] < 0.8 * realised[6]  # the shift to small x2 really changed the MAE
+
+
+def test_a_window_outside_the_holdouts_support_gets_no_number() -> None:
+    frame = stream("none", change_at=SHIFT, hours=8, every=timedelta(seconds=2), seed=13)
+    far = frame.ts >= SHIFT
+    frame.loc[far, "x1"] = frame.loc[far, "x1"] + 25.0  # nowhere near a holdout row
+    p = policy()
+    champion = _champion(p, frame)
+    source = ReplaySource(frame, "ts", "y", label_times(frame, timedelta(0)))
+    before = check(p, source, champion, SHIFT)
+    assert before.estimated and before.estimation is not None and before.estimation.reliable
+    after = check(p, source, champion, SHIFT + timedelta(hours=2))
+    assert after.estimated == {}
+    assert after.estimation is not None and not after.estimation.reliable
+    assert after.estimation.unsupported_share == 1.0
+    assert "outside the range of the holdout" in (after.estimation.reason or "")
+    # the gauges stop showing the last number instead of a stale one
+    metrics = Metrics()
+    metrics.export_label_signals(p.model, before.signals)
+    metrics.export_label_signals(p.model, after.signals)
+    labels = {"model": p.model, "metric": "accuracy", "bound": "estimate"}
+    assert np.isnan(metrics.registry.get_sample_value("reoptd_estimated_metric", labels))
+
+
+def test_the_band_covers_the_realised_accuracy_of_small_windows() -> None:
+    """Windows of 200 rows: the band is wide enough to hold the realised accuracy in most of
+    them (the 90% band, 40 windows: at least 30), and narrows as windows grow."""
+    frame = stream("none", change_at=SHIFT, hours=14, every=timedelta(seconds=2), seed=14)
+    p = policy()
+    champion = _champion(p, frame)
+    estimator = champion.estimator(p)
+    assert estimator is not None
+    model = champion.model
+    rest = frame[frame.ts >= START + timedelta(hours=4)].reset_index(drop=True)
+    inside, widths = 0, {}
+    for i in range(40):
+        window = rest.iloc[i * 200 : (i + 1) * 200]
+        got = estimator.estimate(model.predict_score(window), ["accuracy"], 0.9, window)
+        realised = float((model.predict(window) == window["y"]).mean())
+        inside += got.lower["accuracy"] <= realised <= got.upper["accuracy"]
+        widths[200] = got.upper["accuracy"] - got.lower["accuracy"]
+    big = rest.iloc[:8000]
+    wide = estimator.estimate(model.predict_score(big), ["accuracy"], 0.9, big)
+    assert inside >= 30, inside
+    assert wide.upper["accuracy"] - wide.lower["accuracy"] < widths[200] / 3

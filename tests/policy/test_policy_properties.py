@@ -404,7 +404,7 @@ FRACTION_PATH = re.compile(
 REQUIRED_PATH = re.compile(
     r"^(version|model|task|target|features|data|data\.production|data\.production\.kind|train"
     r"|train\.estimator|promote\.rollback\.drop|triggers\.\d+\.drift_share\.above"
-    r"|triggers\.\d+\.drift_features\.features|triggers\.\d+\.estimated_metric\.below"
+    r"|triggers\.\d+\.drift_features\.features"
     r"|triggers\.\d+\.new_rows\.at_least|triggers\.\d+\.multivariate_drift\.above)$"
 )
 UNKNOWN_KEYS = st.from_regex(r"x_[a-z]{1,8}", fullmatch=True)

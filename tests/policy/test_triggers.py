@@ -587,3 +587,43 @@ def test_max_compute_per_day_is_not_reported_when_nothing_fired() -> None:
     decision = decide(policy, [], state, NOW)
     assert decision.fire is False
     assert not any("compute" in r for r in decision.reasons)
+
+
+def banded(value: float, low: float, high: float, name: str = "f1", level: float = 0.9):
+    return {
+        "estimated": {name: value},
+        "estimated_lower": {name: low},
+        "estimated_upper": {name: high},
+        "estimated_confidence": level,
+    }
+
+
+def test_estimated_metric_with_confidence_needs_the_whole_band_below_the_floor() -> None:
+    policy = make_policy([{"estimated_metric": {"below": 0.6, "confidence": 0.9}}])
+    # the estimate is under the floor, but its band reaches over it: a noisy window, no fire
+    noisy = decide(policy, checks(banded(0.55, 0.48, 0.63)), STATE, NOW)
+    assert noisy.fire is False
+    assert noisy.reasons == ["estimated f1 0.550 (90% band 0.480-0.630) vs 0.6 floor"]
+    sure = decide(policy, checks(banded(0.55, 0.52, 0.58)), STATE, NOW)
+    assert sure.fire is True
+    assert sure.reasons == ["estimated f1 0.550 (90% band 0.520-0.580) < 0.6 floor"]
+    # a band at a lower level than asked, or none, cannot tell
+    low = decide(policy, checks(banded(0.55, 0.52, 0.58, level=0.8)), STATE, NOW)
+    assert low.reasons == ["estimated f1: no estimate available"]
+    assert decide(policy, checks(estimate(0.4)), STATE, NOW).fire is False
+    # a band at a higher level serves a lower confidence
+    assert decide(policy, checks(banded(0.55, 0.52, 0.58, level=0.95)), STATE, NOW).fire
+
+
+def test_estimated_mae_of_a_regressor_fires_above_a_ceiling() -> None:
+    trigger = {"estimated_metric": {"name": "mae", "above": 2.0, "confidence": 0.9}}
+    policy = make_policy([trigger], regression=True)
+    worse = decide(policy, checks(banded(2.6, 2.2, 3.0, name="mae")), STATE, NOW)
+    assert worse.fire is True
+    assert worse.reasons == ["estimated mae 2.600 (90% band 2.200-3.000) > 2.0 ceiling"]
+    assert not decide(policy, checks(banded(2.6, 1.9, 3.0, name="mae")), STATE, NOW).fire
+    # a lower-is-better metric under a floor would fire as the model improves: refused
+    with pytest.raises(ValueError, match="lower-is-better"):
+        make_policy([{"estimated_metric": {"name": "mae", "below": 2.0}}], regression=True)
+    with pytest.raises(ValueError, match="exactly one of `below` or `above`"):
+        make_policy([{"estimated_metric": {"below": 0.5, "above": 0.9}}])

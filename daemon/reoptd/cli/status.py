@@ -29,7 +29,10 @@ def status(
     "champion_problem" (why the champion's artifacts do not load, or null), "last_check"
     (ISO time), "last_check_status", "drift_share", "last_decision" {"at", "fire", "triggers",
     "reasons"}, "metrics" and "estimated" (the last check's measured and label-free metrics),
-    "last_backfill" {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
+    "estimation" (the last check's bands: {"confidence", "lower", "upper", "reliable",
+    "reason"}, or null), "last_realised" (the newest window whose labels are in, estimate beside
+    realised value: {"window_end", "estimated", "realised", "error"}, or null), "last_backfill"
+    {"at", "window_end", "labelled_rows_before", "labelled_rows", "metrics"}}]}.
     """
     registry = assemble.open_registry(_settings())
     entries: list[dict[str, Any]] = []
@@ -48,6 +51,8 @@ def status(
                 "drift_share": last.drift_share if last else None,
                 "metrics": dict(last.metrics) if last else {},
                 "estimated": dict(Signals.from_json(last.signals).estimated) if last else {},
+                "estimation": _band(last),
+                "last_realised": _last_realised(registry, model.name),
                 "last_backfill": _last_backfill(registry, model.name),
                 "last_decision": None
                 if decision is None
@@ -85,9 +90,20 @@ def status(
         details = []
         if e["champion_problem"]:
             details.append(f"CHAMPION UNUSABLE: {e['champion_problem']}")
+        band = e["estimation"]
         if e["estimated"]:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in e["estimated"].items())
-            details.append(f"estimated without labels: {shown}")
+            shown = ", ".join(f"{k} {v:.3f}{_range(band, k)}" for k, v in e["estimated"].items())
+            level = f" ({band['confidence']:.0%} bands)" if band and band["confidence"] else ""
+            details.append(f"estimated without labels{level}: {shown}")
+        if band and not band["reliable"]:
+            details.append(f"estimate {band['reason']}")
+        if e["last_realised"]:
+            r = e["last_realised"]
+            shown = ", ".join(
+                f"{k} {r['realised'][k]:.3f} (estimated {v:.3f}, error {r['error'][k]:+.3f})"
+                for k, v in r["estimated"].items()
+            )
+            details.append(f"realised, window ending {_when(r['window_end'])}: {shown}")
         if e["last_backfill"]:
             b = e["last_backfill"]
             shown = ", ".join(f"{k} {v:.3f}" for k, v in b["metrics"].items())
@@ -128,3 +144,40 @@ def _last_backfill(registry, name: str) -> dict | None:
         "labelled_rows": record.labelled_rows,
         "metrics": record.metrics,
     }
+
+
+def _band(check) -> dict | None:
+    """The last check's estimation: its bands and whether it is reliable."""
+    estimation = Signals.from_json(check.signals).estimation if check else None
+    if estimation is None:
+        return None
+    return {
+        "confidence": estimation.confidence,
+        "lower": estimation.lower or {},
+        "upper": estimation.upper or {},
+        "reliable": estimation.reliable,
+        "reason": estimation.reason,
+    }
+
+
+def _range(band: dict | None, metric: str) -> str:
+    if not band or metric not in band["lower"] or metric not in band["upper"]:
+        return ""
+    return f" [{band['lower'][metric]:.3f}, {band['upper'][metric]:.3f}]"
+
+
+def _last_realised(registry, name: str) -> dict | None:
+    """The newest window among the model's recent checks whose estimate has a realised value."""
+    for c in reversed(registry.checks(name, limit=200)):
+        signals = Signals.from_json(c.signals)
+        estimation = signals.estimation
+        if estimation is None or not estimation.realised:
+            continue
+        errors = estimation.errors(signals.estimated)
+        return {
+            "window_end": _iso(c.window_end),
+            "estimated": {k: signals.estimated[k] for k in errors},
+            "realised": {k: estimation.realised[k] for k in errors},
+            "error": errors,
+        }
+    return None

@@ -16,8 +16,9 @@ prediction, duplicate ids), which the current check records.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -26,7 +27,7 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import ArtifactError, DataError
 from reoptd.models import Model
 from reoptd.monitor import evaluate, metric_names
-from reoptd.policy import Policy
+from reoptd.policy import METRICS, Policy
 from reoptd.signals import Backfilled, BackfillRecord, Labels, Signals
 from reoptd.store import CheckRecord, Store
 
@@ -42,6 +43,9 @@ class Backfill:
     labelled_rows_before: int
     labelled_rows: int
     metrics: dict[str, float]
+    #: the metrics the check estimated without labels, and their realised values now
+    estimated: dict[str, float] = field(default_factory=dict)
+    realised: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> Backfilled:
         """What the check that did the re-scoring lists in its ``signals.backfilled``."""
@@ -50,6 +54,8 @@ class Backfill:
             window_end=self.window_end,
             labelled_rows=self.labelled_rows,
             metrics=self.metrics,
+            estimated={k: v for k, v in self.estimated.items() if k in self.realised} or None,
+            realised=self.realised or None,
         )
 
 
@@ -89,6 +95,8 @@ def backfill(
             store.update_check(old.id, signals=signals.to_json())
             continue
         record.at = now
+        if signals.estimation is not None and result.realised:
+            signals.estimation.realised = result.realised  # beside the estimate, on its check
         record.labelled_rows = result.labelled_rows
         record.metrics = result.metrics
         if record.labelled_rows_before is None:
@@ -165,9 +173,17 @@ def rescore(
     if len(rows) <= check.labelled_rows:
         return None
     names = list(dict.fromkeys([*check.metrics, *metric_names(policy)]))
-    metrics = evaluate(model, rows, policy.target, names, policy.promote.costs)
+    # the label-free estimates the check made get their realised values too
+    estimated = Signals.from_json(check.signals).estimated
+    known = METRICS[policy.task]
+    extra = [n for n in estimated if n in known and n not in names]
+    measured = evaluate(model, rows, policy.target, [*names, *extra], policy.promote.costs)
+    metrics = {n: measured[n] for n in names}
+    realised = {n: measured[n] for n in estimated if n in measured and math.isfinite(measured[n])}
     assert check.id is not None
-    return Backfill(check.id, check.window_end, check.labelled_rows, len(rows), metrics)
+    return Backfill(
+        check.id, check.window_end, check.labelled_rows, len(rows), metrics, estimated, realised
+    )
 
 
 def label_health(policy: Policy, source: Source, now: datetime) -> Labels | None:

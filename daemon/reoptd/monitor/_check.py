@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,17 +14,29 @@ import pandas as pd
 from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
+from reoptd.monitor._dle import LossEstimator
 from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
-from reoptd.monitor._estimate import PerformanceEstimator
+from reoptd.monitor._estimate import PerformanceEstimator, class_probabilities
 from reoptd.monitor._multivariate import MultivariateDrift, domain_classifier_auc
 from reoptd.monitor._performance import evaluate
 from reoptd.monitor._quality import Quality, QualityReference
+from reoptd.monitor._support import Estimate, Support
 from reoptd.monitor._target import TargetDrift
-from reoptd.policy import Policy
+from reoptd.policy import METRICS, Policy
 from reoptd.signals import Drift, Estimation, Signals
 from reoptd.signals import Multivariate as MultivariateSignal
 from reoptd.signals import Quality as QualitySignal
 from reoptd.signals import TargetDrift as TargetDriftSignal
+
+log = logging.getLogger("reoptd.monitor")
+
+#: the band's level when no trigger asks for one
+DEFAULT_CONFIDENCE = 0.9
+#: what is estimated besides the policy's metrics, per task
+ESTIMATED = {
+    "classification": ("accuracy", "f1", "precision", "recall", "roc_auc", "f1_weighted"),
+    "regression": ("mae", "rmse"),
+}
 
 
 @dataclass
@@ -43,7 +56,9 @@ class Champion:
     _detector: DriftDetector | None = field(default=None, repr=False)
     _outputs: PredictionDrift | None = field(default=None, repr=False)
     _quality: QualityReference | None = field(default=None, repr=False)
-    _estimator: PerformanceEstimator | Literal[False] | None = field(default=False, repr=False)
+    _estimator: PerformanceEstimator | LossEstimator | Literal[False] | None = field(
+        default=False, repr=False
+    )
     _target: TargetDrift | Literal[False] | None = field(default=False, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
@@ -66,18 +81,31 @@ class Champion:
             self._outputs = PredictionDrift(self.output(self.reference))
         return self._outputs
 
-    def estimator(self, policy: Policy) -> PerformanceEstimator | None:
-        """The label-free estimator, calibrated once; None for regressors, multiclass models and
-        references without labels (versions registered before labels were kept)."""
+    def estimator(self, policy: Policy) -> PerformanceEstimator | LossEstimator | None:
+        """The label-free estimator, fitted once: confidence-based for classifiers (binary and
+        multiclass), loss-based for regressors; None when the reference has no labels
+        (versions registered before labels were kept) or too few."""
         if self._estimator is False:
             self._estimator = None
-            if policy.task == "classification":
-                rows, where = self.calibration, "holdout"
-                if rows is None or len(rows) == 0:
-                    rows, where = self.reference, "training rows"
-                if policy.target in rows.columns:
+            rows, where = self.calibration, "holdout"
+            if rows is None or len(rows) == 0:
+                rows, where = self.reference, "training rows"
+            if policy.target in rows.columns:
+                features = policy.features
+                support = Support.of(rows, features.numerical, features.categorical)
+                if policy.task == "classification":
                     self._estimator = PerformanceEstimator.build(
-                        self.model, rows, policy.target, where
+                        self.model, rows, policy.target, where, support
+                    )
+                else:
+                    self._estimator = LossEstimator.build(
+                        self.model,
+                        rows,
+                        policy.target,
+                        where,
+                        features.numerical,
+                        features.categorical,
+                        support,
                     )
         return self._estimator
 
@@ -232,17 +260,12 @@ def label_signals(
     """The signals about labels and the joint distribution: the estimated metrics (no labels
     needed), target drift (once enough labels arrived) and multivariate drift (if enabled).
     ``outputs`` are the champion's outputs on ``frame`` when the caller has them already."""
-    estimator = champion.estimator(policy) if policy.monitor.estimate else None
-    if estimator is not None:
-        scores = champion.output(frame) if outputs is None else outputs
-        if pd.api.types.is_float_dtype(scores):  # a binary classifier's P(positive)
-            names = list(dict.fromkeys([*metric_names(policy), "accuracy", "f1", "roc_auc"]))
-            result.estimated = estimator.estimate(scores, names)
-            result.estimation = Estimation(
-                calibrated_on=estimator.calibrated_on,
-                calibration=estimator.calibrator.method,
-                calibration_rows=estimator.calibrator.rows,
-            )
+    estimated = estimate(policy, champion, frame, outputs)
+    if estimated is not None:
+        result.estimated = estimated.values
+        result.estimation = estimation(policy, champion, estimated, result)
+        if not estimated.reliable:
+            log.warning("%s: no estimate without labels: %s", policy.model, estimated.reason)
     target = champion.target_drift(policy)
     labels = result.labelled
     enough = labels is not None and len(labels) >= policy.monitor.target_drift_min_labels
@@ -253,3 +276,71 @@ def label_signals(
         )
     if policy.monitor.multivariate.enabled:
         result.multivariate = domain_classifier_auc(policy, champion.reference, frame)
+
+
+def band_confidence(policy: Policy) -> float:
+    """The level of the estimates' bands: the highest any ``estimated_metric`` trigger asks
+    for (a band at a higher level contains the lower ones'), else ``DEFAULT_CONFIDENCE``."""
+    asked = [
+        t.estimated_metric.confidence
+        for t in policy.triggers
+        if t.estimated_metric is not None and t.estimated_metric.confidence is not None
+    ]
+    return max(asked, default=DEFAULT_CONFIDENCE)
+
+
+def estimate(
+    policy: Policy, champion: Champion, frame: pd.DataFrame, outputs: np.ndarray | None = None
+) -> Estimate | None:
+    """The champion's metrics on ``frame`` estimated without labels, with bands; None when
+    estimation is off or the champion has no estimator. ``outputs`` are the champion's outputs
+    on ``frame`` (``Champion.output``) when the caller has them already."""
+    estimator = champion.estimator(policy) if policy.monitor.estimate else None
+    if estimator is None:
+        return None
+    names = list(dict.fromkeys([*metric_names(policy), *ESTIMATED[policy.task]]))
+    confidence = band_confidence(policy)
+    if isinstance(estimator, LossEstimator):
+        return estimator.estimate(champion.model, frame, names, confidence, outputs)
+    if outputs is not None and len(estimator.classes) == 2 and pd.api.types.is_float_dtype(outputs):
+        proba: np.ndarray | None = outputs  # a binary classifier's P(positive)
+    else:
+        got = class_probabilities(champion.model, frame)
+        proba = None if got is None else got[0]
+    if proba is None:
+        return None
+    return estimator.estimate(proba, names, confidence, frame)
+
+
+def estimation(
+    policy: Policy, champion: Champion, estimated: Estimate, result: CheckResult
+) -> Estimation:
+    """The stored account of an estimate: how it was calibrated, its band and support, and the
+    realised value when every row of the window is labelled already."""
+    estimator = champion.estimator(policy)
+    assert estimator is not None
+    rows = estimator.rows if isinstance(estimator, LossEstimator) else estimator.calibrator.rows
+    realised = None
+    labels = result.labelled
+    if labels is not None and len(labels) and len(labels) == (result.model_rows or result.rows):
+        names = [n for n in estimated.values if n in METRICS[policy.task]]
+        measured = evaluate(champion.model, labels, policy.target, names, policy.promote.costs)
+        realised = realised_of(estimated.values, measured)
+    return Estimation(
+        calibrated_on=estimator.calibrated_on,
+        calibration=estimator.method,
+        calibration_rows=rows,
+        confidence=estimated.confidence,
+        lower=estimated.lower or None,
+        upper=estimated.upper or None,
+        unsupported_share=round(estimated.unsupported_share, 4),
+        reliable=estimated.reliable,
+        reason=estimated.reason,
+        realised=realised,
+    )
+
+
+def realised_of(estimated: dict[str, float], metrics: dict[str, float]) -> dict[str, float] | None:
+    """The labelled metrics beside the estimated ones (the finite ones), or None."""
+    out = {k: metrics[k] for k in estimated if k in metrics and np.isfinite(metrics[k])}
+    return out or None

@@ -1,15 +1,27 @@
-"""Performance estimation without labels: confidence-based, in the spirit of NannyML's CBPE.
+"""Classification performance estimated without labels, in the spirit of NannyML's CBPE.
 
-A binary classifier's score, once calibrated, is the probability that the row is positive. Under
-covariate shift (the inputs move, P(y | x) stays) that stays true on new rows, so the expected
-confusion matrix of a window follows from the scores alone:
+A classifier's class probabilities, once calibrated, are the chances that the row belongs to
+each class. Under covariate shift (the inputs move, P(y | x) stays) that stays true on new rows,
+so the expected confusion matrix of a window follows from the probabilities alone: the row
+predicted as class k adds p_j to cell (true j, predicted k). For a binary model:
 
     E[TP] = sum(p_i over predicted positives)      E[FP] = sum(1 - p_i over predicted positives)
     E[FN] = sum(p_i over predicted negatives)      E[TN] = sum(1 - p_i over predicted negatives)
 
-and accuracy, f1 and ROC AUC are read from it. Under concept drift (P(y | x) changes) no
-label-free estimate can follow the change; that is what target drift and the labelled metric
-(with backfill) are for.
+and accuracy, precision, recall, f1 and ROC AUC are read from it (for more than two classes:
+macro averages, as the labelled metric computes them, plus ``f1_weighted``; ROC AUC one-vs-rest).
+A multiclass model is calibrated one class at a time (one-vs-rest), then each row's
+probabilities are scaled back to sum to one.
+
+**The band.** Each estimate carries a band at ``confidence`` (0.9 by default): the range the
+realised metric of *this* window falls in. It is simulated: each replicate draws the window's
+labels from calibrated probabilities (the sampling error of a window of this size) given by a
+calibration refitted on a bootstrap resample of the holdout (the calibration's own error), and
+computes the metric those labels would give; the band is the replicates' quantiles.
+
+Under concept drift (P(y | x) changes) no label-free estimate can follow the change; that is
+what target drift and the labelled metric (with backfill) are for. Where the window's inputs
+leave the holdout's range, the estimate is declared unreliable instead (``_support``).
 
 Calibration is fitted once per champion on labelled rows the champion did not train on: the
 holdout slice of its run, stored beside its drift reference. Calibrating on training rows would
@@ -19,15 +31,19 @@ versions registered before holdout rows were kept, and the estimate says so (``c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+
+from reoptd.monitor._support import Estimate, Support
 
 if TYPE_CHECKING:
     from reoptd.models import Model
@@ -35,8 +51,11 @@ if TYPE_CHECKING:
 #: labelled rows calibration needs, and the count from which isotonic regression is a candidate
 MIN_CALIBRATION_ROWS = 50
 ISOTONIC_ROWS = 1000
-#: metrics this module can estimate
-ESTIMABLE = ("accuracy", "f1", "roc_auc")
+#: metrics this module can estimate (``f1_weighted``: multiclass only)
+ESTIMABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "f1_weighted")
+#: calibrations refitted on bootstrap resamples of the holdout, and replicates of a band
+RESAMPLES = 20
+REPLICATES = 500
 
 
 @dataclass
@@ -59,6 +78,9 @@ class Calibrator:
     def fit(cls, scores: np.ndarray, positive: np.ndarray, *, folds: int = 5) -> Calibrator:
         scores = np.asarray(scores, dtype=float)
         positive = np.asarray(positive, dtype=int)
+        folds = min(folds, int(np.bincount(positive, minlength=2).min()))
+        if folds < 2:  # (a class this rare in the holdout: its score as it is)
+            return cls("none", len(scores))
         # simplest first: the one-standard-error rule picks the simplest candidate whose loss is
         # within one standard error of the best, so noise does not buy a needless refit
         methods = ["none", "platt"] + (["isotonic"] if len(scores) >= ISOTONIC_ROWS else [])
@@ -87,6 +109,13 @@ class Calibrator:
             return cls(method, len(scores), _platt=platt)
         return cls("none", len(scores))
 
+    def refit(self, scores: np.ndarray, positive: np.ndarray) -> Calibrator:
+        """The same method fitted on other rows (a bootstrap resample); itself when those rows
+        hold one class only."""
+        if self.method == "none" or len(np.unique(positive)) < 2:
+            return self
+        return self._fit(self.method, np.asarray(scores, float), np.asarray(positive, int))
+
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype=float)
         if self._isotonic is not None:
@@ -108,63 +137,244 @@ def expected_metrics(
     """Expected ``names`` (of ``ESTIMABLE``) from calibrated P(positive) and the predictions."""
     p = np.asarray(probability, dtype=float)
     hat = np.asarray(predicted_positive, dtype=bool)
-    out: dict[str, float] = {}
     if len(p) == 0:
-        return out
-    tp, fp = p[hat].sum(), (1 - p[hat]).sum()
-    fn, tn = p[~hat].sum(), (1 - p[~hat]).sum()
-    for name in names:
-        if name == "accuracy":
-            out[name] = float((tp + tn) / len(p))
-        elif name == "f1":
-            denominator = 2 * tp + fp + fn
-            out[name] = float(2 * tp / denominator) if denominator > 0 else 0.0
-        elif name == "roc_auc":
-            # Each row counts as a positive with weight p and as a negative with weight 1 - p:
-            # the AUC of the scores against those expected labels.
+        return {}
+    both = np.column_stack([1 - p, p])
+    return _expected(both, hat.astype(int), both, names)
+
+
+def _expected(
+    probability: np.ndarray, predicted: np.ndarray, ranks: np.ndarray, names: Sequence[str]
+) -> dict[str, float]:
+    """Metrics of the expected confusion matrix of calibrated ``probability`` (rows x classes)
+    and ``predicted`` class indices; ROC AUC ranks rows by ``ranks`` (the model's own scores)."""
+    k = probability.shape[1]
+    confusion = np.zeros((k, k))
+    for j in range(k):  # column j: the rows predicted as class j
+        confusion[:, j] = probability[predicted == j].sum(axis=0)
+    out = _from_confusion(confusion, names)
+    if "roc_auc" in names:
+        classes = [1] if k == 2 else range(k)
+        aucs = []
+        for c in classes:
+            p = probability[:, c]
             if p.sum() <= 0 or (1 - p).sum() <= 0:
                 continue
+            # Each row counts as a positive with weight p and as a negative with weight 1 - p:
+            # the AUC of the scores against those expected labels.
             labels = np.r_[np.ones(len(p)), np.zeros(len(p))]
-            weights = np.r_[p, 1 - p]
-            ranks = np.r_[p, p]
-            out[name] = float(roc_auc_score(labels, ranks, sample_weight=weights))
+            score = np.r_[ranks[:, c], ranks[:, c]]
+            aucs.append(roc_auc_score(labels, score, sample_weight=np.r_[p, 1 - p]))
+        if aucs:
+            out["roc_auc"] = float(np.mean(aucs))
     return out
 
 
-class PerformanceEstimator:
-    """Estimates a binary classifier's metrics on unlabelled rows; built once per champion.
+def _from_confusion(confusion: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Accuracy, precision, recall and f1 of a confusion matrix (true x predicted): of the
+    positive class for two classes, macro averages (``f1_weighted``: by support) for more."""
+    total = confusion.sum()
+    tp = np.diag(confusion)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    binary = len(tp) == 2
+    support = tp + fn
+    # (as sklearn's macro average: over the classes that occur, truly or as predictions)
+    present = (support + tp + fp) > 0
+    values = {
+        "accuracy": float(tp.sum() / total) if total > 0 else 0.0,
+        "precision": float(precision[1] if binary else precision[present].mean()),
+        "recall": float(recall[1] if binary else recall[present].mean()),
+        "f1": float(f1[1] if binary else f1[present].mean()),
+    }
+    if not binary and total > 0:
+        values["f1_weighted"] = float((f1 * support).sum() / total)
+    return {n: v for n, v in values.items() if n in names}
 
-    ``positive`` is the label the model's score is the probability of (sklearn's second class).
+
+class PerformanceEstimator:
+    """Estimates a classifier's metrics on unlabelled rows; built once per champion.
+
+    ``classes`` are the model's classes in the order of its probabilities (for a binary model
+    the second is the positive class its score is the probability of); ``calibrators`` has one
+    calibration per class (one only for a binary model: of the positive class).
     """
 
-    def __init__(self, calibrator: Calibrator, positive: object, calibrated_on: str) -> None:
-        self.calibrator = calibrator
-        self.positive = positive
+    def __init__(
+        self,
+        classes: list[object],
+        calibrators: list[Calibrator],
+        calibrated_on: str,
+        *,
+        resampled: list[list[Calibrator]] | None = None,
+        support: Support | None = None,
+    ) -> None:
+        self.classes = classes
+        self.calibrators = calibrators
         self.calibrated_on = calibrated_on
+        self.resampled = resampled or []
+        self.support = support
+
+    @property
+    def positive(self) -> object:
+        return self.classes[-1]
+
+    @property
+    def calibrator(self) -> Calibrator:
+        """The (first) calibration: of the positive class for a binary model."""
+        return self.calibrators[0]
+
+    @property
+    def method(self) -> str:
+        """The calibration methods chosen, e.g. ``platt`` or ``platt, isotonic`` (per class)."""
+        return ", ".join(dict.fromkeys(c.method for c in self.calibrators))
 
     @classmethod
     def build(
-        cls, model: Model, rows: pd.DataFrame, target: str, calibrated_on: str
+        cls,
+        model: Model,
+        rows: pd.DataFrame,
+        target: str,
+        calibrated_on: str,
+        support: Support | None = None,
     ) -> PerformanceEstimator | None:
         """Calibrate ``model`` on the labelled ``rows``; None when they cannot support it (too
-        few, one class only, or a model without a positive-class score)."""
+        few, one class only, or a model without class probabilities)."""
         rows = rows[rows[target].notna()]
-        classes = np.sort(rows[target].unique())
-        if len(rows) < MIN_CALIBRATION_ROWS or len(classes) != 2:
+        if len(rows) < MIN_CALIBRATION_ROWS or rows[target].nunique() < 2:
             return None
-        scores = model.predict_score(rows)
-        if scores is None:
+        got = class_probabilities(model, rows)
+        if got is None:
             return None
-        positive = classes[1]
-        calibrator = Calibrator.fit(scores, (rows[target] == positive).to_numpy())
-        return cls(calibrator, positive, calibrated_on)
+        proba, classes = got
+        index = {c: i for i, c in enumerate(classes)}
+        truth = rows[target].map(index)
+        known = truth.notna().to_numpy()  # (labels the model never saw cannot be calibrated)
+        proba, y = proba[known], truth[known].to_numpy(dtype=int)
+        columns = [1] if len(classes) == 2 else list(range(len(classes)))
+        calibrators = [Calibrator.fit(proba[:, c], y == c) for c in columns]
+        rng = np.random.default_rng(0)
+        resampled = []
+        for _ in range(RESAMPLES):
+            pick = rng.integers(0, len(y), len(y))
+            resampled.append(
+                [
+                    cal.refit(proba[pick, c], y[pick] == c)
+                    for c, cal in zip(columns, calibrators, strict=True)
+                ]
+            )
+        return cls(classes, calibrators, calibrated_on, resampled=resampled, support=support)
 
-    def estimate(self, scores: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, float]:
-        """Expected metrics of a window from the model's positive-class scores on it.
+    def calibrate(
+        self, proba: np.ndarray, calibrators: list[Calibrator] | None = None
+    ) -> np.ndarray:
+        """Calibrated class probabilities (rows x classes) from the model's."""
+        calibrators = calibrators or self.calibrators
+        if len(self.classes) == 2:
+            p = calibrators[0](proba[:, 1])
+            return np.column_stack([1 - p, p])
+        out = np.column_stack([cal(proba[:, c]) for c, cal in enumerate(calibrators)])
+        return out / out.sum(axis=1, keepdims=True)
 
-        The model predicts the positive class where its score is above 0.5 (the argmax of two
-        class probabilities, ties going to the first class as in sklearn and torch), so the
-        predictions need no second pass over the window."""
-        probability = self.calibrator(scores)
+    def estimate(
+        self,
+        proba: np.ndarray,
+        names: Sequence[str],
+        confidence: float = 0.9,
+        frame: pd.DataFrame | None = None,
+    ) -> Estimate:
+        """Expected metrics of a window from the model's class probabilities on it (for a
+        binary model, its positive-class scores will do), with their bands.
+
+        The model predicts the class of highest probability (ties to the first, as sklearn and
+        torch do), so the predictions need no second pass over the window. ``frame`` (the
+        window's rows) is checked against the holdout's support when given."""
+        proba = np.asarray(proba, dtype=float)
+        if proba.ndim == 1:
+            proba = np.column_stack([1 - proba, proba])
         wanted = [n for n in names if n in ESTIMABLE]
-        return expected_metrics(probability, np.asarray(scores) > 0.5, wanted)
+        if len(self.classes) == 2:
+            wanted = [n for n in wanted if n != "f1_weighted"]
+        outside = 0.0
+        if self.support is not None and frame is not None:
+            outside = self.support.outside(frame)
+        estimate = Estimate(confidence=confidence, unsupported_share=outside)
+        if not estimate.reliable or len(proba) == 0:
+            return estimate
+        predicted = proba.argmax(axis=1)
+        estimate.values = _expected(self.calibrate(proba), predicted, proba, wanted)
+        estimate.lower, estimate.upper = self._band(proba, predicted, wanted, confidence)
+        return estimate
+
+    def _band(
+        self, proba: np.ndarray, predicted: np.ndarray, names: list[str], confidence: float
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The ``confidence`` band of each metric: quantiles of the metric of labels drawn from
+        the probabilities of the resampled calibrations (see the module's doc)."""
+        k = proba.shape[1]
+        rng = np.random.default_rng(len(proba))
+        calibrated = [self.calibrate(proba, cal) for cal in self.resampled or [self.calibrators]]
+        ranks = _ranks(proba) if "roc_auc" in names else None
+        draws: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(REPLICATES):
+            cumulative = calibrated[r % len(calibrated)].cumsum(axis=1)
+            u = rng.random((len(proba), 1))
+            labels = np.minimum((u > cumulative).sum(axis=1), k - 1)
+            confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+            for name, value in _from_confusion(confusion.astype(float), names).items():
+                draws[name].append(value)
+            if ranks is not None:
+                auc = _rank_auc(ranks, labels, k)
+                if auc is not None:
+                    draws["roc_auc"].append(auc)
+        tail = (1 - confidence) / 2
+        lower = {n: float(np.quantile(v, tail)) for n, v in draws.items() if v}
+        upper = {n: float(np.quantile(v, 1 - tail)) for n, v in draws.items() if v}
+        return lower, upper
+
+
+def _ranks(proba: np.ndarray) -> np.ndarray:
+    """Each column's ranks (ties averaged), for ROC AUC by the rank-sum formula."""
+    return np.column_stack([rankdata(proba[:, c]) for c in range(proba.shape[1])])
+
+
+def _rank_auc(ranks: np.ndarray, labels: np.ndarray, k: int) -> float | None:
+    """ROC AUC of drawn ``labels`` (the positive class's, or one-vs-rest macro), from ranks."""
+    aucs = []
+    for c in [1] if k == 2 else range(k):
+        positive = labels == c
+        n1 = int(positive.sum())
+        n0 = len(labels) - n1
+        if n1 and n0:
+            aucs.append((ranks[positive, c].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def class_probabilities(
+    model: Model, frame: pd.DataFrame
+) -> tuple[np.ndarray, list[object]] | None:
+    """The model's class probabilities on ``frame`` (rows x classes) and its classes, in the
+    order of the columns; None for a model without probabilities."""
+    pipeline = getattr(model, "pipeline", None)  # a scikit-learn model
+    if pipeline is not None:
+        if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+            return None
+        proba = pipeline.predict_proba(frame[model.features])
+        return np.asarray(proba, dtype=float), list(pipeline.classes_)
+    classes = getattr(model, "classes", None)  # the torch MLP: its softmax
+    if not classes:
+        return None
+    if len(classes) == 2:
+        score = model.predict_score(frame)
+        if score is None:
+            return None
+        return np.column_stack([1 - score, score]), list(classes)
+    import torch
+
+    # (the torch family has no public multiclass probabilities: its logits, soft-maxed)
+    logits = getattr(model, "_outputs")(frame)  # noqa: B009
+    return torch.softmax(logits, dim=1).double().numpy(), list(classes)

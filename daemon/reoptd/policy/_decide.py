@@ -27,6 +27,10 @@ class CheckView:
     drifted: tuple[str, ...] = ()  # features flagged as drifted
     prediction_drift: bool | None = None  # did the champion's predictions drift
     estimated: dict[str, float] = field(default_factory=dict)  # metrics estimated without labels
+    # the estimates' band at ``estimated_confidence``
+    estimated_lower: dict[str, float] = field(default_factory=dict)
+    estimated_upper: dict[str, float] = field(default_factory=dict)
+    estimated_confidence: float | None = None
     new_rows: int | None = None  # rows that arrived after the champion's training data
     multivariate_auc: float | None = None  # domain classifier's ROC AUC, if measured
 
@@ -182,18 +186,7 @@ def _evaluate(
     if trigger.metric is not None:
         return _metric(policy, trigger, checks, state)
     if trigger.estimated_metric is not None:
-        spec_e = trigger.estimated_metric
-        name = spec_e.name or policy.metric
-        over, full = _streak(
-            checks,
-            spec_e.for_,
-            lambda c: None if name not in c.estimated else c.estimated[name] < spec_e.below,
-        )
-        if not full:
-            return False, f"estimated {name}: no estimate available"
-        hit = over == spec_e.for_
-        value = checks[-1].estimated[name]
-        return hit, f"estimated {name} {value:.3f} {'<' if hit else 'vs'} {spec_e.below} floor"
+        return _estimated(policy, trigger, checks)
     if trigger.multivariate_drift is not None:
         spec_m = trigger.multivariate_drift
         over, full = _streak(
@@ -262,6 +255,48 @@ def _metric(
     gap = "" if latest == baseline else f"{abs(latest - baseline):.3f} "
     return hit, (
         f"{name} {latest:.3f} is {gap}{side} validation {baseline:.3f} (drop limit {spec.drop})"
+    )
+
+
+def _estimated(policy: Policy, trigger: Trigger, checks: Sequence[CheckView]) -> tuple[bool, str]:
+    """An estimate past its bound for ``for`` checks; with ``confidence``, its whole band: the
+    upper bound below a floor (the lower bound above a ceiling), the band computed at that
+    confidence or a higher one."""
+    spec = trigger.estimated_metric
+    assert spec is not None
+    name = spec.name or policy.metric
+    rising = spec.below is not None
+    bound = spec.below if spec.below is not None else spec.above
+    assert bound is not None
+    level = spec.confidence
+
+    def past(c: CheckView) -> bool | None:
+        if name not in c.estimated:
+            return None
+        if level is None:
+            value = c.estimated[name]
+        else:
+            band = c.estimated_upper if rising else c.estimated_lower
+            if name not in band or c.estimated_confidence is None:
+                return None
+            if c.estimated_confidence < level - 1e-9:
+                return None
+            value = band[name]
+        return value < bound if rising else value > bound
+
+    over, full = _streak(checks, spec.for_, past)
+    if not full:
+        return False, f"estimated {name}: no estimate available"
+    hit = over == spec.for_
+    last = checks[-1]
+    value = last.estimated[name]
+    op = ("<" if rising else ">") if hit else "vs"
+    where = "floor" if rising else "ceiling"
+    if level is None:
+        return hit, f"estimated {name} {value:.3f} {op} {bound} {where}"
+    low, high = last.estimated_lower[name], last.estimated_upper[name]
+    return hit, (
+        f"estimated {name} {value:.3f} ({level:.0%} band {low:.3f}-{high:.3f}) {op} {bound} {where}"
     )
 
 

@@ -160,8 +160,15 @@ def _labels(policy: Policy) -> str:
         )
     if m.estimate and policy.task == "classification":
         parts.append(
-            "Without labels it estimates accuracy, f1 and roc_auc from the champion's calibrated"
-            " confidence (binary classifiers)."
+            "Without labels it estimates accuracy, precision, recall, f1 and roc_auc from the"
+            " champion's confidence, calibrated per class on its holdout, each with a band"
+            " (unreliable, and left out, when the window lies outside the holdout's range)."
+        )
+    elif m.estimate:
+        parts.append(
+            "Without labels it estimates mae and rmse with a model of the champion's error"
+            " fitted on its holdout, each with a band (unreliable, and left out, when the window"
+            " lies outside the holdout's range)."
         )
     parts.append(
         f"Target drift is measured once a window has {m.target_drift_min_labels} labelled rows."
@@ -201,7 +208,10 @@ def _trigger(policy: Policy, trigger: Trigger) -> str:
     if trigger.estimated_metric is not None:
         t4 = trigger.estimated_metric
         name = t4.name or policy.metric
-        return f"the estimated {name} (before labels) falls below {t4.below:g} {_times(t4.for_)}"
+        what = f"falls below {t4.below:g}" if t4.below is not None else f"rises above {t4.above:g}"
+        if t4.confidence is not None:
+            what = f"{what}, with its whole {t4.confidence:.0%} band past it,"
+        return f"the estimated {name} (before labels) {what} {_times(t4.for_)}"
     if trigger.new_rows is not None:
         return (
             f"at least {trigger.new_rows.at_least} rows arrived after the champion's training data"

@@ -311,8 +311,9 @@ class Monitor(_Block):
     )
     estimate: bool = Field(
         True,
-        description="estimate accuracy, f1 and roc_auc without labels (binary classifiers;"
-        " calibrated on the champion's held-out rows)",
+        description="estimate metrics without labels, with a band: accuracy, precision, recall,"
+        " f1 and roc_auc of classifiers (binary and multiclass, calibrated on the champion's"
+        " held-out rows), mae and rmse of regressors (a model of the loss fitted on them)",
     )
     target_drift_min_labels: int = Field(
         30, ge=1, description="labelled rows a window needs before target drift is measured"
@@ -366,10 +367,41 @@ class MetricTrigger(_Block):
         return self
 
 
+def _one_estimated_bound(schema: dict[str, Any]) -> None:
+    """Exactly one of `below` and `above`, with a number."""
+    schema["oneOf"] = [
+        {"required": [bound], "properties": {bound: {"type": "number"}, other: {"type": "null"}}}
+        for bound, other in (("below", "above"), ("above", "below"))
+    ]
+
+
 class EstimatedMetricTrigger(_Block):
+    model_config = ConfigDict(json_schema_extra=_one_estimated_bound)
+
     name: str | None = Field(None, description="estimated metric (default: the promotion metric)")
-    below: float = Field(description="fires when the estimate (before labels) falls below this")
+    below: float | None = Field(
+        None, description="fires when the estimate (before labels) falls below this"
+    )
+    above: float | None = Field(
+        None,
+        description="fires when the estimate rises above this (for lower-is-better metrics:"
+        " a regressor's estimated mae or rmse)",
+    )
+    confidence: float | None = Field(
+        None,
+        gt=0.5,
+        lt=1.0,
+        description="fires only when the estimate's band at this confidence (e.g. 0.9) lies"
+        " wholly past the floor, so a small, noisy window does not fire it (default: the"
+        " estimate alone)",
+    )
     for_: int = Field(1, alias="for", ge=1, description="consecutive checks it must hold")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> EstimatedMetricTrigger:
+        if (self.below is None) == (self.above is None):
+            raise ValueError("an estimated_metric trigger needs exactly one of `below` or `above`")
+        return self
 
 
 class MultivariateDriftTrigger(_Block):
@@ -955,10 +987,14 @@ class Policy(_Block):
                 where = f"triggers.{i}.estimated_metric.name"
                 metrics.append((where, t.estimated_metric.name))
                 name = t.estimated_metric.name or self.metric
-                if name in known and not known[name]:
+                below = t.estimated_metric.below is not None
+                if name in known and known[name] != below:
+                    bound, other = ("below", "above") if below else ("above", "below")
+                    kind = "lower" if below else "higher"
                     problems.append(
-                        f"{where}: estimated_metric fires *below* a floor; {name!r} is lower-is-"
-                        "better, so it would fire when the model improves"
+                        f"{where}: estimated_metric.{bound} fires when {name!r} passes the bound"
+                        f" {bound}; {name!r} is {kind}-is-better, so it would fire when the model"
+                        f" improves (use `{other}`)"
                     )
         for where, metric in metrics:
             if metric == "value" and self.promote.costs is None and self.task == "classification":

@@ -15,6 +15,13 @@ from reoptd.policy._units import format_duration
 DEMO_LABEL_DELAY = timedelta(minutes=30)
 
 
+#: the metrics estimated without labels, per task (``reoptd.monitor`` estimates them)
+_ESTIMABLE = {
+    "classification": ("accuracy", "f1", "precision", "recall", "roc_auc"),
+    "regression": ("mae", "rmse"),
+}
+
+
 def label_delay(policy: Policy) -> timedelta | None:
     """How late labels arrive: ``data.label_delay``, else the demo stream's, else unknown."""
     if policy.data.label_delay is not None:
@@ -40,10 +47,12 @@ def policy_warnings(policy: Policy) -> list[str]:
                 " never fires (widen monitor.window beyond the label delay)"
             )
         if trigger.estimated_metric is not None:
-            if policy.task != "classification":
+            name = trigger.estimated_metric.name or policy.metric
+            if name not in _ESTIMABLE[policy.task]:
                 found.append(
-                    f"{where}: estimates are made for binary classifiers only; on a"
-                    f" {policy.task} model this trigger never fires"
+                    f"{where}: {name!r} is not estimated without labels for a {policy.task}"
+                    f" model (only {', '.join(_ESTIMABLE[policy.task])}), so this trigger never"
+                    " fires"
                 )
             elif not policy.monitor.estimate:
                 found.append(f"{where}: monitor.estimate is false, so nothing is estimated")

@@ -782,6 +782,7 @@ def check_view(check: CheckRecord) -> CheckView:
     """The stored check as ``decide`` sees it."""
     signals = Signals.from_json(check.signals)
     prediction = signals.prediction_drift
+    band = signals.estimation
     return CheckView(
         at=check.at,
         status=check.status,
@@ -792,6 +793,9 @@ def check_view(check: CheckRecord) -> CheckView:
         drifted=tuple(f for f, d in (check.features or {}).items() if d.get("drifted")),
         prediction_drift=None if prediction is None else prediction.drifted,
         estimated=dict(signals.estimated),
+        estimated_lower=dict(band.lower or {}) if band is not None else {},
+        estimated_upper=dict(band.upper or {}) if band is not None else {},
+        estimated_confidence=None if band is None else band.confidence,
         new_rows=signals.new_rows,
         multivariate_auc=None if signals.multivariate is None else signals.multivariate.auc,
     )
