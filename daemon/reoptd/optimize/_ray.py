@@ -303,7 +303,7 @@ def _threads() -> int:
 def _limit_threads(policy: Policy) -> Any:
     """Cap the task's BLAS/OpenMP pools (threadpoolctl) and torch's to ``_threads``; the
     returned context manager restores the pools' limits on exit."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     threads = _threads()
     limits = threadpool_limits(limits=threads)
@@ -311,6 +311,14 @@ def _limit_threads(policy: Policy) -> Any:
         import torch
 
         torch.set_num_threads(threads)
+    pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
+    log.debug(
+        "%s: %g CPUs on Ray, thread pools capped at %d: %s",
+        policy.model,
+        _task_cpus(),
+        threads,
+        ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
+    )
     return limits
 
 
