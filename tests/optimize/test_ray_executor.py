@@ -23,6 +23,7 @@ from reoptd.data import demo
 from reoptd.errors import OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.optimize import RayExecutor, open_executor
+from reoptd.optimize._ray import _Quota
 from reoptd.policy import load_policy, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
@@ -91,6 +92,20 @@ def test_a_runs_ray_cpus_follow_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("REOPTD_RAY_CPUS", "0")
     with pytest.raises(ValueError, match="ray_cpus"):
         open_executor("ray")
+
+
+def test_parallel_trials_are_handed_out_once_in_shrinking_chunks() -> None:
+    quota = _Quota(40, jobs=2)
+    chunks = [quota.chunk() for _ in range(3)]
+    assert chunks == [10, 8, 6]  # a quarter of what is left each time: two shares, halved
+    own = sum(quota.take(1) for _ in range(4))
+    rest = []
+    while quota.left:
+        rest.append(quota.chunk())
+    assert own == 4 and rest == [3, 3, 2, 1, 1, 1, 1]
+    assert sum(chunks) + own + sum(rest) == 40  # every trial once
+    assert quota.take(1) == 0 and quota.chunk() == 0
+    assert quota.chunks == 10  # each chunk numbered: its sampler's seed offset
 
 
 def test_without_ray_installed_the_error_says_what_to_install(
