@@ -15,10 +15,11 @@ steps' budgets. A step over its budget, a cancelled run and a daemon shutdown al
 end the task with ``ray.cancel(force=True)``, which kills its worker process: a step that never
 returns cannot hold a worker.
 
-A tune step with ``tune.jobs: N`` runs its trials as N parallel shares against the study in the
-shared database (``parallel_trials``): the run's own task runs one share, N-1 more Ray tasks the
-others. Only on a database server: a SQLite file is neither shared by machines nor fit for
-parallel writers, so there the trials stay in the run's task (Optuna's threads).
+A tune step with ``tune.jobs: N`` runs its trials in N parallel shares against the study in the
+shared database (``parallel_trials``): the run's own task runs trials one at a time and N-1 trial
+tasks (each asking for the run's CPUs) run chunks of the rest, all drawn from one quota. Only on
+a database server: a SQLite file is neither shared by machines nor fit for parallel writers, so
+there the trials stay in the run's task (Optuna's threads).
 
 Ray is imported on first use; without it, the executor fails with what to install.
 """
