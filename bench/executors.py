@@ -5,9 +5,10 @@ sampler, no pruner: every trial is the same work) after a retrain, then validate
 daemon's own path (``ModelLoop.optimize``: rows gathered, steps on the executor, version registered
 and promoted). Both executors get two runs at a time (two cores) and one BLAS thread per run;
 studies live in a PostgreSQL database of the bench's own. Then the parallel trial efficiency on
-Ray: one tune of 40 trials with ``tune.jobs: 1`` and with ``tune.jobs: 2`` (trial tasks against the
-shared study), after a warm-up, as trials per second of the search. Target: at least 1.7x. Last
-line:
+Ray: one tune of 40 trials with ``tune.jobs: 1`` and with ``tune.jobs: 2`` (the run's task and
+trial tasks drawing trials from one quota against the shared study), after a warm-up, as trials per
+second of the search. Target: at least 1.7x. The load average is printed at the start and the end:
+on a busy machine the second worker's CPU is not free and the figure says little. Last line:
 
     local_runs_per_min=... ray_runs_per_min=... trial_efficiency=...
 
@@ -29,7 +30,6 @@ from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"  # one BLAS thread per run on both executors
 
-import optuna
 import psycopg
 
 from reoptd.cycle import ModelLoop
@@ -115,9 +115,7 @@ def main() -> None:
 
     database = Database(args.db)
     artifacts = Path(tempfile.mkdtemp(prefix="reoptd-bench-"))
-    registry = SqlStore(database.url, artifacts)
-    # Optuna's tables before two runs race to create them in the fresh database
-    optuna.storages.RDBStorage(database.url)
+    registry = SqlStore(database.url, artifacts)  # it makes Optuna's tables before a run
     try:
         local = LocalProcessExecutor()
         local.start()

@@ -60,6 +60,12 @@ class Settings(PolicyLimits):
         description="the Ray cluster of `REOPTD_EXECUTOR=ray`: `ray://host:10001` (Ray Client)"
         " or `auto` (the cluster this machine belongs to, started with `ray start`)",
     )
+    ray_cpus: float = Field(
+        default=1.0,
+        gt=0,
+        description="CPUs each run asks of the Ray cluster (as does each of its parallel tune"
+        " trial tasks); its BLAS/OpenMP/torch threads are capped to them",
+    )
     artifacts_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("REOPTD_ARTIFACTS", "artifacts_url"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from reoptd.clock import SimulatedClock
@@ -118,3 +119,60 @@ def test_a_run_queued_for_an_older_champion_fails_with_the_reason(
     done = loop.execute(claimed)
     assert done.outcome == "failed" and "champion changed from v1 to v2" in done.reason
     assert [r.outcome for r in memory_store.runs(demo_policy.model)][-1] == "failed"
+
+
+class Recording(Executor):
+    """The inline executor, noting the data window's end (``ctx.now``) each run was given."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.windows: list[Any] = []
+
+    def submit(self, ctx: RunContext) -> Execution:
+        self.windows.append(ctx.now)
+        return InlineExecutor().submit(ctx)
+
+    def shutdown(self) -> None:
+        """Nothing to stop."""
+
+
+def test_a_run_resumed_after_a_restart_learns_from_the_window_ending_when_it_starts(
+    memory_store: Store, demo_policy: Policy, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    """Queued by one daemon, which then stopped; a new one claims it later. Within a check
+    interval the decision's window stands; after more, the window ends at the clock's time."""
+    recording = Recording()
+    loop = ModelLoop(demo_policy, memory_store, metrics, executor=recording)
+    queued_at = demo.START + demo_policy.train.window
+    clock.set(queued_at)
+    first = loop.enqueue(clock.now(), trigger="bootstrap")
+    # a restart soon after: less than one check interval (monitor.every: 30m) has passed
+    clock.set(queued_at + demo_policy.monitor.every / 2)
+    restarted = Dispatcher([loop], clock)
+    try:
+        assert [r.id for r in restarted.poke()] == [first.id]
+        _until(lambda: restarted.running == 0)
+    finally:
+        restarted.shutdown()
+    done = memory_store.run(loop.name, first.id)
+    assert done.outcome == "promoted", done.reason
+    assert recording.windows == [queued_at]  # the rows its decision saw
+    assert done.finished_at == clock.now()
+
+    # queued again, then the daemon is down for three hours (six check intervals)
+    queued_at = clock.now()
+    second = loop.enqueue(queued_at, trigger="manual")
+    clock.advance(timedelta(hours=3))
+    restarted = Dispatcher([loop], clock)
+    try:
+        assert [r.id for r in restarted.poke()] == [second.id]
+        _until(lambda: restarted.running == 0)
+    finally:
+        restarted.shutdown()
+    done = memory_store.run(loop.name, second.id)
+    assert done.outcome != "failed" and done.challenger_version is not None, done.reason
+    assert done.job["now"] == queued_at.isoformat()  # the job as queued is kept
+    assert recording.windows[1] == clock.now()  # the window moved to when it started
+    version = memory_store.version(loop.name, done.challenger_version)
+    assert version.created_at == clock.now()

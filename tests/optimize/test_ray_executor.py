@@ -23,7 +23,8 @@ from reoptd.data import demo
 from reoptd.errors import OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.optimize import RayExecutor, open_executor
-from reoptd.policy import parse_policy
+from reoptd.optimize._ray import _Quota
+from reoptd.policy import load_policy, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 from reoptd.store.sql import SqlStore
@@ -84,6 +85,29 @@ def test_the_executor_setting_names_ray_and_its_address(monkeypatch: pytest.Monk
     assert isinstance(executor, RayExecutor) and executor.address == "ray://10.0.0.5:10001"
 
 
+def test_a_runs_ray_cpus_follow_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REOPTD_RAY_CPUS", "1.5")
+    executor = open_executor("ray")
+    assert isinstance(executor, RayExecutor) and executor.cpus == 1.5
+    monkeypatch.setenv("REOPTD_RAY_CPUS", "0")
+    with pytest.raises(ValueError, match="ray_cpus"):
+        open_executor("ray")
+
+
+def test_parallel_trials_are_handed_out_once_in_shrinking_chunks() -> None:
+    quota = _Quota(40, jobs=2)
+    chunks = [quota.chunk() for _ in range(3)]
+    assert chunks == [10, 8, 6]  # a quarter of what is left each time: two shares, halved
+    own = sum(quota.take(1) for _ in range(4))
+    rest = []
+    while quota.left:
+        rest.append(quota.chunk())
+    assert own == 4 and rest == [3, 3, 2, 1, 1, 1, 1]
+    assert sum(chunks) + own + sum(rest) == 40  # every trial once
+    assert quota.take(1) == 0 and quota.chunk() == 0
+    assert quota.chunks == 10  # each chunk numbered: its sampler's seed offset
+
+
 def test_without_ray_installed_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -121,6 +145,26 @@ def test_a_run_on_ray_tunes_in_parallel_trial_tasks_and_promotes(
     trials = study.get_trials()
     assert len(trials) == run.steps["tune"]["trials"] == 4
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+
+
+@pytest.mark.external
+@pytest.mark.slow
+def test_a_run_asks_for_its_cpus_and_caps_its_thread_pools_to_them(
+    ray_cluster: str, sqlite_registry: Store, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    executor = RayExecutor("auto", cpus=2)
+    try:
+        assert executor.capacity == 1  # the cluster's 2 CPUs hold one such run
+        loop = ModelLoop(load_policy(DEMO_POLICY), sqlite_registry, metrics, executor=executor)
+        with caplog.at_level(logging.DEBUG, logger="reoptd.optimize"):
+            run = loop.optimize(demo.START + timedelta(hours=6), trigger="bootstrap")
+    finally:
+        executor.close()
+    assert run.outcome == "promoted", run.reason
+    (line,) = [r.getMessage() for r in caplog.records if "CPUs on Ray" in r.getMessage()]
+    assert line.startswith("demo_churn: 2 CPUs on Ray, thread pools capped at 2: "), line
+    pools = dict(p.rsplit(" ", 1) for p in line.split(": ", 2)[2].split(", "))
+    assert pools and set(pools.values()) == {"2"}, line  # every BLAS/OpenMP pool at 2
 
 
 @pytest.mark.external

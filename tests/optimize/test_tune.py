@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from reoptd.metrics import Metrics
 from reoptd.optimize import _tune
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY
-from reoptd.store import Store
+from reoptd.store import RunRecord, Store
 
 AFTER_DRIFT = demo.START + timedelta(hours=6)
 
@@ -184,3 +186,46 @@ def test_cli_optimize_on_a_file_reports_the_study(tmp_path: Path) -> None:
         [reoptd, "models", "show", "demo_churn"], env=env, capture_output=True, text=True
     )
     assert "tune: study" in shown.stdout and "30 trials" in shown.stdout
+
+
+@pytest.mark.external
+def test_first_tune_runs_at_once_on_a_fresh_postgresql_database_both_succeed(
+    postgres_url: str, tmp_path: Path, metrics: Metrics
+) -> None:
+    """Optuna creates its tables on first use, unlocked: two runs starting together on a new
+    database both tried, and one died of ``UniqueViolation``. The store makes them first, one
+    process at a time. Here four replicas (a store each, as four daemons have) start a first
+    tune run together."""
+    from reoptd.store.sql import SqlStore
+
+    replicas = [SqlStore(postgres_url, tmp_path / "artifacts") for _ in range(4)]
+    text = DEMO_POLICY.read_text().replace(
+        "pipeline: [retrain, validate]",
+        "pipeline: [retrain, tune, validate]\n"
+        "tune: {trials: 2, sampler: random, pruner: none, warm_start: false}",
+    )
+    loops = [
+        ModelLoop(
+            parse_policy(text.replace("model: demo_churn", f"model: m{i}"), f"m{i}.yaml"),
+            store,
+            metrics,
+        )
+        for i, store in enumerate(replicas)
+    ]
+    barrier = threading.Barrier(len(loops))
+
+    def first_run(loop: ModelLoop) -> RunRecord:
+        barrier.wait()
+        return loop.optimize(AFTER_DRIFT, trigger="bootstrap")
+
+    try:
+        with ThreadPoolExecutor(len(loops)) as pool:
+            runs = list(pool.map(first_run, loops))
+        for run in runs:
+            assert run.outcome == "promoted", run.reason
+            assert run.steps["tune"]["trials"] == 2
+        studies = optuna.get_all_study_summaries(postgres_url, include_best_trial=False)
+        assert sorted(s.user_attrs["model"] for s in studies) == ["m0", "m1", "m2", "m3"]
+    finally:
+        for store in replicas:
+            store.close()

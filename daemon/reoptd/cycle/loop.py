@@ -29,7 +29,7 @@ from reoptd.errors import ArtifactError, DataError, EmptyWindow, ReoptdError, St
 from reoptd.metrics import Metrics
 from reoptd.monitor import Champion, CheckResult, check
 from reoptd.optimize import Executor, open_executor, run_pipeline
-from reoptd.policy import Decision, Policy, checks_needed, decide
+from reoptd.policy import Decision, Policy, checks_needed, decide, format_duration
 from reoptd.settings import Settings
 from reoptd.signals import Signals
 from reoptd.store import INTERRUPTED, CheckRecord, ModelRecord, RunRecord, Store
@@ -397,10 +397,13 @@ class ModelLoop:
     def execute(self, run: RunRecord, at: datetime | None = None) -> RunRecord:
         """The control plane's part of a claimed run: execute its job's steps on the executor
         (the lease renewed meanwhile), register the challenger, promote it if it won, record how
-        the run ended. ``at``: when it ends (default the job's ``now``)."""
+        the run ended. ``at``: the clock's time as it starts (default the job's ``now``); a run
+        that waited in the queue longer than a check interval (a restart, a replica's failover,
+        a full executor) learns from the window ending at ``at`` (``window_end``)."""
         assert run.id is not None
-        now = datetime.fromisoformat(run.job["now"]) if run.job.get("now") else run.started_at
-        at = now if at is None else at
+        queued = datetime.fromisoformat(run.job["now"]) if run.job.get("now") else run.started_at
+        at = queued if at is None else at
+        now = queued
         self._unfinished = run.id  # closed after an outage if its final write fails
         log.info(
             "%s: re-optimization started (run %d, trigger: %s)", self.name, run.id, run.trigger
@@ -409,6 +412,16 @@ class ModelLoop:
         lost = threading.Event()
         try:
             policy = self._job_policy(run)
+            now = window_end(policy, queued, at)
+            if now != queued:
+                log.info(
+                    "%s: run %d waited %s in the queue (more than a check interval): its data"
+                    " window ends now, %s, not when it was queued",
+                    self.name,
+                    run.id,
+                    format_duration(at - queued),
+                    at.isoformat(),
+                )
             model = self.store.model(self.name)
             if model.champion_version != run.champion_version:
                 raise ReoptdError(
@@ -492,3 +505,11 @@ class ModelLoop:
     def champion(self) -> Champion:
         """The champion with its reference sample, loaded (and sha256-verified) once per version."""
         return self.versions.champion()
+
+
+def window_end(policy: Policy, queued: datetime, starts: datetime) -> datetime:
+    """Where a run's data window ends: when it was queued (the rows its decision saw), unless it
+    starts more than a check interval (``monitor.every``) later: by then a check has seen newer
+    rows, and the queued window is stale (it may even have left a stream's retention), so the
+    window ends when the run starts."""
+    return starts if starts - queued > policy.monitor.every else queued

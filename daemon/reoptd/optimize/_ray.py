@@ -15,10 +15,11 @@ steps' budgets. A step over its budget, a cancelled run and a daemon shutdown al
 end the task with ``ray.cancel(force=True)``, which kills its worker process: a step that never
 returns cannot hold a worker.
 
-A tune step with ``tune.jobs: N`` runs its trials as N parallel shares against the study in the
-shared database (``parallel_trials``): the run's own task runs one share, N-1 more Ray tasks the
-others. Only on a database server: a SQLite file is neither shared by machines nor fit for
-parallel writers, so there the trials stay in the run's task (Optuna's threads).
+A tune step with ``tune.jobs: N`` runs its trials in N parallel shares against the study in the
+shared database (``parallel_trials``): the run's own task runs trials one at a time and N-1 trial
+tasks (each asking for the run's CPUs) run chunks of the rest, all drawn from one quota. Only on
+a database server: a SQLite file is neither shared by machines nor fit for parallel writers, so
+there the trials stay in the run's task (Optuna's threads).
 
 Ray is imported on first use; without it, the executor fails with what to install.
 """
@@ -270,17 +271,10 @@ def _run_whole(job: Job) -> list[tuple[str, Any]]:
 
 
 def _steps(job: Job, messages: queue.Queue[tuple[str, Any]]) -> None:
-    from threadpoolctl import threadpool_limits
-
     from reoptd.optimize._pipeline import run_steps
 
-    threads = _task_cpus()
     try:
-        with threadpool_limits(limits=threads):
-            if job.policy.train.family == "torch":
-                import torch
-
-                torch.set_num_threads(threads)
+        with _limit_threads(job.policy):
             ctx = job.context()
             steps = run_steps(ctx, on_step=lambda *started: messages.put(("step", started)))
             outcome = Outcome.of(ctx, steps)
@@ -295,15 +289,67 @@ def _steps(job: Job, messages: queue.Queue[tuple[str, Any]]) -> None:
         messages.put(("outcome", outcome))
 
 
-def _task_cpus() -> int:
-    """The CPUs Ray gave this task: its BLAS/OpenMP/torch thread budget (not the machine's)."""
+def _task_cpus() -> float:
+    """The CPUs Ray gave this task (a run's trial tasks ask for as many)."""
     import ray
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    return max(1, int(cpus))
+    return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+
+
+def _threads() -> int:
+    """This task's BLAS/OpenMP/torch thread budget: its CPUs (not the machine's), at least one."""
+    return max(1, int(_task_cpus()))
+
+
+def _limit_threads(policy: Policy) -> Any:
+    """Cap the task's BLAS/OpenMP pools (threadpoolctl) and torch's to ``_threads``; the
+    returned context manager restores the pools' limits on exit."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads = _threads()
+    limits = threadpool_limits(limits=threads)
+    if policy.train.family == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
+    log.debug(
+        "%s: %g CPUs on Ray, thread pools capped at %d: %s",
+        policy.model,
+        _task_cpus(),
+        threads,
+        ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
+    )
+    return limits
 
 
 # -- a tune step's trials in parallel ----------------------------------------------------------
+
+
+class _Quota:
+    """The trials of a study left to start, handed out by the run's task: one at a time to its
+    own share, in shrinking chunks to the trial tasks (guided self-scheduling), so a share that
+    starts late or runs slow does less, and no share waits at the end for another's backlog."""
+
+    def __init__(self, trials: int, jobs: int) -> None:
+        self.left = trials
+        self.jobs = jobs
+        self._lock = threading.Lock()
+        self.chunks = 0
+
+    def take(self, n: int) -> int:
+        with self._lock:
+            n = min(n, self.left)
+            self.left -= n
+            return n
+
+    def chunk(self) -> int:
+        """A trial task's next chunk: a share of what is left (at least one trial)."""
+        with self._lock:
+            n = min(self.left, max(1, -(-self.left // (2 * self.jobs))))
+            self.left -= n
+            self.chunks += n > 0
+            return n
 
 
 def parallel_trials(
@@ -316,44 +362,82 @@ def parallel_trials(
     timeout: float | None,
     callbacks: list[Any],
 ) -> bool:
-    """Run ``trials`` trials of ``study`` as ``spec.jobs`` parallel shares when this is a run's
-    Ray task and the study lives on a database server; False (nothing done) otherwise."""
+    """Run ``trials`` trials of ``study`` in ``tune.jobs`` parallel shares when this is a run's
+    Ray task and the study lives on a database server; False (nothing done) otherwise.
+
+    The run's task runs trials itself, one at a time from a ``_Quota``; a feeder thread keeps
+    ``jobs - 1`` trial tasks busy with chunks of the rest. Each trial task asks for the run's
+    CPUs and caps its BLAS/OpenMP threads to them."""
     spec = policy.tune
     jobs = min(spec.jobs, trials)
     if jobs < 2 or not _IN_RAY_RUN.is_set() or not _shared(storage):
         return False
     import ray
 
-    shares = [trials // jobs + (i < trials % jobs) for i in range(jobs)]
+    cpus = _task_cpus()
+    quota = _Quota(trials, jobs)
+    deadline = None if timeout is None else time.monotonic() + timeout
     objective_ref = ray.put(objective)
-    task = ray.remote(_trials).options(num_cpus=1, max_retries=0)
-    seeds = [None if spec.seed is None else spec.seed + i for i in range(jobs)]
-    refs = [
-        task.remote(
-            storage, study.study_name, policy, space, seeds[i], objective_ref, shares[i], timeout
-        )
-        for i in range(1, jobs)
-    ]
-    log.info(
-        "%s: tune: %d trials in %d parallel shares on Ray",
-        policy.model,
-        trials,
-        jobs,
-    )
+    task = ray.remote(_trials).options(num_cpus=cpus, max_retries=0)
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def feed() -> None:
+        """Keep ``jobs - 1`` chunks in flight until the quota is spent."""
+        inflight: list[Any] = []
+        try:
+            while True:
+                while len(inflight) < jobs - 1 and not stop.is_set():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    n = quota.chunk() if left is None or left > 0 else 0
+                    if n == 0:
+                        break
+                    seed = None if spec.seed is None else spec.seed + quota.chunks
+                    inflight.append(
+                        task.remote(
+                            storage, study.study_name, policy, space, seed, objective_ref, n, left
+                        )
+                    )
+                if not inflight:
+                    return
+                if stop.is_set():  # the run's own share failed: its trial tasks are moot
+                    for ref in inflight:
+                        ray.cancel(ref, force=True)
+                    return
+                ready, inflight = ray.wait(inflight, num_returns=1, timeout=POLL)
+                ray.get(ready)
+        except BaseException as exc:
+            failed.append(exc)
+            stop.set()
+            for ref in inflight:
+                ray.cancel(ref, force=True)
+
+    def more(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        if stop.is_set() or not quota.take(1):
+            study.stop()
+
+    log.info("%s: tune: %d trials in %d parallel shares on Ray", policy.model, trials, jobs)
+    feeder = threading.Thread(target=feed, name="reoptd-trial-feeder")
+    feeder.start()
     try:
-        own = _load(storage, study.study_name, policy, space, seeds[0])
-        own.optimize(
-            objective,
-            n_trials=shares[0],
-            timeout=timeout,
-            callbacks=callbacks,
-            catch=(ValueError,),
-        )
-        ray.get(refs)
+        if quota.take(1):  # the run's own share: the study as created, with the policy's seed
+            study.optimize(
+                objective,
+                n_trials=None,
+                timeout=timeout,
+                callbacks=[*callbacks, more],
+                catch=(ValueError,),
+            )
     except BaseException:
-        for ref in refs:
-            ray.cancel(ref, force=True)
+        stop.set()
         raise
+    finally:
+        feeder.join()
+    if failed:
+        exc = failed[0]
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            raise OptimizeError(f"tune: a trial task failed: {_first_line(exc)}") from None
+        raise exc
     return True
 
 
@@ -361,22 +445,19 @@ def _shared(storage: Any) -> bool:
     return isinstance(storage, str) and not storage.startswith("sqlite")
 
 
-def _load(
-    storage: str, name: str, policy: Policy, space: dict[str, Param], seed: int | None
-) -> optuna.Study:
-    """The study with the policy's sampler (seeded per share: the same seed in two shares would
-    suggest the same parameters twice) and pruner."""
+#: the study storages of this worker process by URL: a trial task reuses the connections (and
+#: the cache of finished trials) of the tasks before it instead of opening its own
+_STORAGES: dict[str, Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def _storage(url: str) -> Any:
     import optuna
 
-    from reoptd.optimize._tune import _pruner, _sampler
-
-    spec = policy.tune
-    return optuna.load_study(
-        study_name=name,
-        storage=storage,
-        sampler=_sampler(spec.sampler, space, seed),
-        pruner=_pruner(spec.pruner),
-    )
+    with _STORAGES_LOCK:
+        if url not in _STORAGES:
+            _STORAGES[url] = optuna.storages.get_storage(url)
+        return _STORAGES[url]
 
 
 def _trials(
@@ -389,10 +470,19 @@ def _trials(
     n: int,
     timeout: float | None,
 ) -> int:
-    """One share of a study's trials, in a Ray task; how many it ran."""
-    from threadpoolctl import threadpool_limits
+    """A chunk of a study's trials, in a Ray task: the study with the policy's sampler (seeded
+    per chunk: the same seed twice would suggest the same parameters twice) and pruner; how
+    many trials it ran."""
+    import optuna
 
-    study = _load(storage, name, policy, space, seed)
-    with threadpool_limits(limits=_task_cpus()):
+    from reoptd.optimize._tune import _pruner, _sampler
+
+    study = optuna.load_study(
+        study_name=name,
+        storage=_storage(storage),
+        sampler=_sampler(policy.tune.sampler, space, seed),
+        pruner=_pruner(policy.tune.pruner),
+    )
+    with _limit_threads(policy):
         study.optimize(objective, n_trials=n, timeout=timeout, catch=(ValueError,))
     return n

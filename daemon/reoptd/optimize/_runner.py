@@ -114,7 +114,8 @@ EXECUTORS = ("local", "inline", "ray", "process")
 
 def open_executor(kind: str, slots: int | None = None) -> Executor:
     """The executor a setting names: ``local`` (``slots`` worker processes; default one per
-    core), ``inline`` or ``ray`` (at ``REOPTD_RAY_ADDRESS``; connected on first use);
+    core), ``inline`` or ``ray`` (at ``REOPTD_RAY_ADDRESS``, ``REOPTD_RAY_CPUS`` per run;
+    connected on first use);
     ``process`` is accepted for ``local``."""
     if kind == "inline":
         return InlineExecutor()
@@ -126,5 +127,6 @@ def open_executor(kind: str, slots: int | None = None) -> Executor:
         from reoptd.optimize._ray import RayExecutor
         from reoptd.settings import Settings
 
-        return RayExecutor(Settings().ray_address)
+        settings = Settings()
+        return RayExecutor(settings.ray_address, cpus=settings.ray_cpus)
     raise OptimizeError(f"REOPTD_EXECUTOR: unknown executor {kind!r} ({', '.join(EXECUTORS)})")

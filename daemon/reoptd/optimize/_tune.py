@@ -141,6 +141,9 @@ class _Objective:
             multi,
         )
         self.iterations = ITERATIONS.get(default_key(policy))
+        # intermediate scores only feed a pruner: without one, a trial is one fit and one score
+        # (no staged refits, no round trips to the study's database per stage)
+        self.staged = policy.tune.pruner != "none" and not multi
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(OWN, True)
@@ -149,12 +152,12 @@ class _Objective:
         model = build_model(policy, {**policy.train.params, **params})
         target, metric = policy.target, policy.metric
         iterations = self.iterations
-        if policy.train.family == "torch" and not self.multi:
+        if policy.train.family == "torch" and self.staged:
             # an epoch is the torch MLP's stage: score each one, let the pruner stop the trial
             mlp = cast("TorchMLP", model)  # the torch family builds a TorchMLP
             mlp.fit(self.train, self.train[target], on_epoch=self._reporter(trial, mlp))
             value = evaluate(model, self.valid, target, [metric], self.policy.promote.costs)[metric]
-        elif iterations and not self.multi and iterations not in params:
+        elif iterations and self.staged and iterations not in params:
             # ITERATIONS names scikit-learn estimators only (see default_key)
             estimator = cast("SklearnModel", model).pipeline.named_steps["est"]
             total = int(estimator.get_params()[iterations])

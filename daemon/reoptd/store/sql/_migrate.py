@@ -43,6 +43,9 @@ FIRST_TABLES = frozenset(
 VERSION_TABLE = "reoptd_schema_version"
 #: the PostgreSQL advisory-lock key migrations hold (any fixed 64-bit number)
 MIGRATION_LOCK = 0x7265_6F70_7464_0001
+#: the lock the first creation of Optuna's tables holds (PostgreSQL key; MySQL/MariaDB name)
+OPTUNA_LOCK = 0x7265_6F70_7464_0002
+OPTUNA_LOCK_NAME = "reoptd_optuna_tables"
 
 
 def _config(connection: Connection) -> Config:
@@ -106,3 +109,28 @@ def _complete(connection: Connection, only: frozenset[str] | None = None) -> Non
             "the database lacked tables %s: created them", ", ".join(t.name for t in missing)
         )
         SQLModel.metadata.create_all(connection, tables=missing)
+
+
+def create_optuna_tables(engine: Engine, url: str) -> None:
+    """Create Optuna's tables (and its version row) in the database at ``url`` unless they
+    exist, one process at a time. Optuna's ``RDBStorage`` creates them on first use, unlocked:
+    two tune runs starting at once on a fresh PostgreSQL database (two runner threads, two
+    executors' workers, two replicas) both try, and one fails with ``UniqueViolation``. Here a
+    session-level advisory lock on PostgreSQL (``GET_LOCK`` on MySQL/MariaDB) makes the others
+    wait, then find the tables made. SQLite, one machine's file, is left to its write lock."""
+    import optuna
+
+    with engine.connect() as connection:
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": OPTUNA_LOCK})
+        elif dialect in ("mysql", "mariadb"):
+            connection.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": OPTUNA_LOCK_NAME})
+        try:
+            optuna.storages.RDBStorage(url).engine.dispose()
+        finally:
+            if dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": OPTUNA_LOCK})
+            elif dialect in ("mysql", "mariadb"):
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": OPTUNA_LOCK_NAME})
+            connection.rollback()

@@ -13,6 +13,7 @@ transaction on SQLite really spans every statement in it, DDL included.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -67,7 +68,7 @@ from reoptd.store.records import (
     RunStats,
     VersionRecord,
 )
-from reoptd.store.sql._migrate import upgrade
+from reoptd.store.sql._migrate import create_optuna_tables, upgrade
 from reoptd.store.sql._tables import (
     CheckRow,
     DecisionRow,
@@ -141,6 +142,8 @@ class SqlStore(Store):
         self.owner = new_owner()
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._immediate = self.engine.execution_options(**{IMMEDIATE: True})
+        self._optuna_ready = False
+        self._optuna_lock = threading.Lock()
         try:
             upgrade(self.engine)
         except SQLAlchemyError as exc:
@@ -156,6 +159,19 @@ class SqlStore(Store):
 
     @property
     def optuna_storage(self) -> str | None:
+        """The database's URL, Optuna's tables made in it (once per store, serialized across
+        processes: ``create_optuna_tables``) before any study is opened there."""
+        if not self._optuna_ready:
+            with self._optuna_lock:
+                if not self._optuna_ready:
+                    try:
+                        create_optuna_tables(self.engine, self.url)
+                    except SQLAlchemyError as exc:
+                        orig = getattr(exc, "orig", None) or exc
+                        raise StoreUnavailable(
+                            f"database {self.display_url}: cannot create Optuna's tables: {orig}"
+                        ) from None
+                    self._optuna_ready = True
         return self.url
 
     def close(self) -> None:
