@@ -80,15 +80,21 @@ def unpack(data: bytes) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 
 def unpack_stats(data: bytes) -> ReferenceStats | None:
     """The drift statistics stored in reference bytes (None: written before they were); the
-    sorted values of a column are read from the bytes when a check first needs them."""
+    sorted values are read from the bytes when a check first needs them, in one pass over the
+    file (a read per column would parse its footer once per column)."""
     schema = pq.read_schema(io.BytesIO(data))
     stored = (schema.metadata or {}).get(STATS_KEY)
     if stored is None:
         return None
+    read: dict[str, np.ndarray] = {}
 
     def sorted_values(column: str) -> np.ndarray:
-        table = pq.read_table(io.BytesIO(data), columns=[SORTED + column])
-        return table.column(0).to_numpy()
+        if column not in read:  # the first need (or a detector built again)
+            names = [n for n in schema.names if n.startswith(SORTED)]
+            table = pq.read_table(io.BytesIO(data), columns=names)
+            for name, values in zip(names, table.columns, strict=True):
+                read[name[len(SORTED) :]] = values.to_numpy()
+        return read.pop(column)  # the detector keeps it from now on
 
     return ReferenceStats.from_dict(json.loads(stored), sorted_values)
 
