@@ -20,11 +20,21 @@ against the two frames' size, and one closing line:
 ``speedup`` is preset over cold lean, ``warm_speedup`` preset over the check alone.
 ``identical`` is true when every column's drifted verdict, method and threshold agree and the
 scores agree to 1e-9 (relative). ``--wide`` adds a wide case (100,000 x 1,000 by default) whose
-figures carry a ``wide_`` prefix.
+figures carry a ``wide_`` prefix: the lean path on every column (cold, warm, and with the window
+streamed from Parquet in column chunks, with each one's peak memory), Evidently's preset only on
+two evenly spread column samples (``--wide-preset 25,100``; it takes far over 30 minutes on the
+full width here), its full-width time EXTRAPOLATED linearly from them and every ratio built on
+it named ``*_extrapolated``:
+
+    wide_rows=… wide_cols=… wide_preset_measured_cols=W1/W2 wide_preset_measured_s=…/…
+    wide_preset_extrapolated_s=… wide_lean_s=… wide_check_s=… wide_speedup_extrapolated=…
+    wide_warm_speedup_extrapolated=… wide_identical=… wide_peak_mb=… wide_stream_peak_mb=…
+
+``--wide-preset all`` measures the preset on every column instead (no extrapolation).
 
 Usage: .venv/bin/python bench/drift_speed.py [--rows 1000000] [--cols 20]
        [--methods auto | NUM[,CAT]]   e.g. --methods ks,chisquare  (default: auto)
-       [--wide [ROWSxCOLS]]
+       [--wide [ROWSxCOLS]] [--wide-preset W1,W2 | all] [--wide-chunk 100] [--only-wide]
 """
 
 from __future__ import annotations
