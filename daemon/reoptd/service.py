@@ -157,9 +157,13 @@ class Service:
             id="heartbeat",
             name="lease and clock heartbeat",
         )
+        for loop in self.loops:
+            loop.start()
+        # the first checks are staggered from now, after every model started: starting a
+        # thousand (their series, their runs in the store) takes seconds, which would make the
+        # first ones late before the scheduler even runs
         first = datetime.now(UTC)
         for index, loop in enumerate(self.loops):
-            loop.start()
             every = self.clock.real_seconds(loop.policy.monitor.every)
             self.scheduler.add_job(
                 self._cycle,

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from reoptd.clock import utc
 from reoptd.errors import ArtifactError, DataError
 from reoptd.models import Model, load_model
-from reoptd.monitor import Champion
+from reoptd.monitor import Champion, ReferenceStats
 from reoptd.policy import Policy
 from reoptd.store import Store, VersionRecord
 
@@ -33,11 +37,18 @@ log = logging.getLogger("reoptd.loop")
 
 #: the column that marks the holdout rows stored beside a version's drift reference
 HOLDOUT = "__reoptd_holdout__"
+#: the prefix of the columns holding a numerical column's sorted reference values
+SORTED = "__reoptd_sorted__:"
+#: the Parquet metadata key of the reference's drift statistics (``ReferenceStats``)
+STATS_KEY = b"reoptd.drift_stats"
 
 
 def pack(policy: Policy, train: pd.DataFrame, holdout: pd.DataFrame) -> bytes:
     """The Parquet bytes of a version's reference: its monitored columns and target, training
-    rows and holdout rows each sampled to ``monitor.reference_rows`` at most."""
+    rows and holdout rows each sampled to ``monitor.reference_rows`` at most, and the drift
+    statistics of the training rows (``ReferenceStats``), computed here once per version: the
+    sorted values of each numerical column as a ``SORTED``-prefixed column (padded with NaN),
+    the rest in the file's metadata (``STATS_KEY``). The file's sha256 covers them."""
     kept = [c for c in (*policy.features.monitored, policy.target) if c in train.columns]
     limit = policy.monitor.reference_rows
     reference = _sample(train[kept], limit)
@@ -46,19 +57,52 @@ def pack(policy: Policy, train: pd.DataFrame, holdout: pd.DataFrame) -> bytes:
         [reference.assign(**{HOLDOUT: False}), calibration.assign(**{HOLDOUT: True})],
         ignore_index=True,
     )
+    stats, ordered = ReferenceStats.of(policy, reference.reset_index(drop=True))
+    padded = {}
+    for column, values in ordered.items():
+        column_values = np.full(len(stored), np.nan)
+        column_values[: len(values)] = values
+        padded[SORTED + column] = column_values
+    stored = pd.concat([stored, pd.DataFrame(padded, index=stored.index)], axis=1)
+    table = pa.Table.from_pandas(stored.reset_index(drop=True), preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), STATS_KEY: json.dumps(stats.to_dict())}
     buffer = io.BytesIO()
-    stored.reset_index(drop=True).to_parquet(buffer, index=False)
+    pq.write_table(table.replace_schema_metadata(metadata), buffer)
     return buffer.getvalue()
 
 
 def unpack(data: bytes) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Stored reference bytes as (drift reference, calibration rows or None)."""
-    return split_reference(pd.read_parquet(io.BytesIO(data)))
+    names = pq.read_schema(io.BytesIO(data)).names
+    rows = [n for n in names if not n.startswith(SORTED)]
+    return split_reference(pd.read_parquet(io.BytesIO(data), columns=rows))
+
+
+def unpack_stats(data: bytes) -> ReferenceStats | None:
+    """The drift statistics stored in reference bytes (None: written before they were); the
+    sorted values are read from the bytes when a check first needs them, in one pass over the
+    file (a read per column would parse its footer once per column)."""
+    schema = pq.read_schema(io.BytesIO(data))
+    stored = (schema.metadata or {}).get(STATS_KEY)
+    if stored is None:
+        return None
+    read: dict[str, np.ndarray] = {}
+
+    def sorted_values(column: str) -> np.ndarray:
+        if column not in read:  # the first need (or a detector built again)
+            names = [n for n in schema.names if n.startswith(SORTED)]
+            table = pq.read_table(io.BytesIO(data), columns=names)
+            for name, values in zip(names, table.columns, strict=True):
+                read[name[len(SORTED) :]] = values.to_numpy()
+        return read.pop(column)  # the detector keeps it from now on
+
+    return ReferenceStats.from_dict(json.loads(stored), sorted_values)
 
 
 def split_reference(stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """A stored reference as (drift reference: training rows, calibration: holdout rows).
     References written before holdout rows were kept have no calibration part."""
+    stored = stored.drop(columns=[c for c in stored.columns if str(c).startswith(SORTED)])
     if HOLDOUT not in stored.columns:
         return stored, None
     mark = stored[HOLDOUT].astype(bool)
@@ -91,8 +135,11 @@ class Versions:
         if self._champion is None or self._champion.version != row.version:
             started = time.perf_counter()
             model = load_model(self.store.load_artifact(row))
-            reference, calibration = unpack(self.store.load_reference(row))
-            self._champion = Champion(row.version, model, reference, row.train_end, calibration)
+            data = self.store.load_reference(row)
+            reference, calibration = unpack(data)
+            self._champion = Champion(
+                row.version, model, reference, row.train_end, calibration, unpack_stats(data)
+            )
             log.debug(
                 "%s: loaded v%d in %.2fs", self.name, row.version, time.perf_counter() - started
             )
@@ -164,6 +211,7 @@ class DriftReference:
         return dataclasses.replace(
             champion,
             reference=reference.reset_index(drop=True),
+            stats=None,
             _detector=None,
             _outputs=None,
             _quality=None,

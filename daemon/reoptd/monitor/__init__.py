@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from reoptd.monitor._drift import (
         DriftDetector,
         FeatureDrift,
+        ReferenceStats,
         feature_drift,
         feature_drift_report,
     )
@@ -30,6 +31,7 @@ __all__ = [
     "FeatureDrift",
     "Quality",
     "QualityReference",
+    "ReferenceStats",
     "business_value",
     "check",
     "evaluate",
@@ -49,6 +51,7 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "metric_names": "._check",
         "DriftDetector": "._drift",
         "FeatureDrift": "._drift",
+        "ReferenceStats": "._drift",
         "feature_drift": "._drift",
         "feature_drift_report": "._drift",
         "write_drift_html": "._html",

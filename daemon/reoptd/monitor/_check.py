@@ -15,7 +15,7 @@ from reoptd.data import Source, labelled, validate_batch
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._dle import LossEstimator
-from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift
+from reoptd.monitor._drift import DriftDetector, FeatureDrift, PredictionDrift, ReferenceStats
 from reoptd.monitor._estimate import PerformanceEstimator, class_probabilities
 from reoptd.monitor._multivariate import MultivariateDrift, domain_classifier_auc
 from reoptd.monitor._performance import evaluate
@@ -53,6 +53,8 @@ class Champion:
     trained_until: datetime | None = None
     #: labelled rows the champion never trained on (its run's holdout), for calibration
     calibration: pd.DataFrame | None = field(default=None, repr=False)
+    #: the reference's drift statistics stored with the version (None: computed from the rows)
+    stats: ReferenceStats | None = field(default=None, repr=False)
     _detector: DriftDetector | None = field(default=None, repr=False)
     _outputs: PredictionDrift | None = field(default=None, repr=False)
     _quality: QualityReference | None = field(default=None, repr=False)
@@ -63,7 +65,7 @@ class Champion:
 
     def detector(self, policy: Policy) -> DriftDetector:
         if self._detector is None:
-            self._detector = DriftDetector(policy, self.reference)
+            self._detector = DriftDetector(policy, self.reference, self.stats)
         return self._detector
 
     def quality(self, policy: Policy) -> QualityReference:
@@ -236,14 +238,22 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
         return result
     if len(frame) < result.rows:
         result.model_rows = len(frame)  # rows with a missing feature left out
-    outputs = champion.output(frame)
+    scores = champion.model.predict_score(frame)  # as ``Champion.output``, keeping the scores
+    outputs = scores if scores is not None else champion.model.predict(frame)
     result.prediction_drift = champion.output_drift().check(outputs)
     with_labels = labelled(frame, policy)
     result.labelled_rows = len(with_labels)
     result.labelled = with_labels
     if len(with_labels):
+        if scores is not None and len(with_labels) < len(frame):
+            scores = scores[frame[policy.target].notna().to_numpy()]
         result.metrics = evaluate(
-            champion.model, with_labels, policy.target, metric_names(policy), policy.promote.costs
+            champion.model,
+            with_labels,
+            policy.target,
+            metric_names(policy),
+            policy.promote.costs,
+            scores=scores,
         )
     label_signals(policy, champion, frame, result, outputs)
     result.seconds = time.perf_counter() - started

@@ -263,9 +263,7 @@ def _prepare(
         # sorted once: the distinct values come from it cheaper than by hashing, and the tests
         # that read sorted values (K-S, Wasserstein) reuse it
         ordered = np.sort(clean.to_numpy())
-        starts = np.flatnonzero(ordered[1:] != ordered[:-1])
-        if len(starts) < _FEW_DISTINCT:
-            distinct = frozenset(ordered[np.r_[0, starts + 1]])
+        distinct = _few_sorted(ordered)
         column = _ReferenceColumn(kind, clean, problem, distinct, method, threshold, test)
         column.fast["sorted"] = pd.Series(ordered, copy=False)
         column.std = float(np.std(clean.to_numpy()))
@@ -273,6 +271,14 @@ def _prepare(
     if clean is not None and kind != ColumnType.Text:
         distinct = _few_distinct(clean)
     return _ReferenceColumn(kind, clean, problem, distinct, method, threshold, test)
+
+
+def _few_sorted(ordered: np.ndarray) -> frozenset[object] | None:
+    """The distinct values of sorted ``ordered`` if at most ``_FEW_DISTINCT``, else None."""
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1])
+    if len(starts) < _FEW_DISTINCT:
+        return frozenset(ordered[np.r_[0, starts + 1]])
+    return None
 
 
 def _sample(values: pd.Series, rows: int | None) -> pd.Series:
@@ -350,6 +356,122 @@ def _why(ref: _ReferenceColumn, cur: pd.Series, exc: Exception | None) -> str:
     return str(exc) if exc is not None else "undefined for these values"
 
 
+@dataclass
+class ReferenceStats:
+    """The reference side of the lean drift path as it is stored with a version (computed once
+    per champion, when its reference is packed), so a restart or another replica reads it
+    instead of cleaning, sorting and counting the reference again.
+
+    ``numerical``: per column, its cleaned values' count, ``np.std`` and distinct values when
+    they are at most 5 (else None); the sorted values come from ``sorted_values`` on demand
+    (read from the stored reference column by column).
+    ``categorical``: per column, its categories (as the strings Evidently compares, in order of
+    first appearance) and their counts. Columns that cannot be tested are not in it.
+    """
+
+    numerical: dict[str, tuple[int, float, list[float] | None]] = field(default_factory=dict)
+    categorical: dict[str, tuple[list[str], list[int]]] = field(default_factory=dict)
+    sorted_values: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, policy: Policy, reference: pd.DataFrame) -> tuple[ReferenceStats, dict]:
+        """The statistics of ``reference`` under ``policy``'s column kinds, with the sorted
+        values of its numerical columns (to be stored beside them)."""
+        stats = cls()
+        ordered: dict[str, np.ndarray] = {}
+        for column in monitored_columns(policy):
+            kind = column_kind(policy, column)
+            if column not in reference.columns or kind == ColumnType.Text:
+                continue
+            clean, problem = typed(reference[column], kind)
+            if clean is None or problem is not None or clean.empty:
+                continue  # the check says why, from the reference itself
+            if kind == ColumnType.Numerical:
+                values = clean.to_numpy()
+                ordered[column] = np.sort(values)
+                few = _few_sorted(ordered[column])
+                few_list = None if few is None else sorted(float(v) for v in few)  # type: ignore[arg-type]
+                stats.numerical[column] = (len(values), float(np.std(values)), few_list)
+            else:
+                categories = [str(c) for c in clean.cat.categories]
+                counts = np.bincount(clean.cat.codes.to_numpy(), minlength=len(categories))
+                stats.categorical[column] = (categories, [int(c) for c in counts])
+        stats.sorted_values = ordered.__getitem__
+        return stats, ordered
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "numerical": {c: list(v) for c, v in self.numerical.items()},
+            "categorical": {
+                c: {"categories": v[0], "counts": v[1]} for c, v in self.categorical.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: dict, sorted_values: Callable[[str], np.ndarray] | None
+    ) -> ReferenceStats:
+        return cls(
+            numerical={
+                c: (int(v[0]), float(v[1]), None if v[2] is None else [float(x) for x in v[2]])
+                for c, v in data.get("numerical", {}).items()
+            },
+            categorical={
+                c: (list(v["categories"]), [int(n) for n in v["counts"]])
+                for c, v in data.get("categorical", {}).items()
+            },
+            sorted_values=sorted_values,
+        )
+
+
+def _from_stats(
+    stats: ReferenceStats,
+    column: str,
+    kind: ColumnType,
+    method: str | None,
+    threshold: float | None,
+) -> _ReferenceColumn | None:
+    """The reference side of ``column`` from stored statistics, when the test that will run on
+    it only reads sorted values (numerical) or counts (categorical): the same numbers as from
+    the reference rows. None: prepare it from the rows."""
+    test = None
+    if method is not None:
+        try:
+            test = get_registered_stattest(method, kind)
+        except ValueError as exc:
+            raise DataError(f"drift method for {column!r}: {exc}", column=column) from None
+        declared = _declared(test.name)
+        if declared is None or _fast_form(test, kind) is None:
+            return None
+    if kind == ColumnType.Numerical and column in stats.numerical:
+        if stats.sorted_values is None:
+            return None
+        count, std, few = stats.numerical[column]
+        if few is not None and test is None:
+            return None  # Evidently's choice then depends on the window: it may need the rows
+        # Evidently's own choice for many distinct values: K-S or Wasserstein, both sorted
+        distinct = None if few is None else frozenset(np.asarray(few, dtype=float))
+        ordered = np.asarray(stats.sorted_values(column), dtype=float)[:count]
+        series = pd.Series(ordered, copy=False)
+        ref = _ReferenceColumn(kind, series, None, distinct, method, threshold, test)
+        ref.fast["sorted"] = series
+        ref.std = std
+        return ref
+    if kind == ColumnType.Categorical and column in stats.categorical:
+        categories, counts = stats.categorical[column]
+        if test is None and sum(counts) <= 1000:
+            return None  # Evidently may choose the z test, which reads the rows
+        # else its choice is Jensen-Shannon, which counts
+        codes = np.repeat(np.arange(len(categories)), counts)
+        values = pd.Series(
+            pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object)),  # type: ignore[arg-type]
+            copy=False,
+        )
+        distinct = frozenset(categories) if len(categories) <= _FEW_DISTINCT else None
+        return _ReferenceColumn(kind, values, None, distinct, method, threshold, test)
+    return None
+
+
 class DriftDetector:
     """Drift of current windows against one fixed reference sample (a champion's).
 
@@ -357,12 +479,23 @@ class DriftDetector:
     the policy's features plus its monitor-only text columns.
     """
 
-    def __init__(self, policy: Policy, reference: pd.DataFrame) -> None:
+    def __init__(
+        self, policy: Policy, reference: pd.DataFrame, stats: ReferenceStats | None = None
+    ) -> None:
+        """``stats``: the reference's stored statistics (``ReferenceStats``); the columns they
+        cover are not cleaned, sorted or counted again. Unless ``monitor.drift.sample_rows``
+        samples the reference: the stored statistics are of all its rows."""
         self.sample_rows: int | None = policy.monitor.drift.sample_rows
+        if self.sample_rows is not None and len(reference) > self.sample_rows:
+            stats = None
 
         def one(column: str) -> _ReferenceColumn:
             kind = column_kind(policy, column)
             method, threshold = column_spec(policy, column)
+            if stats is not None:
+                stored = _from_stats(stats, column, kind, method, threshold)
+                if stored is not None:
+                    return stored
             values = reference[column] if column in reference.columns else None
             if values is not None:
                 values = _sample(values, self.sample_rows)
@@ -373,10 +506,12 @@ class DriftDetector:
             zip(names, _each(one, names, len(reference)), strict=True)
         )
 
-    def check(self, current: pd.DataFrame) -> dict[str, FeatureDrift]:
-        """Each column's drift; a large window's columns are tested on the shared column pool
-        (numpy and SciPy release the GIL), a few at a time, so only the columns in flight hold
-        their sorted or counted forms."""
+    def check(
+        self, current: pd.DataFrame, columns: list[str] | None = None
+    ) -> dict[str, FeatureDrift]:
+        """Each column's drift (of ``columns`` only, if given); a large window's columns are
+        tested on the shared column pool (numpy and SciPy release the GIL), a few at a time, so
+        only the columns in flight hold their sorted or counted forms."""
 
         def one(column: str) -> FeatureDrift:
             values = current[column] if column in current.columns else None
@@ -384,9 +519,24 @@ class DriftDetector:
                 values = _sample(values, self.sample_rows)
             return _test_column(self.columns[column], values, column)
 
-        names = list(self.columns)
+        names = list(self.columns) if columns is None else columns
         with _quiet():
             return dict(zip(names, _each(one, names, len(current)), strict=True))
+
+    def check_chunks(
+        self, read: Callable[[list[str]], pd.DataFrame], chunk: int = 100
+    ) -> dict[str, FeatureDrift]:
+        """``check`` of a window read ``chunk`` columns at a time by ``read(columns)`` (e.g. a
+        Parquet file's column projection): a wide window is never in memory whole, only one
+        chunk of its columns and the forms of the columns in flight. Same verdicts."""
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1 column, not {chunk}")
+        names = list(self.columns)
+        out: dict[str, FeatureDrift] = {}
+        for start in range(0, len(names), chunk):
+            part = names[start : start + chunk]
+            out.update(self.check(read(part), part))
+        return out
 
 
 class PredictionDrift:

@@ -87,9 +87,14 @@ def evaluate(
     target: str,
     names: list[str],
     costs: CostsLike | None = None,
+    scores: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Every metric in ``names`` for ``model`` on the labelled ``frame``."""
+    """Every metric in ``names`` for ``model`` on the labelled ``frame``. ``scores``: the
+    model's ``predict_score`` of ``frame`` when the caller has it already (a check scored the
+    window for prediction drift): the same array, not computed twice."""
     y_true = frame[target].to_numpy()
     y_pred = model.predict(frame)
-    y_score = model.predict_score(frame) if NEEDS_SCORE.intersection(names) else None
+    y_score = None
+    if NEEDS_SCORE.intersection(names):
+        y_score = scores if scores is not None else model.predict_score(frame)
     return {name: score(name, y_true, y_pred, y_score, costs) for name in names}

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from reoptd.monitor._fast import as_categories
 from reoptd.policy import Policy
 
 _EXAMPLES = 5  # unseen categories listed per column
@@ -104,10 +105,11 @@ class QualityReference:
             values = window[column]
             kind = _type_family(values)
             was = self.types.get(column)
-            if was is not None and kind != was and not values.isna().all():
+            missing = int(values.isna().sum())  # one scan: a string column's is not cheap
+            if was is not None and kind != was and missing < len(values):
                 out.retyped_columns[column] = f"{was} -> {kind}"
                 out.flagged.append(f"{column}: type changed ({was} -> {kind})")
-            share = float(values.isna().sum()) / rows
+            share = float(missing) / rows
             out.missing_share[column] = share
             if share > tol.missing_share:
                 out.flagged.append(
@@ -124,13 +126,17 @@ class QualityReference:
                         f" [{low:g}, {high:g}] (tolerance {tol.out_of_range_share:.1%})"
                     )
             if column in self.categories:
-                present = values.dropna().astype(str)
-                new = ~present.isin(self.categories[column])
-                share = float(new.sum()) / rows
-                out.unseen_share[column] = share
-                if share:
-                    examples = pd.unique(present[new].to_numpy())[:_EXAMPLES]
+                # the present values as strings, hashed once: a category is looked up once,
+                # not once per row (categories in order of first appearance)
+                present = as_categories(values).cat
+                unseen = ~present.categories.isin(self.categories[column])
+                share = 0.0
+                if unseen.any():
+                    counts = np.bincount(present.codes.to_numpy(), minlength=len(unseen))
+                    share = float(counts[unseen].sum()) / rows
+                    examples = present.categories[unseen][:_EXAMPLES]
                     out.unseen_examples[column] = [str(v) for v in examples]
+                out.unseen_share[column] = share
                 if share > tol.unseen_share:
                     shown = ", ".join(map(repr, out.unseen_examples.get(column, [])))
                     out.flagged.append(
