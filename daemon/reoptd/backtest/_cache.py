@@ -388,10 +388,13 @@ class _CachedDrift(DriftDetector):
         self._cache = cache
         self._prefix = prefix
 
-    def check(self, current: pd.DataFrame) -> dict[str, FeatureDrift]:
-        key = digest(self._prefix, frame_digest(current, list(self.columns)))
+    def check(
+        self, current: pd.DataFrame, columns: list[str] | None = None
+    ) -> dict[str, FeatureDrift]:
+        names = list(self.columns) if columns is None else columns
+        key = digest(self._prefix, ",".join(names), frame_digest(current, names))
         found: dict[str, FeatureDrift] = self._cache.lookup(
-            "drift", key, lambda: self._inner.check(current)
+            "drift", key, lambda: self._inner.check(current, columns)
         )
         return dict(found)  # FeatureDrift is frozen; the dict is the caller's
 
