@@ -10,7 +10,7 @@ the front and ends with one line:
 
     knee_heldout=... periodic_heldout=... knee_retrains=... periodic_retrains=... seconds=...
 
-Usage: .venv/bin/python bench/policy_tune.py [--rows 10000] [--trials 60] [--plot out.png]
+Usage: .venv/bin/python bench/policy_tune.py [--rows 8000] [--trials 60] [--plot out.png]
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ POLICY = textwrap.dedent(
       - drift_share: {above: 0.2, for: 3}
     guards: {cooldown: 10m}
     train:
-      estimator: sklearn.ensemble.HistGradientBoostingClassifier
-      params: {max_iter: 40, learning_rate: 0.15, max_depth: 3, random_state: 0}
+      estimator: sklearn.linear_model.LogisticRegression
+      params: {max_iter: 300}
       window: 20m
       min_rows: 300
     promote: {metric: accuracy, min_improvement: 0.005, holdout: 25%}
@@ -82,12 +82,13 @@ def stream(rows: int, seed: int = 0) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=8_000)
     parser.add_argument("--trials", type=int, default=60)
-    parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--out", type=Path, help="write the knee policy here")
     args = parser.parse_args()
+    # a trial's re-optimizations run in its own thread, as `reoptd policy tune` runs them
+    os.environ.setdefault("REOPTD_EXECUTOR", "inline")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base.yaml"
         base.write_text(POLICY)
@@ -103,7 +104,6 @@ def main() -> None:
             warmup=0.2,
             step=parse_span("100", "--step"),
             label_delay=parse_span("60", "--label-delay"),
-            jobs=args.jobs,
         )
         seconds = time.perf_counter() - started
         choice = parse_pick("knee")

@@ -4,6 +4,7 @@ backtest, the study in a real SQLite database, the front measured on held-out hi
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,14 @@ def _stream(rows: int = ROWS) -> pd.DataFrame:
     y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(rows), unit="s")
     return pd.DataFrame(x, columns=["x1", "x2", "x3"]).assign(ts=ts, y=y)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def inline_runs() -> Iterator[None]:
+    """Runs execute in the trial's thread, as `reoptd policy tune` sets it up."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REOPTD_EXECUTOR", "inline")
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -105,7 +104,6 @@ def tune_policy(
     label_delay: Span = NO_DELAY,
     time_column: str | None = None,
     cost: Cost = "retrains",
-    jobs: int = 1,
     seed: int | None = 0,
     progress: bool = True,
 ) -> TuneResult:
@@ -188,7 +186,7 @@ def tune_policy(
             study.enqueue_trial(base_params(base), user_attrs={"base": True})
         remaining = trials - len(done)
         if remaining > 0:
-            _optimize(study, objective, remaining, budget, jobs, progress, higher)
+            _optimize(study, objective, remaining, budget, progress, higher)
         completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
         if not completed:
             failed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
@@ -254,29 +252,24 @@ def _optimize(
     objective: Callable[[optuna.Trial], tuple[float, float]],
     trials: int,
     budget: timedelta | None,
-    jobs: int,
     progress: bool,
     higher: bool,
 ) -> None:
     bar = tqdm(total=trials, desc="policy tune", unit="trial", disable=not progress)
-    lock = threading.Lock()
 
     def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        with lock:
-            bar.update()
-            if trial.values is not None:
-                bar.set_postfix(last=f"{trial.values[0]:.4f}/{trial.values[1]:g}", refresh=False)
-            pick = max if higher else min
-            best = [t.values[0] for t in study.best_trials]
-            if best:
-                bar.set_postfix(front=len(best), best=f"{pick(best):.4f}", refresh=False)
+        bar.update()
+        pick = max if higher else min
+        best = [t.values[0] for t in study.best_trials]
+        if best:
+            bar.set_postfix(front=len(best), best=f"{pick(best):.4f}", refresh=False)
 
     try:
         study.optimize(
             objective,
             n_trials=trials,
             timeout=budget.total_seconds() if budget else None,
-            n_jobs=jobs,
+            n_jobs=1,  # not in threads: a backtest opens its store with alembic, not thread-safe
             catch=(ReoptdError,),
             callbacks=[tick],
         )
