@@ -185,6 +185,11 @@ def policy_tune(
     # a backtest needs no step budget enforced, and launching a worker process per run took 53
     # of 181 s of a 56-step backtest on a busy 2-core machine.
     os.environ.setdefault("REOPTD_EXECUTOR", "inline")
+    # a failed trial (a candidate the history cannot run, say a window too short to train on)
+    # is logged in one line by reoptd.policy_tune, not with Optuna's traceback
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     choice = parse_pick(pick)
     if cost not in ("retrains", "seconds"):
         raise TuneError(f"--cost: expected retrains or seconds, got {cost!r}")
@@ -194,9 +199,14 @@ def policy_tune(
     except ValueError as exc:
         raise TuneError(f"--holdout {holdout!r} / --budget {budget!r}: {exc}") from None
     base = load_policy(policy_file)
-    first = (
-        parse_fraction(warmup) if warmup.strip().endswith("%") else parse_span(warmup, "--warmup")
-    )
+    try:
+        first = (
+            parse_fraction(warmup)
+            if warmup.strip().endswith("%")
+            else parse_span(warmup, "--warmup")
+        )
+    except ValueError as exc:
+        raise TuneError(f"--warmup {warmup!r}: {exc}") from None
     registry = assemble.open_registry(_settings())
     try:
         storage = registry.optuna_storage

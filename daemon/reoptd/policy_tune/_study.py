@@ -172,6 +172,7 @@ def tune_policy(
                 report = backtest(text, f"trial {trial.number}", search_file, first)
             except ReoptdError as exc:
                 trial.set_user_attr("error", str(exc))
+                log.warning("trial %d failed: %s", trial.number, exc)
                 raise
             scores = _scores(report["served"])
             trial.set_user_attr("search", asdict(scores))
@@ -210,7 +211,16 @@ def tune_policy(
             key = HELDOUT + _digest(item.text)
             stored = study.user_attrs.get(key)
             if stored is None:
-                report = backtest(item.text, f"trial {item.trial}", data, Span(rows=cut))
+                try:
+                    report = backtest(item.text, f"trial {item.trial}", data, Span(rows=cut))
+                except ReoptdError as exc:
+                    if item is base_candidate:  # the baselines come from its run
+                        raise TuneError(
+                            f"the base policy's held-out backtest failed: {exc}"
+                        ) from exc
+                    log.warning("trial %s: its held-out backtest failed: %s", item.trial, exc)
+                    bar.update()
+                    continue
                 stored = {
                     "served": asdict(_scores(report["served"])),
                     **{k: asdict(_scores(v)) for k, v in report["baselines"].items()},
