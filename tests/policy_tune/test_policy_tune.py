@@ -117,11 +117,15 @@ def test_the_search_backtests_each_trial_and_measures_the_front_on_held_out_rows
     assert result.front and len(result.points) == result.trials
     for item in [result.base, *result.front]:
         assert item.heldout is not None and item.heldout.value is not None
+        assert item.heldout_periodic is not None and item.heldout_periodic.retrains == 5
         assert 0 <= item.heldout.value <= 1
         load = parse_policy(item.text, "candidate")  # every candidate is a valid policy
         assert load.model == "tiny"
     # the periodic baseline retrains before every held-out step: 480 rows in steps of 100
     assert result.periodic.retrains == 5 and result.static.retrains == 0
+    # one policy per point of the front (trials that tie on both objectives are one point)
+    points = [(c.search.value, c.search.retrains) for c in result.front]
+    assert len(points) == len(set(points))
     # the front is Pareto-optimal on the search scores: none dominates another
     for a in result.front:
         for b in result.front:

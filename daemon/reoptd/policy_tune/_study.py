@@ -68,6 +68,9 @@ class Candidate:
     summary: str
     search: Scores
     heldout: Scores | None = None
+    # the periodic baseline of its own held-out run: retraining before every step on this
+    # candidate's train.window (the result's ``periodic`` uses the base policy's window)
+    heldout_periodic: Scores | None = None
 
 
 @dataclass
@@ -227,6 +230,7 @@ def tune_policy(
                 }
                 study.set_user_attr(key, stored)
             item.heldout = Scores(**stored["served"])
+            item.heldout_periodic = Scores(**stored["periodic"])
             if item is base_candidate:
                 baselines = {k: Scores(**stored[k]) for k in ("static", "periodic")}
             bar.update()
@@ -311,13 +315,15 @@ def _close_crashed(study: optuna.Study) -> None:
 
 
 def _front(study: optuna.Study) -> list[Candidate]:
-    seen: set[str] = set()
+    """The Pareto-optimal trials by cost, one per point: trials that tie on both objectives
+    (say every policy that never retrains) are one point, shown by the first of them."""
+    seen: set[tuple[float, ...]] = set()
     front: list[Candidate] = []
     for trial in sorted(study.best_trials, key=lambda t: (t.values[1], t.number)):
-        text = trial.user_attrs["policy"]
-        if text in seen:
+        text, point = trial.user_attrs["policy"], tuple(trial.values)
+        if point in seen:
             continue
-        seen.add(text)
+        seen.add(point)
         front.append(Candidate(trial.number, text, _summary(text), _trial_scores(trial)))
     return front
 
