@@ -49,9 +49,13 @@ def raw_triggers(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return [dict(t) for t in triggers], combine
 
 
-def candidate(base: Policy, raw: dict[str, Any], trial: Suggest) -> dict[str, Any]:
+def candidate(
+    base: Policy, raw: dict[str, Any], trial: Suggest, min_window: float = 0.0
+) -> dict[str, Any]:
     """The base's YAML mapping with every knob set by ``trial`` (define-by-run: a trigger's
-    thresholds are asked for only when the trial turns it on)."""
+    thresholds are asked for only when the trial turns it on). ``min_window``: the shortest
+    ``train.window`` (seconds) worth trying, one that can hold ``train.min_rows`` labelled
+    rows; the search never goes below a quarter of the base's, nor must go above it."""
     every = base.monitor.every.total_seconds()
     out = copy.deepcopy(raw)
     entries, combine = raw_triggers(raw)
@@ -71,7 +75,8 @@ def candidate(base: Policy, raw: dict[str, Any], trial: Suggest) -> dict[str, An
     guards["cooldown"] = _checks(trial.suggest_int("cooldown_checks", *COOLDOWN_CHECKS), every)
     out["guards"] = guards
     train = dict(out["train"])
-    factor = trial.suggest_float("window_factor", *WINDOW_FACTOR, log=True)
+    shortest = min(1.0, max(WINDOW_FACTOR[0], min_window / base.train.window.total_seconds()))
+    factor = trial.suggest_float("window_factor", shortest, WINDOW_FACTOR[1], log=True)
     window = max(every, round(base.train.window.total_seconds() * factor / every) * every)
     train["window"] = _checks(window / every, every)
     out["train"] = train
