@@ -147,9 +147,7 @@ def tune_policy(
         storage=storage or optuna.storages.InMemoryStorage(),
         study_name=name,
         directions=["maximize" if higher else "minimize", "minimize"],
-        sampler=optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=min(10, max(1, trials // 4))
-        ),
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(trials)),
         load_if_exists=True,
     )
     _same_settings(study, settings)
