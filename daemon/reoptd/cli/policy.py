@@ -156,8 +156,9 @@ def policy_tune(
     The table shows both; trust the held-out columns.
 
     **--pick** chooses on the search scores (never the held-out ones): knee is the front's point
-    nearest the ideal corner with both objectives scaled to [0, 1]; max-value the best metric;
-    'max-retrains N' the best metric with at most N retrains in the searched rows. --out writes
+    that buys the most metric per retrain (or second) over the front's cheapest; max-value the
+    best metric; 'max-retrains N' the best metric with at most N retrains in the searched rows.
+    --out writes
     that policy with a comment saying how it was chosen and what it scored; it validates and runs
     in the daemon as it is.
 
