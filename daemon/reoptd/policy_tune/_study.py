@@ -28,7 +28,7 @@ import optuna
 import yaml
 from tqdm import tqdm
 
-from reoptd.backtest import BacktestError, Span, load_history, run_backtest
+from reoptd.backtest import BacktestCache, BacktestError, Span, load_history, run_backtest
 from reoptd.errors import ReoptdError
 from reoptd.policy import Policy, load_policy
 from reoptd.policy_tune._knobs import base_params, candidate, describe, parse_candidate, to_yaml
@@ -154,6 +154,10 @@ def tune_policy(
     with tempfile.TemporaryDirectory(prefix="reoptd-policy-tune-") as tmp:
         search_file = Path(tmp) / "search.parquet"
         history.frame.iloc[:cut].to_parquet(search_file, index=False)
+        # one cache for every trial and held-out backtest: a retrain, drift check or
+        # validation another candidate already did is looked up, not redone (trials run one
+        # at a time, as the cache requires)
+        cache = BacktestCache()
 
         def backtest(text: str, where: str, file: Path, first_rows: Span) -> dict[str, Any]:
             # the search file holds the time column load_history used (synthetic or not)
@@ -165,6 +169,7 @@ def tune_policy(
                 label_delay=label_delay,
                 time_column=column if file == search_file else time_column,
                 progress=False,
+                cache=cache,
             )
 
         shortest = _shortest_window(base, history.ts[:cut], label_delay)
