@@ -329,4 +329,23 @@ def _compress(policy: Policy) -> str:
             if c.objective == "latency"
             else ""
         )
+        + _serving(policy)
     )
+
+
+def _serving(policy: Policy) -> str:
+    c = policy.compress
+    if c.serving == "python":
+        return " Every candidate is served in its family's own form (compress.serving: python)."
+    check = (
+        f" Every candidate, the uncompressed model included, is also exported to ONNX (its"
+        f" preprocessing kept as numbers and run on numpy arrays) and timed under ONNX Runtime"
+        f" as it serves; an ONNX form counts only if its outputs equal the Python form's on the"
+        f" holdout within {c.serving_tolerance:g}."
+    )
+    if c.serving == "onnx":
+        return check + (
+            " Only ONNX forms are chosen (compress.serving: onnx): the version's artifact loads"
+            " without running code."
+        )
+    return check + " The fastest form wins, ONNX or Python (compress.serving: auto)."
