@@ -90,6 +90,12 @@ class OnnxModel:
     def params(self) -> dict[str, Any]:
         return dict(self._params)
 
+    def fit(self, frame: pd.DataFrame, target: pd.Series) -> OnnxModel:
+        raise OptimizeError(
+            "an ONNX serving form is exported from a trained model, not trained: retrain builds"
+            " a model of the policy's family"
+        )
+
     def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The two arrays ``predict_arrays`` takes, from a DataFrame with the feature columns."""
         numerical = frame[self.numerical].to_numpy(dtype=np.float64)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reoptd.models import Model
+from reoptd.models import Model, OnnxModel
 from reoptd.models.torch import torch_threads
 
 WARMUP = 5
@@ -69,7 +69,7 @@ def batch_of(frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
 def serving_call(model: Model, batch: pd.DataFrame) -> Callable[[], Any]:
     """One prediction on ``batch`` as serving makes it: ``predict`` on the DataFrame, or for a
     form that serves numpy arrays (``predict_arrays``), on the arrays made from it here."""
-    if hasattr(model, "predict_arrays"):
+    if isinstance(model, OnnxModel):
         numerical, categorical = model.arrays(batch)
         return lambda: model.predict_arrays(numerical, categorical)
     return lambda: model.predict(batch)
