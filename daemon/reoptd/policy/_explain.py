@@ -311,7 +311,7 @@ def _compress(policy: Policy) -> str:
     )
     ends = [m for m in methods if m.ends_chain]
     one_quantization = (
-        " (a chain ends with one of the two quantizations at most)" if len(ends) > 1 else ""
+        " (a chain ends with one of the quantizations at most)" if len(ends) > 1 else ""
     )
     others = [b for b in c.all_batch_sizes if b != c.batch_size]
     also = f", also at batch {', '.join(map(str, others))}" if others else ""

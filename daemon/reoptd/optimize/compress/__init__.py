@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         quantize,
         static_quantize,
         structured_prune,
+        weight_only_quantize,
     )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "size_bytes",
     "static_quantize",
     "structured_prune",
+    "weight_only_quantize",
 ]
 
 __getattr__, __dir__ = lazy.lazy_exports(
@@ -76,5 +78,6 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "quantize": ".methods._quantize",
         "static_quantize": ".methods._quantize",
         "structured_prune": ".methods._prune",
+        "weight_only_quantize": ".methods._quantize",
     },
 )
