@@ -138,6 +138,6 @@ def test_sklearn_champion_compresses_to_its_onnx_form_without_methods_that_apply
 
 
 def test_policy_explain_describes_the_serving_form() -> None:
-    text = explain(_policy(compress="{serving: auto, serving_tolerance: 0.001}"))
+    text = "\n".join(explain(_policy(compress="{serving: auto, serving_tolerance: 0.001}")))
     assert "exported to ONNX" in text and "within 0.001" in text and "serving: auto" in text
-    assert "family's own form" in explain(_policy())
+    assert "family's own form" in "\n".join(explain(_policy()))
