@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError
-from reoptd.models import Model, OnnxModel, load_model, serving_form
+from reoptd.models import Model, OnnxModel, SklearnModel, load_model, serving_form
 
 if TYPE_CHECKING:
     from reoptd.store import Store
@@ -128,12 +128,10 @@ class Champion:
         return self.predict_versioned(frame)[1]
 
     def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(numerical, categorical) arrays of ``frame`` for ``predict_arrays``."""
-        model = self._loaded().model
-        numerical = list(getattr(model, "numerical", []))
-        categorical = list(getattr(model, "categorical", []))
-        if not numerical and not categorical:  # an sklearn model names its columns only
-            numerical = list(model.features)
+        """(numerical, categorical) arrays of ``frame`` for ``predict_arrays``: the model's
+        numerical and categorical features (an sklearn model in its Python form names its
+        columns only: all of them go in the second array)."""
+        numerical, categorical = _roles(self._loaded().model)
         return (
             frame[numerical].to_numpy(dtype=np.float64),
             frame[categorical].to_numpy(dtype=object),
@@ -164,14 +162,11 @@ class Champion:
 
     @staticmethod
     def _frame(model: Model, numerical: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
-        names = [*getattr(model, "numerical", []), *getattr(model, "categorical", [])]
-        if not names:
-            names = list(model.features)
-        values = np.concatenate([np.asarray(numerical, dtype=object), categorical], axis=1)
-        frame = pd.DataFrame(values, columns=names)
-        for column in getattr(model, "numerical", []) or names[: numerical.shape[1]]:
-            frame[column] = frame[column].astype(np.float64)
-        return frame
+        numeric_names, other_names = _roles(model)
+        frame = pd.DataFrame(np.asarray(categorical, dtype=object), columns=other_names)
+        for i, column in enumerate(numeric_names):
+            frame[column] = np.asarray(numerical, dtype=np.float64)[:, i]
+        return frame.infer_objects()
 
     def predict_versioned(self, frame: pd.DataFrame) -> tuple[int, np.ndarray]:
         """(version, predictions): the version that made them, from one model for the batch."""
@@ -288,6 +283,14 @@ class Champion:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _roles(model: Model) -> tuple[list[str], list[str]]:
+    """(numerical, categorical) feature names of ``model``; an sklearn model in its Python form
+    names its columns only, all returned as the second."""
+    if isinstance(model, SklearnModel):
+        return [], list(model.features)
+    return list(model.numerical), list(model.categorical)
 
 
 def _detail(response: httpx.Response) -> str:
