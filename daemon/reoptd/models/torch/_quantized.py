@@ -117,9 +117,7 @@ class DynamicInt8:
     def _convert(self, net: nn.Sequential) -> nn.Sequential:
         if self.backend == "torchao":
             ao = _torchao_quantization()
-            with _quiet():
-                ao.quantize_(net.eval(), ao.Int8DynamicActivationInt8WeightConfig())
-            return net
+            return _torchao_quantize(net, ao.Int8DynamicActivationInt8WeightConfig())
         with _quiet():
             return torch.ao.quantization.quantize_dynamic(
                 net.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True
@@ -150,9 +148,28 @@ class WeightOnlyInt8:
         if not torchao_available():
             raise OptimizeError("weight-only int8 quantization needs torchao, not installed")
         ao = _torchao_quantization()
+        return _torchao_quantize(net, ao.Int8WeightOnlyConfig())
+
+
+#: Linear layers with fewer inputs stay float under torchao (a rank-1 low-rank factor, say):
+#: int8 saves nothing there, and torchao 0.18 cannot choose the scales of a 1-input layer
+TORCHAO_MIN_INPUTS = 8
+
+
+def _torchao_quantize(net: nn.Sequential, config: Any) -> nn.Sequential:
+    """``net`` with torchao's ``config`` applied in place to each Linear layer that has at least
+    ``TORCHAO_MIN_INPUTS`` inputs (decided by shapes only, so a reloaded artifact matches)."""
+    ao = _torchao_quantization()
+
+    def wide(module: nn.Module, fqn: str) -> bool:
+        return isinstance(module, nn.Linear) and module.in_features >= TORCHAO_MIN_INPUTS
+
+    try:
         with _quiet():
-            ao.quantize_(net.eval(), ao.Int8WeightOnlyConfig())
-        return net
+            ao.quantize_(net.eval(), config, filter_fn=wide)
+    except Exception as exc:  # torchao raises many kinds on shapes it does not handle
+        raise OptimizeError(f"torchao could not quantize the network: {exc}") from None
+    return net
 
 
 def static_engine() -> str:
