@@ -141,3 +141,15 @@ def test_policy_explain_describes_the_serving_form() -> None:
     text = "\n".join(explain(_policy(compress="{serving: auto, serving_tolerance: 0.001}")))
     assert "exported to ONNX" in text and "within 0.001" in text and "serving: auto" in text
     assert "family's own form" in "\n".join(explain(_policy()))
+
+
+def test_models_show_says_the_serving_form() -> None:
+    from reoptd.cli.models import _serving_line
+
+    onnx = {"serving": "onnx", "max_difference": 3.1e-8}
+    assert _serving_line(2, onnx) == (
+        "  v2 serving: onnx (ONNX Runtime, loads without running code), outputs within 3.1e-08"
+        " of the python form on the holdout"
+    )
+    assert _serving_line(3, {"serving": "python"}) == "  v3 serving: python (the family's own form)"
+    assert _serving_line(1, None) is None and _serving_line(1, {"name": "uncompressed"}) is None
