@@ -17,8 +17,12 @@ REOPTD_HOME directly instead (same host, no API needed); its artifacts come from
 ``REOPTD_ARTIFACTS`` (or ``artifacts=``, e.g. ``s3://bucket/prefix``) when the daemon keeps them
 on object storage.
 
-Artifacts of sklearn models are pickles, and loading a pickle runs code: point the client only at
-a daemon (and a REOPTD_HOME) you trust.
+Artifacts of sklearn models in their Python form are pickles, and loading a pickle runs code:
+point the client only at a daemon (and a REOPTD_HOME) you trust, or pass ``allow_pickle=False``
+to refuse them (before anything is unpickled). An ONNX serving form (``compress.serving``) and a
+torch state dict load without running code. An ONNX form also serves numpy arrays directly,
+without pandas: ``champion.predict_arrays(numerical, categorical)`` (``champion.arrays(frame)``
+makes the two arrays from a DataFrame); ``champion.form`` says which form is loaded.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from reoptd.errors import ArtifactError, ModelNotFound, ReoptdError
-from reoptd.models import Model, load_model
+from reoptd.models import Model, OnnxModel, SklearnModel, load_model, serving_form
 
 if TYPE_CHECKING:
     from reoptd.store import Store
@@ -48,6 +52,7 @@ class _Loaded:
     version: int
     sha256: str
     model: Model
+    form: str  # onnx, torch or pickle (``reoptd.models.serving_form``)
 
 
 class Champion:
@@ -63,6 +68,7 @@ class Champion:
         poll_every: float = 5.0,
         token: str | None = None,
         timeout: float = 30.0,
+        allow_pickle: bool = True,
     ) -> None:
         if (url is None) == (home is None):
             raise ValueError("Champion needs exactly one of url= (the daemon's API) or home=")
@@ -70,6 +76,7 @@ class Champion:
             raise ValueError(f"poll_every must be positive, got: {poll_every}")
         self.name = name
         self.poll_every = poll_every
+        self.allow_pickle = allow_pickle  # False: a pickled artifact is refused, never loaded
         self._http: httpx.Client | None = None
         self._registry: Store | None = None
         if url is not None:
@@ -112,8 +119,54 @@ class Champion:
             raise ReoptdError(f"champion client for {self.name!r} is closed")
         return current
 
+    @property
+    def form(self) -> str:
+        """The loaded version's serving form: ``onnx``, ``torch`` or ``pickle``."""
+        return self._loaded().form
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.predict_versioned(frame)[1]
+
+    def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(numerical, categorical) arrays of ``frame`` for ``predict_arrays``: the model's
+        numerical and categorical features (an sklearn model in its Python form names its
+        columns only: all of them go in the second array)."""
+        numerical, categorical = _roles(self._loaded().model)
+        return (
+            frame[numerical].to_numpy(dtype=np.float64),
+            frame[categorical].to_numpy(dtype=object),
+        )
+
+    def predict_arrays(self, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Predictions from arrays of the numerical and the categorical features (in the model's
+        ``numerical`` / ``categorical`` order): no pandas per call for an ONNX form."""
+        current = self._loaded()
+        model = current.model
+        if isinstance(model, OnnxModel):
+            return model.predict_arrays(numerical, categorical)
+        return model.predict(self._frame(model, numerical, categorical))
+
+    def predict_proba_arrays(self, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """P(positive class) from arrays, for binary classifiers (see ``predict_arrays``)."""
+        current = self._loaded()
+        model = current.model
+        if isinstance(model, OnnxModel) and model.classes and len(model.classes) == 2:
+            return model.predict_proba_arrays(numerical, categorical)[:, 1]
+        scores = model.predict_score(self._frame(model, numerical, categorical))
+        if scores is None:
+            raise ReoptdError(
+                f"model {self.name!r} v{current.version} gives no probabilities"
+                " (not a binary classifier): use predict_arrays"
+            )
+        return scores
+
+    @staticmethod
+    def _frame(model: Model, numerical: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
+        numeric_names, other_names = _roles(model)
+        frame = pd.DataFrame(np.asarray(categorical, dtype=object), columns=other_names)
+        for i, column in enumerate(numeric_names):
+            frame[column] = np.asarray(numerical, dtype=np.float64)[:, i]
+        return frame.infer_objects()
 
     def predict_versioned(self, frame: pd.DataFrame) -> tuple[int, np.ndarray]:
         """(version, predictions): the version that made them, from one model for the batch."""
@@ -163,7 +216,7 @@ class Champion:
                 f" match the daemon's {expected[:12] or 'missing header'}…; not loaded"
             )
         version = int(response.headers["X-Reoptd-Version"])
-        return _Loaded(version, actual, load_model(data))
+        return self._load(version, actual, data)
 
     def _fetch_registry(self, known: _Loaded | None) -> _Loaded | None:
         assert self._registry is not None
@@ -173,7 +226,17 @@ class Champion:
         if known is not None and row.sha256 == known.sha256 and row.version == known.version:
             return None
         data = self._registry.load_artifact(row)  # the store verifies the sha256
-        return _Loaded(row.version, row.sha256, load_model(data))
+        return self._load(row.version, row.sha256, data)
+
+    def _load(self, version: int, sha256: str, data: bytes) -> _Loaded:
+        form = serving_form(data)
+        if form == "pickle" and not self.allow_pickle:
+            raise ArtifactError(
+                f"champion v{version} of {self.name!r} is a pickle (an sklearn model in its"
+                " Python form) and this client refuses pickles (allow_pickle=False): loading one"
+                " runs code; give the model an ONNX serving form (compress.serving: onnx)"
+            )
+        return _Loaded(version, sha256, load_model(data, allow_pickle=self.allow_pickle), form)
 
     def refresh(self) -> bool:
         """Check for a new champion now; True if one was swapped in."""
@@ -220,6 +283,14 @@ class Champion:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _roles(model: Model) -> tuple[list[str], list[str]]:
+    """(numerical, categorical) feature names of ``model``; an sklearn model in its Python form
+    names its columns only, all returned as the second."""
+    if isinstance(model, SklearnModel):
+        return [], list(model.features)
+    return list(model.numerical), list(model.categorical)
 
 
 def _detail(response: httpx.Response) -> str:

@@ -121,3 +121,51 @@ def test_client_errors_name_the_model(served: Served) -> None:
     served.registry.artifacts.path(v1.sha256).write_bytes(b"tampered")
     with pytest.raises(ArtifactError, match="corrupt"):
         Champion(MODEL, home=served.home)
+
+
+def test_pickles_are_refused_and_an_onnx_champion_serves_numpy_arrays(served: Served) -> None:
+    from reoptd.optimize.compress import export_onnx
+
+    frame = _frame()
+    with served.client() as http:
+        response = http.get(f"/models/{MODEL}/champion/artifact")
+        assert response.headers["X-Reoptd-Serving-Form"] == "pickle"  # the demo's sklearn model
+    with pytest.raises(ArtifactError, match="refuses pickles"):
+        Champion(MODEL, url=served.url, allow_pickle=False)
+    champion_row = served.registry.champion(MODEL)
+    assert champion_row is not None
+    python = load_model(served.registry.load_artifact(champion_row))
+    with Champion(MODEL, url=served.url) as champion:  # arrays work with any form
+        assert champion.form == "pickle"
+        numerical, categorical = champion.arrays(frame)
+        assert np.array_equal(
+            champion.predict_arrays(numerical, categorical), python.predict(frame)
+        )
+        assert np.array_equal(
+            champion.predict_proba_arrays(numerical, categorical), python.predict_score(frame)
+        )
+    onnx = export_onnx(python)  # the champion's ONNX form, registered and promoted as a version
+    row = served.registry.add_version(
+        MODEL,
+        model_bytes=onnx.to_bytes(),
+        reference_bytes=served.registry.load_reference(champion_row),
+        at=served.clock.now(),
+        parent_version=champion_row.version,
+    )
+    served.registry.promote(MODEL, row.version, at=served.clock.now(), reason="its ONNX form")
+    with served.client() as http:
+        response = http.get(f"/models/{MODEL}/champion/artifact")
+        assert response.headers["X-Reoptd-Serving-Form"] == "onnx"
+    for where in ({"url": served.url}, {"home": served.home}):
+        with Champion(MODEL, allow_pickle=False, **where) as champion:  # type: ignore[arg-type]
+            assert champion.version == row.version and champion.form == "onnx"
+            numerical, categorical = champion.arrays(frame)
+            assert np.array_equal(
+                champion.predict_arrays(numerical, categorical), python.predict(frame)
+            )
+            assert np.allclose(
+                champion.predict_proba_arrays(numerical, categorical),
+                python.predict_score(frame),
+                atol=1e-5,
+            )
+            assert np.array_equal(champion.predict(frame), python.predict(frame))

@@ -24,7 +24,7 @@ from reoptd.data import demo
 from reoptd.errors import PolicyError
 from reoptd.metrics import Metrics
 from reoptd.models import TORCH_MAGIC, SklearnModel, build_model, load_model
-from reoptd.models.torch import TorchMLP, is_low_rank
+from reoptd.models.torch import TorchMLP, is_low_rank, load_state, low_rank_module
 from reoptd.optimize import compress as C
 from reoptd.optimize.compress import BASELINE, Candidate, Latency, select
 from reoptd.optimize.compress.methods import _low_rank
@@ -144,13 +144,59 @@ def test_low_rank_model_is_smaller_and_reloads(teacher: TorchMLP) -> None:
 def test_dynamic_quantization_shrinks_the_weights_and_reloads(teacher: TorchMLP) -> None:
     quantized = C.quantize(teacher)
     assert quantized.arch["quantized"] == "dynamic_int8"
-    kinds = {type(m).__module__ for m in quantized.net if not isinstance(m, nn.ReLU)}
-    assert kinds == {"torch.ao.nn.quantized.dynamic.modules.linear"}
+    assert quantized.arch["backend"] == "torchao"  # torchao is installed: it comes first
+    linears = [m for m in quantized.net if not isinstance(m, nn.ReLU)]
+    assert {type(m.weight).__name__ for m in linears} == {"Int8Tensor"}
     assert len(quantized.to_bytes()) < 0.45 * len(teacher.to_bytes())
     assert np.allclose(quantized.predict_score(TEST), teacher.predict_score(TEST), atol=0.05)
     _reloads_identically(quantized)
     with pytest.raises(Exception, match="cannot be compressed further"):
         C.low_rank(quantized, 0.9)
+
+
+def test_weight_only_quantization_by_torchao_shrinks_and_reloads(teacher: TorchMLP) -> None:
+    quantized = C.weight_only_quantize(teacher)
+    assert quantized.arch["quantized"] == "weight_only_int8"
+    assert quantized.arch["backend"] == "torchao"
+    assert quantized.compression == ["weight_quantize"]
+    assert len(quantized.to_bytes()) < 0.45 * len(teacher.to_bytes())
+    assert np.allclose(quantized.predict_score(TEST), teacher.predict_score(TEST), atol=0.02)
+    _reloads_identically(quantized)
+
+
+def test_torchao_leaves_narrow_layers_float_so_any_low_rank_network_quantizes() -> None:
+    from reoptd.models.torch import describe, quantizer, rebuild
+
+    # a rank-1 factor has a 1-input Linear layer, on which torchao 0.18 fails: it stays float
+    net = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), low_rank_module(64, 1, 2)).eval()
+    x = torch.randn(5, 40)
+    for name in ("dynamic_int8", "weight_only_int8"):
+        arch = {**describe(net, quantized=name), "backend": "torchao"}
+        quantized = quantizer(name).quantize(net)
+        kinds = [type(m.weight).__name__ for m in quantized.modules() if isinstance(m, nn.Linear)]
+        assert kinds == ["Int8Tensor", "Int8Tensor", "Parameter"]
+        empty = rebuild(arch)  # shapes alone decide which layers are int8: an artifact matches
+        load_state(empty, arch, quantized.state_dict())
+        with torch.inference_mode():
+            assert torch.equal(empty(x), quantized(x))
+
+
+def test_torch_ao_fallback_and_artifacts_written_before_torchao_reload(
+    teacher: TorchMLP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reoptd.models.torch import QUANTIZERS, DynamicInt8
+
+    # without torchao the dynamic quantizer is torch.ao's
+    monkeypatch.setitem(QUANTIZERS, "dynamic_int8", DynamicInt8("torch.ao"))
+    quantized = C.quantize(teacher)
+    assert quantized.arch["backend"] == "torch.ao"
+    kinds = {type(m).__module__ for m in quantized.net if not isinstance(m, nn.ReLU)}
+    assert kinds == {"torch.ao.nn.quantized.dynamic.modules.linear"}
+    assert len(quantized.to_bytes()) < 0.45 * len(teacher.to_bytes())
+    _reloads_identically(quantized)
+    # an artifact written before torchao names no backend: it is torch.ao's and reloads so
+    quantized.arch = {k: v for k, v in quantized.arch.items() if k != "backend"}
+    _reloads_identically(quantized)
 
 
 def _quantized_state(model: TorchMLP) -> dict[str, list]:

@@ -39,6 +39,7 @@ from reoptd.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
+from reoptd.models import serving_form
 from reoptd.policy import Policy
 from reoptd.signals import Signals
 from reoptd.store import EventRecord, Store, VersionRecord
@@ -280,7 +281,9 @@ def create_app(
         responses={
             200: {
                 "content": {"application/octet-stream": {}},
-                "description": "the artifact; headers ETag, X-Reoptd-Sha256, X-Reoptd-Version",
+                "description": "the artifact; headers ETag, X-Reoptd-Sha256, X-Reoptd-Version,"
+                " X-Reoptd-Serving-Form (onnx: ONNX Runtime, loads without running code; torch: a"
+                " state dict read weights_only; pickle: an sklearn model, loading it runs code)",
             },
             304: {"description": "If-None-Match matched: the champion has not changed"},
             **not_found,
@@ -303,6 +306,7 @@ def create_app(
             if row.sha256 in tags or "*" in tags:
                 return Response(status_code=304, headers=headers)
         data = registry.load_artifact(row)
+        headers["X-Reoptd-Serving-Form"] = serving_form(data)
         return Response(data, media_type="application/octet-stream", headers=headers)
 
     # -- promotion (token) -------------------------------------------------------------------

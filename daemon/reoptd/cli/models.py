@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -89,6 +89,9 @@ def models_show(model: str) -> None:
                 f"  v{v.version} compress: {packed['name']}, {packed['size_bytes']} bytes,"
                 f" p50 {packed['latency_p50_ms']:.3f} ms at batch {packed['batch_size']}"
             )
+        serving = _serving_line(v.version, packed)
+        if serving:
+            details.append(serving)
     if rows:
         headers = ["VERSION", "STATUS", "TRIGGER", "CREATED", "ROWS", "HOLDOUT", "PARENT", "SHA256"]
         typer.echo("\nversions:")
@@ -134,6 +137,18 @@ def _training_details(runs: list[RunRecord]) -> list[str]:
             verdict = f"kept {kept}" if kept != "none" else "not augmented"
             lines.append(f"{label} augment: {verdict} (tried {tried}): {augment['reason']}")
     return lines
+
+
+def _serving_line(version: int, packed: dict[str, Any] | None) -> str | None:
+    """``vN serving: onnx ...`` for a version the compress step chose a serving form for."""
+    if not packed or "serving" not in packed:
+        return None
+    if packed["serving"] != "onnx":
+        return f"  v{version} serving: {packed['serving']} (the family's own form)"
+    return (
+        f"  v{version} serving: onnx (ONNX Runtime, loads without running code), outputs within"
+        f" {packed.get('max_difference') or 0:.2g} of the python form on the holdout"
+    )
 
 
 @models_app.command("promote")

@@ -369,7 +369,7 @@ def _compress(policy: Policy) -> str:
     )
     ends = [m for m in methods if m.ends_chain]
     one_quantization = (
-        " (a chain ends with one of the two quantizations at most)" if len(ends) > 1 else ""
+        " (a chain ends with one of the quantizations at most)" if len(ends) > 1 else ""
     )
     others = [b for b in c.all_batch_sizes if b != c.batch_size]
     also = f", also at batch {', '.join(map(str, others))}" if others else ""
@@ -387,4 +387,23 @@ def _compress(policy: Policy) -> str:
             if c.objective == "latency"
             else ""
         )
+        + _serving(policy)
     )
+
+
+def _serving(policy: Policy) -> str:
+    c = policy.compress
+    if c.serving == "python":
+        return " Every candidate is served in its family's own form (compress.serving: python)."
+    check = (
+        f" Every candidate, the uncompressed model included, is also exported to ONNX (its"
+        f" preprocessing kept as numbers and run on numpy arrays) and timed under ONNX Runtime"
+        f" as it serves; an ONNX form counts only if its outputs equal the Python form's on the"
+        f" holdout within {c.serving_tolerance:g}."
+    )
+    if c.serving == "onnx":
+        return check + (
+            " Only ONNX forms are chosen (compress.serving: onnx): the version's artifact loads"
+            " without running code."
+        )
+    return check + " The fastest form wins, ONNX or Python (compress.serving: auto)."

@@ -803,6 +803,22 @@ class Compress(_PluginBlocks):
         " (p50) than the uncompressed model, and the 95% confidence intervals of the two medians"
         " must not overlap: smaller wins are timing noise and keep the uncompressed model",
     )
+    serving: Literal["auto", "python", "onnx"] = Field(
+        "python",
+        description="the serving form. python: the family's own (a torch state dict, an sklearn"
+        " pickle); auto: every candidate, the uncompressed model included, is also exported to"
+        " ONNX (torch via the dynamo exporter, sklearn via skl2onnx; preprocessing as numbers, run"
+        " on numpy arrays) and timed under ONNX Runtime, and the fastest form at `batch_size`"
+        " wins; onnx: only ONNX forms are chosen (the uncompressed model's must export). An ONNX"
+        " form loads without running code",
+    )
+    serving_tolerance: float = Field(
+        1e-4,
+        gt=0,
+        description="an ONNX form is a candidate only if its outputs equal the Python form's on"
+        " the holdout within this: class probabilities (classifiers) or predictions relative to"
+        " 1 + |prediction| (regressors), largest difference",
+    )
 
     @model_validator(mode="after")
     def _cpu_timer_one_thread(self) -> Compress:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         float_network,
         hidden_widths,
         is_low_rank,
+        load_state,
         low_rank_module,
         rebuild,
     )
@@ -29,16 +30,20 @@ if TYPE_CHECKING:
         torch_threads,
     )
     from reoptd.models.torch._quantized import (
+        BACKENDS,
         QUANTIZERS,
         DynamicInt8,
         Quantizer,
         StaticInt8,
+        WeightOnlyInt8,
         quantized_engine,
         quantizer,
         static_engine,
+        torchao_available,
     )
 
 __all__ = [
+    "BACKENDS",
     "DEFAULTS",
     "FAMILY",
     "MAGIC",
@@ -49,10 +54,12 @@ __all__ = [
     "Quantizer",
     "StaticInt8",
     "TorchMLP",
+    "WeightOnlyInt8",
     "describe",
     "float_network",
     "hidden_widths",
     "is_low_rank",
+    "load_state",
     "low_rank_module",
     "network",
     "quantized_engine",
@@ -61,6 +68,7 @@ __all__ = [
     "resolve_params",
     "static_engine",
     "torch_threads",
+    "torchao_available",
 ]
 
 #: first bytes of a torch-family artifact (sklearn artifacts are pickles, starting with 0x80)
@@ -104,9 +112,13 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "float_network": "._arch",
         "hidden_widths": "._arch",
         "is_low_rank": "._arch",
+        "load_state": "._arch",
         "low_rank_module": "._arch",
         "rebuild": "._arch",
+        "BACKENDS": "._quantized",
         "QUANTIZERS": "._quantized",
+        "WeightOnlyInt8": "._quantized",
+        "torchao_available": "._quantized",
         "DynamicInt8": "._quantized",
         "StaticInt8": "._quantized",
         "Quantizer": "._quantized",

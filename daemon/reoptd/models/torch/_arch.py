@@ -83,13 +83,22 @@ def float_network(arch: dict[str, Any]) -> nn.Sequential:
 
 
 def rebuild(arch: dict[str, Any]) -> nn.Sequential:
-    """An empty module of ``arch``, ready for ``load_state_dict``."""
+    """An empty module of ``arch``, ready for ``load_state`` (a quantized one with the backend
+    that quantized it: ``torch.ao`` when the description predates ``backend``)."""
     net = float_network(arch)
     if arch.get("quantized"):
         from reoptd.models.torch._quantized import quantizer
 
-        net = quantizer(arch["quantized"]).prepare_for_load(net)
+        backend = arch.get("backend", "torch.ao")
+        net = quantizer(arch["quantized"], backend).prepare_for_load(net)
     return net.eval()
+
+
+def load_state(net: nn.Module, arch: dict[str, Any] | None, state: dict[str, Any]) -> None:
+    """Load a saved state dict into ``net`` (from ``rebuild``). torchao's int8 weights are
+    tensor subclasses that cannot be copied into the placeholders: they replace them."""
+    torchao = arch is not None and bool(arch.get("quantized")) and arch.get("backend") == "torchao"
+    net.load_state_dict(state, assign=torchao)
 
 
 def hidden_widths(arch: dict[str, Any]) -> list[int]:

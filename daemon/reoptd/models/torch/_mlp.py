@@ -542,7 +542,9 @@ class TorchMLP:
                 model.net = rebuild(model.arch)
             else:
                 model.net = network(config["inputs"], p["hidden"], p["dropout"], config["outputs"])
-            model.net.load_state_dict(state)
+            from reoptd.models.torch._arch import load_state
+
+            load_state(model.net, model.arch, state)
             model.net.eval()
         except Exception as exc:  # a damaged archive can raise anything
             raise ArtifactError(f"model artifact does not load: {exc}") from None

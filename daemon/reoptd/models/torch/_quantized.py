@@ -1,22 +1,40 @@
-"""The torch family's quantized modules behind one small interface (``Quantizer``), so that
-torchao can replace ``torch.ao.quantization``.
+"""The torch family's quantized modules behind one small interface (``Quantizer``): torchao
+first, ``torch.ao.quantization`` as the fallback while it exists.
 
 ``torch.ao.quantization`` is deprecated (torchao is its successor) but works in torch 2.13; every
-use of it is in this module. A quantizer turns a float network into a quantized one and, when an
-artifact is loaded, prepares an empty float network so the saved quantized state dict fits it.
+use of either is in this module. A quantizer turns a float network into a quantized one and, when
+an artifact is loaded, prepares an empty float network so the saved quantized state dict fits it.
+The backend that quantized a network is recorded in its description (``arch["backend"]``:
+``torchao`` or ``torch.ao``; an artifact written before torchao has none and is ``torch.ao``), so
+an artifact always reloads with the backend that wrote it.
 
-Two quantizers: ``dynamic_int8`` (int8 weights, activations quantized at each call) and
-``static_int8`` (eager-mode post-training static quantization: int8 weights and activations, the
-activation scales fixed by calibration on sample rows, Linear+ReLU fused into one kernel).
+Three quantizers:
+
+- ``dynamic_int8``: int8 weights, activations quantized at each call (torchao's
+  ``Int8DynamicActivationInt8WeightConfig``; torch.ao's ``quantize_dynamic`` without torchao);
+- ``weight_only_int8``: int8 weights, float activations (torchao's ``Int8WeightOnlyConfig``; no
+  torch.ao fallback);
+- ``static_int8``: eager-mode post-training static quantization by torch.ao (int8 weights and
+  activations, the activation scales fixed by calibration on sample rows, Linear+ReLU fused into
+  one kernel). torchao's static path (PT2E: ``torch.export``, ``prepare_pt2e``, ``convert_pt2e``)
+  is not used yet: in eager mode its graph runs reference quantize/dequantize ops (several times
+  slower than float here; it is meant for ``torch.compile``), keeps the float weights in its
+  state dict, and a graph module is not rebuilt from the plain description an artifact holds.
+
+torchao's int8 layers run as eager tensor subclasses on the CPU; whether they are faster than the
+float network is what the compress step measures (often not, without ``torch.compile``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,8 +46,13 @@ from reoptd.models.torch._mlp import SETTINGS_LOCK
 STATIC_ENGINES = ("x86", "fbgemm")
 
 
+#: the quantization backends, preferred first
+BACKENDS = ("torchao", "torch.ao")
+
+
 class Quantizer(Protocol):
     name: str
+    backend: str  # torchao or torch.ao
 
     def quantize(
         self, net: nn.Sequential, calibration: torch.Tensor | None = None
@@ -51,6 +74,26 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def torchao_available() -> bool:
+    return importlib.util.find_spec("torchao") is not None
+
+
+def _torchao_quantization() -> Any:
+    """``torchao.quantization``, imported quietly (it logs every optional CUDA kernel it lacks)."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "root")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with _quiet():
+            import torchao.quantization as quantization
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+    return quantization
+
+
 class DynamicInt8:
     """Linear weights stored as int8, activations quantized on the fly at each call.
 
@@ -59,6 +102,38 @@ class DynamicInt8:
     """
 
     name = "dynamic_int8"
+
+    def __init__(self, backend: str | None = None) -> None:
+        self.backend = backend or ("torchao" if torchao_available() else "torch.ao")
+
+    def quantize(
+        self, net: nn.Sequential, calibration: torch.Tensor | None = None
+    ) -> nn.Sequential:
+        return self._convert(copy.deepcopy(net))
+
+    def prepare_for_load(self, net: nn.Sequential) -> nn.Sequential:
+        return self._convert(net)
+
+    def _convert(self, net: nn.Sequential) -> nn.Sequential:
+        if self.backend == "torchao":
+            ao = _torchao_quantization()
+            return _torchao_quantize(net, ao.Int8DynamicActivationInt8WeightConfig())
+        with _quiet():
+            return torch.ao.quantization.quantize_dynamic(
+                net.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+
+
+class WeightOnlyInt8:
+    """Linear weights stored as int8 (per output channel), activations left in float: the
+    weights shrink 4x with the least rounding; torchao only."""
+
+    name = "weight_only_int8"
+
+    def __init__(self, backend: str | None = None) -> None:
+        if backend not in (None, "torchao"):
+            raise ArtifactError(f"weight-only int8 has no {backend!r} backend, only torchao")
+        self.backend = "torchao"
 
     def quantize(
         self, net: nn.Sequential, calibration: torch.Tensor | None = None
@@ -70,10 +145,31 @@ class DynamicInt8:
 
     @staticmethod
     def _convert(net: nn.Sequential) -> nn.Sequential:
+        if not torchao_available():
+            raise OptimizeError("weight-only int8 quantization needs torchao, not installed")
+        ao = _torchao_quantization()
+        return _torchao_quantize(net, ao.Int8WeightOnlyConfig())
+
+
+#: Linear layers with fewer inputs stay float under torchao (a rank-1 low-rank factor, say):
+#: int8 saves nothing there, and torchao 0.18 cannot choose the scales of a 1-input layer
+TORCHAO_MIN_INPUTS = 8
+
+
+def _torchao_quantize(net: nn.Sequential, config: Any) -> nn.Sequential:
+    """``net`` with torchao's ``config`` applied in place to each Linear layer that has at least
+    ``TORCHAO_MIN_INPUTS`` inputs (decided by shapes only, so a reloaded artifact matches)."""
+    ao = _torchao_quantization()
+
+    def wide(module: nn.Module, fqn: str) -> bool:
+        return isinstance(module, nn.Linear) and module.in_features >= TORCHAO_MIN_INPUTS
+
+    try:
         with _quiet():
-            return torch.ao.quantization.quantize_dynamic(
-                net.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True
-            )
+            ao.quantize_(net.eval(), config, filter_fn=wide)
+    except Exception as exc:  # torchao raises many kinds on shapes it does not handle
+        raise OptimizeError(f"torchao could not quantize the network: {exc}") from None
+    return net
 
 
 def static_engine() -> str:
@@ -115,6 +211,11 @@ class StaticInt8:
     """
 
     name = "static_int8"
+
+    def __init__(self, backend: str | None = None) -> None:
+        if backend not in (None, "torch.ao"):
+            raise ArtifactError(f"static int8 has no {backend!r} backend here, only torch.ao")
+        self.backend = "torch.ao"
 
     def quantize(
         self, net: nn.Sequential, calibration: torch.Tensor | None = None
@@ -160,13 +261,23 @@ def _linear_relu_pairs(net: nn.Sequential) -> Iterator[list[str]]:
             yield [f"{i}.{len(module) - 1}", str(i + 1)]
 
 
-QUANTIZERS: dict[str, Quantizer] = {"dynamic_int8": DynamicInt8(), "static_int8": StaticInt8()}
+_KINDS: dict[str, type[DynamicInt8 | WeightOnlyInt8 | StaticInt8]] = {
+    "dynamic_int8": DynamicInt8,
+    "weight_only_int8": WeightOnlyInt8,
+    "static_int8": StaticInt8,
+}
+
+#: each quantizer with its preferred backend
+QUANTIZERS: dict[str, Quantizer] = {name: kind() for name, kind in _KINDS.items()}
 
 
-def quantizer(name: str) -> Quantizer:
+def quantizer(name: str, backend: str | None = None) -> Quantizer:
+    """The quantizer ``name`` with ``backend`` (default: its preferred one), as an artifact's
+    description names them."""
     try:
-        return QUANTIZERS[name]
+        kind = _KINDS[name]
     except KeyError:
-        raise ArtifactError(
-            f"unknown quantization {name!r}; known: {', '.join(QUANTIZERS)}"
-        ) from None
+        raise ArtifactError(f"unknown quantization {name!r}; known: {', '.join(_KINDS)}") from None
+    if backend is not None and backend not in BACKENDS:
+        raise ArtifactError(f"unknown quantization backend {backend!r}; known: {BACKENDS}")
+    return QUANTIZERS[name] if backend is None else kind(backend)

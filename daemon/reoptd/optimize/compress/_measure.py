@@ -1,21 +1,24 @@
 """What a candidate costs: its serialized size and its latency at the batch sizes that matter.
 
 Latency is the time of one ``model.predict`` call on a batch of rows (preprocessing included:
-that is what serving pays), after a warm-up, on ``threads`` torch/BLAS threads, by default as
-the CPU time of the predicting thread (see ``latencies``). The same rows
-are used for every candidate, and candidates are timed in interleaved rounds, so the numbers
-compare even while other processes load the machine.
+that is what serving pays; an ONNX serving form is called as it serves, ``predict_arrays`` on
+numpy arrays made from the DataFrame once, outside the timing), after a warm-up, on
+``threads`` torch/BLAS threads, by default as the CPU time of the predicting thread (see
+``latencies``). The same rows are used for every candidate, and candidates are timed in
+interleaved rounds, so the numbers compare even while other processes load the machine.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reoptd.models import Model
+from reoptd.models import Model, OnnxModel
 from reoptd.models.torch import torch_threads
 
 WARMUP = 5
@@ -63,6 +66,15 @@ def batch_of(frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     return frame.iloc[index].reset_index(drop=True)
 
 
+def serving_call(model: Model, batch: pd.DataFrame) -> Callable[[], Any]:
+    """One prediction on ``batch`` as serving makes it: ``predict`` on the DataFrame, or for a
+    form that serves numpy arrays (``predict_arrays``), on the arrays made from it here."""
+    if isinstance(model, OnnxModel):
+        numerical, categorical = model.arrays(batch)
+        return lambda: model.predict_arrays(numerical, categorical)
+    return lambda: model.predict(batch)
+
+
 def latency(
     model: Model,
     frame: pd.DataFrame,
@@ -94,16 +106,17 @@ def latencies(
     if timer == "cpu" and threads != 1:
         raise ValueError("the cpu timer measures one thread: use timer wall with threads > 1")
     batch = batch_of(frame, batch_size)
+    calls = [serving_call(model, batch) for model in models]
     times = np.empty((len(models), repetitions))
     walls = np.empty((len(models), repetitions))
     with torch_threads(threads), threadpool_limits(limits=threads):
-        for model in models:
+        for call in calls:
             for _ in range(WARMUP):
-                model.predict(batch)
+                call()
         for r in range(repetitions):
-            for i, model in enumerate(models):
+            for i, call in enumerate(calls):
                 cpu, started = time.thread_time(), time.perf_counter()
-                model.predict(batch)
+                call()
                 walls[i, r] = time.perf_counter() - started
                 times[i, r] = time.thread_time() - cpu if timer == "cpu" else walls[i, r]
     out = []

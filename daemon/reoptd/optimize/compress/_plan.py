@@ -7,20 +7,34 @@ network is not compressed further), is a candidate (an sklearn model only throug
 takes any model: distill). Shared prefixes are built once:
 ``distill+prune+quantize`` reuses the ``distill+prune`` model. Who calls it: the compress step
 (``reoptd.optimize._compress``) and ``bench/compression.py``.
+
+Serving forms (``compress.serving``): with ``auto`` or ``onnx`` every candidate, the uncompressed
+model included, is also exported to ONNX (``_export``) and its outputs compared with the Python
+form's on the scoring rows; an export within ``compress.serving_tolerance`` is one more candidate,
+named ``<candidate>@onnx``, measured like the others (as it serves: on numpy arrays). ``auto``
+chooses among all; ``onnx`` only among the ONNX forms, the uncompressed model's ONNX form being
+the reference (it must export); ``python`` exports nothing.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from reoptd.errors import OptimizeError
+from reoptd.models import OnnxModel
 from reoptd.models.torch import TorchMLP
 from reoptd.monitor import evaluate, metric_names
+from reoptd.optimize.compress._export import (
+    ONNX_SUFFIX,
+    NotExportable,
+    export_onnx,
+    max_difference,
+)
 from reoptd.optimize.compress._measure import latencies, size_bytes
 from reoptd.optimize.compress._select import BASELINE, Candidate, Selection, select
 from reoptd.plugins import COMPRESS_METHODS
@@ -34,6 +48,8 @@ class Plan:
     candidates: list[Candidate]
     selection: Selection
     batch_size: int
+    serving: str = "python"
+    exports: list[dict[str, Any]] = field(default_factory=list)  # each ONNX export's outcome
 
     @property
     def chosen(self) -> Candidate:
@@ -45,6 +61,8 @@ class Plan:
             "chosen": self.chosen.name,
             "chosen_candidate": self.chosen.record(self.batch_size),
             "reason": self.selection.reason,
+            "serving": self.serving,
+            "exports": self.exports,
         }
 
 
@@ -83,9 +101,14 @@ def compress_model(
         metric = evaluate(model, valid_rows, target, names)[policy.metric]
         return Candidate(name, methods, float(metric), size_bytes(model), {}, model)
 
+    if isinstance(baseline, OnnxModel):
+        raise OptimizeError(
+            f"compress: model {policy.model!r} is in its ONNX serving form already and is not"
+            " compressed again: add `retrain` before `compress` in the pipeline"
+        )
     torch_baseline = isinstance(baseline, TorchMLP)
     starters = [m for m in cfg.methods if COMPRESS_METHODS.get(m).any_model]
-    if not torch_baseline and not starters:
+    if not torch_baseline and not starters and cfg.serving == "python":
         raise OptimizeError(
             f"compress: model {policy.model!r} is not a torch model; only `distill` applies"
         )
@@ -99,6 +122,13 @@ def compress_model(
             log.info("%s: candidate %s skipped: %s", policy.model, "+".join(chain), exc)
             continue
         candidates.append(score("+".join(chain), list(chain), built[chain]))
+    exports: list[dict[str, Any]] = []
+    if cfg.serving != "python":
+        for python in list(candidates):
+            onnx = _onnx_form(python, valid_rows, policy, exports)
+            if onnx is not None:
+                candidates.append(onnx)
+                onnx.metric = float(evaluate(onnx.model, valid_rows, target, names)[policy.metric])
     models = [c.model for c in candidates]
     for b in batch_sizes:
         timed = latencies(models, valid_rows, b, cfg.repetitions, cfg.threads, cfg.timer)
@@ -115,12 +145,62 @@ def compress_model(
             candidate.latency[cfg.batch_size].p50_ms,
             cfg.batch_size,
         )
+    pool, reference = candidates, BASELINE
+    if cfg.serving == "onnx":
+        reference = BASELINE + ONNX_SUFFIX
+        pool = [c for c in candidates if c.serving == "onnx"]
+        if not any(c.name == reference for c in pool):
+            failed = next((e["reason"] for e in exports if e["name"] == reference), "")
+            raise OptimizeError(
+                f"compress: model {policy.model!r}: compress.serving is onnx, but the"
+                f" uncompressed model has no ONNX form: {failed}"
+            )
+        for c in candidates:
+            if c.serving != "onnx":
+                c.verdict = "compress.serving is onnx: only ONNX forms are chosen"
     selection = select(
-        candidates,
+        pool,
         objective=cfg.objective,
         batch_size=cfg.batch_size,
         max_metric_drop=cfg.max_metric_drop,
         higher_is_better=policy.higher_is_better(),
         min_speedup=cfg.min_speedup,
+        baseline_name=reference,
     )
-    return Plan(candidates, selection, cfg.batch_size)
+    return Plan(candidates, selection, cfg.batch_size, cfg.serving, exports)
+
+
+def _onnx_form(
+    python: Candidate, rows: pd.DataFrame, policy: Policy, exports: list[dict[str, Any]]
+) -> Candidate | None:
+    """The ONNX form of ``python`` as a candidate, or None (the reason goes to ``exports``)."""
+    cfg = policy.compress
+    name = python.name + ONNX_SUFFIX
+    try:
+        onnx = export_onnx(python.model, cfg.threads)
+    except NotExportable as exc:
+        log.info("%s: no ONNX form of %s: %s", policy.model, python.name, exc)
+        exports.append({"name": name, "exported": False, "reason": str(exc)})
+        return None
+    difference = max_difference(python.model, onnx, rows)
+    outcome: dict[str, Any] = {"name": name, "max_difference": difference}
+    exports.append(outcome)
+    if not difference <= cfg.serving_tolerance:  # NaN fails too
+        outcome |= {
+            "exported": False,
+            "reason": f"outputs differ from the python form's by {difference:.3g} >"
+            f" compress.serving_tolerance {cfg.serving_tolerance:g} on {len(rows)} rows",
+        }
+        log.info("%s: %s: %s", policy.model, name, outcome["reason"])
+        return None
+    outcome["exported"] = True
+    return Candidate(
+        name,
+        list(python.methods),
+        python.metric,
+        size_bytes(onnx),
+        {},
+        onnx,
+        serving="onnx",
+        max_difference=difference,
+    )

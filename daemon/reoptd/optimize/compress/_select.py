@@ -28,6 +28,8 @@ class Candidate:
     latency: dict[int, Latency]
     model: Any = field(default=None, repr=False)
     verdict: str = ""  # why it was or was not chosen
+    serving: str = "python"  # the serving form: python (the family's own) or onnx
+    max_difference: float | None = None  # onnx: largest output difference from the python form
 
     def objective(self, objective: str, batch_size: int) -> float:
         if objective == "size":
@@ -55,6 +57,8 @@ class Candidate:
                 for b, v in self.latency.items()
             },
             "verdict": self.verdict,
+            "serving": self.serving,
+            "max_difference": self.max_difference,
         }
 
 
@@ -77,9 +81,11 @@ def select(
     max_metric_drop: float,
     higher_is_better: bool,
     min_speedup: float = 1.2,
+    baseline_name: str = BASELINE,
 ) -> Selection:
-    """Choose among ``candidates`` (one of them named ``BASELINE``); sets each one's verdict."""
-    baseline = next(c for c in candidates if c.name == BASELINE)
+    """Choose among ``candidates`` (one of them named ``baseline_name``, the reference: by
+    default ``BASELINE``); sets each one's verdict."""
+    baseline = next(c for c in candidates if c.name == baseline_name)
     unit = "bytes" if objective == "size" else f"ms p50 at batch {batch_size}"
     base_value = baseline.objective(objective, batch_size)
     baseline.verdict = "the uncompressed model: the baseline"
@@ -106,7 +112,7 @@ def select(
     if not eligible:
         reason = (
             f"no candidate is within max_metric_drop {max_metric_drop:g} and better than the"
-            f" uncompressed model on {objective}: kept uncompressed"
+            f" uncompressed model on {objective}: kept {baseline.name}"
         )
         return Selection(baseline, reason)
     best = min(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         calibration_rows,
         quantize,
         static_quantize,
+        weight_only_quantize,
     )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "quantize",
     "static_quantize",
     "structured_prune",
+    "weight_only_quantize",
 ]
 
 __getattr__, __dir__ = lazy.lazy_exports(
@@ -40,5 +42,6 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "calibration_rows": "._quantize",
         "quantize": "._quantize",
         "static_quantize": "._quantize",
+        "weight_only_quantize": "._quantize",
     },
 )

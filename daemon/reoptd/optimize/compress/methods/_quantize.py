@@ -21,9 +21,15 @@ def quantize(
     ``calibration`` (a frame of the model's feature columns) is what static quantizers calibrate
     on; ``method`` is the name the model's ``compression`` list records."""
     net = float_copy(model)
-    arch = describe(net, quantized=name)
+    chosen = quantizer(name)
+    arch = {**describe(net, quantized=name), "backend": chosen.backend}
     rows = None if calibration is None else model._matrix(calibration[model.features])
-    return with_network(model, quantizer(name).quantize(net, rows), method, arch)
+    return with_network(model, chosen.quantize(net, rows), method, arch)
+
+
+def weight_only_quantize(model: TorchMLP) -> TorchMLP:
+    """The ``weight_quantize`` method: int8 weights, float activations (torchao)."""
+    return quantize(model, "weight_only_int8", method="weight_quantize")
 
 
 def static_quantize(model: TorchMLP, calibration: pd.DataFrame) -> TorchMLP:

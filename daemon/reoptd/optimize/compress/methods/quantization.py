@@ -1,5 +1,7 @@
-"""The ``quantize`` (dynamic int8) and ``static_quantize`` (post-training static int8) methods.
-A quantized network is not compressed further: each ends a chain."""
+"""The ``quantize`` (dynamic int8), ``weight_quantize`` (weight-only int8) and
+``static_quantize`` (post-training static int8) methods, through the torch family's quantizers
+(torchao first, torch.ao as the fallback: ``reoptd.models.torch``). A quantized network is not
+compressed further: each ends a chain."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reoptd.plugins import COMPRESS_METHODS, CompressMethod
 
-__all__ = ["METHOD", "STATIC", "StaticQuantize"]
+__all__ = ["METHOD", "STATIC", "WEIGHT_ONLY", "StaticQuantize"]
 
 
 class StaticQuantize(BaseModel):
@@ -29,6 +31,12 @@ def _dynamic(model: Any, fit_rows: Any, policy: Any) -> Any:
     return quantize(model)
 
 
+def _weight_only(model: Any, fit_rows: Any, policy: Any) -> Any:
+    from reoptd.optimize.compress.methods._quantize import weight_only_quantize
+
+    return weight_only_quantize(model)
+
+
 def _static(model: Any, fit_rows: Any, policy: Any) -> Any:
     from reoptd.optimize.compress.methods._quantize import calibration_rows, static_quantize
 
@@ -39,11 +47,22 @@ def _static(model: Any, fit_rows: Any, policy: Any) -> Any:
 METHOD = COMPRESS_METHODS.register(
     CompressMethod(
         name="quantize",
-        description="dynamic int8 Linear layers",
+        description="dynamic int8 Linear layers (torchao; torch.ao without it)",
         apply=_dynamic,
         order=50,
         ends_chain=True,
         explain=lambda policy: "dynamic int8 quantization",
+    )
+)
+WEIGHT_ONLY = COMPRESS_METHODS.register(
+    CompressMethod(
+        name="weight_quantize",
+        description="weight-only int8 Linear layers, float activations (torchao)",
+        apply=_weight_only,
+        order=50,
+        ends_chain=True,
+        default=False,
+        explain=lambda policy: "weight-only int8 quantization",
     )
 )
 STATIC = COMPRESS_METHODS.register(
