@@ -10,6 +10,7 @@ marked `external`.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -31,6 +32,21 @@ from reoptd.policy import Policy, load_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import MemoryStore
 from reoptd.store.sql import SqlStore
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels() -> Iterator[None]:
+    """CLI commands run in-process (typer's CliRunner) quiet reoptd's loggers for their progress
+    bars, as a command may in its own process; restore them (and reset loggers the test made) so
+    a later test's caplog sees their records."""
+    root = logging.getLogger()
+    before = {name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict)}
+    root_level = root.level
+    yield
+    root.setLevel(root_level)
+    for name in list(logging.root.manager.loggerDict):
+        logging.getLogger(name).setLevel(before.get(name, logging.NOTSET))
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
