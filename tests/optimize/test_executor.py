@@ -7,6 +7,7 @@ Real child processes, no mocks. The runaway step is an MLP with ``max_iter: 1000
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -216,6 +217,9 @@ def test_runs_beyond_the_slots_wait_for_a_free_one_and_then_execute(
         second = _policy().model_copy(update={"model": "demo_other"})
         other = ModelLoop(second, sqlite_registry, metrics, executor=executor)
         clock.set(demo.DRIFT_AT)
+        for loop in (stuck, other):
+            loop.start()
+            sqlite_registry.ensure_model(loop.policy, clock.now())
         runs: dict[str, RunRecord] = {}
         first = threading.Thread(
             target=lambda: runs.__setitem__("stuck", stuck.optimize(clock.now(), "bootstrap"))
@@ -223,9 +227,19 @@ def test_runs_beyond_the_slots_wait_for_a_free_one_and_then_execute(
         first.start()
         while not sqlite_registry.runs(stuck.name):  # the first run is recorded and holds the slot
             first.join(0.2)
-        runs["other"] = other.optimize(clock.now(), "manual")  # waits for the slot, then runs
-        first.join(60)
-        assert not first.is_alive()
+        second = threading.Thread(  # waits in submit for the slot, then runs
+            target=lambda: runs.__setitem__("other", other.optimize(clock.now(), "manual"))
+        )
+        second.start()
+        seen: set[str] = set()
+        most = 0
+        while first.is_alive() or second.is_alive():  # the run processes alive at each moment
+            alive = {p.name for p in multiprocessing.active_children()}
+            alive = {name for name in alive if name.startswith("reoptd-run-")}
+            seen |= alive
+            most = max(most, len(alive))
+            second.join(0.05)
+        assert most == 1 and seen == {"reoptd-run-demo_churn", "reoptd-run-demo_other"}
     finally:
         executor.shutdown()
     stopped, done = runs["stuck"], runs["other"]
