@@ -7,6 +7,7 @@ Real child processes, no mocks. The runaway step is an MLP with ``max_iter: 1000
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ from reoptd.optimize import (
 )
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY, Settings
-from reoptd.store import Store
+from reoptd.store import RunRecord, Store
 
 RUNAWAY = {
     "estimator: sklearn.ensemble.HistGradientBoostingClassifier": (
@@ -199,3 +200,48 @@ def test_a_killed_child_fails_its_run_with_the_cause(
     worker.join(60)  # a bound on a hang
     (run,) = runs
     assert run.outcome == "failed" and "killed by SIGKILL (out of memory?)" in run.reason
+
+
+@pytest.mark.slow
+def test_runs_beyond_the_slots_wait_for_a_free_one_and_then_execute(
+    sqlite_registry: Store, clock: SimulatedClock, metrics: Metrics
+) -> None:
+    """One slot, two runs claimed (``claims`` is twice the slots, so a run's rows are read and
+    its result recorded in the daemon while the slot executes another): the second waits in
+    ``submit`` until the runaway first is stopped at its budget, then executes and promotes."""
+    executor = LocalProcessExecutor(slots=1)
+    assert executor.capacity == 1 and executor.claims == 2
+    try:
+        runaway = _policy(budget="3s", runaway=True)
+        stuck = ModelLoop(runaway, sqlite_registry, metrics, executor=executor)
+        second = _policy().model_copy(update={"model": "demo_other"})
+        other = ModelLoop(second, sqlite_registry, metrics, executor=executor)
+        clock.set(demo.DRIFT_AT)
+        for loop in (stuck, other):
+            loop.start()
+            sqlite_registry.ensure_model(loop.policy, clock.now())
+        runs: dict[str, RunRecord] = {}
+        first = threading.Thread(
+            target=lambda: runs.__setitem__("stuck", stuck.optimize(clock.now(), "bootstrap"))
+        )
+        first.start()
+        while not sqlite_registry.runs(stuck.name):  # the first run is recorded and holds the slot
+            first.join(0.2)
+        second = threading.Thread(  # waits in submit for the slot, then runs
+            target=lambda: runs.__setitem__("other", other.optimize(clock.now(), "manual"))
+        )
+        second.start()
+        seen: set[str] = set()
+        most = 0
+        while first.is_alive() or second.is_alive():  # the run processes alive at each moment
+            alive = {p.name for p in multiprocessing.active_children()}
+            alive = {name for name in alive if name.startswith("reoptd-run-")}
+            seen |= alive
+            most = max(most, len(alive))
+            second.join(0.05)
+        assert most == 1 and seen == {"reoptd-run-demo_churn", "reoptd-run-demo_other"}
+    finally:
+        executor.shutdown()
+    stopped, done = runs["stuck"], runs["other"]
+    assert stopped.outcome == "failed" and "exceeded its budget of 3s" in stopped.reason
+    assert done.outcome == "promoted", done.reason

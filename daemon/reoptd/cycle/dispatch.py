@@ -40,7 +40,9 @@ class Dispatcher:
         self.clock = clock
         self.owned = owned if owned is not None else (lambda: set(self.loops))
         executors = {id(loop.executor): loop.executor for loop in self.loops.values()}
-        self.capacity = max(1, sum(e.capacity for e in executors.values()))
+        # claims, not capacity: the local executor lets a run gather its rows and another be
+        # recorded while its slots execute others (its ``submit`` waits for a free slot)
+        self.capacity = max(1, sum(e.claims for e in executors.values()))
         stores = {id(loop.store): loop.store for loop in self.loops.values()}
         self.stores: list[Store] = list(stores.values())
         self._lock = threading.Lock()

@@ -2,8 +2,10 @@
 
 The contract, all an executor implements (helper executors such as Ray's follow it):
 
-- ``capacity``: how many runs it executes at once; the control plane (``reoptd.cycle.Dispatcher``)
-  never claims more queued runs than that;
+- ``capacity``: how many runs it executes at once; ``claims``: how many the control plane
+  (``reoptd.cycle.Dispatcher``) may hold at once, never more (default ``capacity``; more when
+  ``submit`` waits for a free slot, so that a run's work in the daemon, reading its rows before
+  and registering its challenger after, overlaps another run's execution);
 - ``submit(ctx)``: start the policy's steps on a ``RunContext`` whose rows are gathered; returns
   an ``Execution`` at once (a remote executor ships ``Job.of(ctx)``, picklable, and brings back
   an ``Outcome``, picklable too: ``_process.py``);
@@ -63,6 +65,12 @@ class Executor(ABC):
     def capacity(self) -> int:
         """Runs executed at once (the local executor's slots, a cluster's free workers)."""
         return 1
+
+    @property
+    def claims(self) -> int:
+        """Runs the control plane may hold at once (claimed, gathering their rows, executing or
+        being recorded): ``capacity`` unless ``submit`` waits for a free slot."""
+        return self.capacity
 
     def start(self) -> None:  # noqa: B027 - optional: an executor with nothing to warm up
         """Warm up before the first run (e.g. start the process that forks the runs)."""
