@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from reoptd.backtest._cache import BacktestCache, HistoryRows, StepMemoModel, report_key
+from reoptd.backtest._cache import (
+    BacktestCache,
+    HistoryRows,
+    StepMemoModel,
+    memo_evaluate,
+    report_key,
+)
 from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
     BacktestError,
@@ -172,6 +178,7 @@ def _replay(
         loop.versions = CachedVersions(
             registry, policy.model, cache, HistoryRows(frame, policy.features.all, policy.timestamp)
         )
+        loop.measure = memo_evaluate(cache)
     loop.start()
     boot = loop.cycle(steps.starts[0].to_pydatetime())
     if boot.run is None or boot.run.outcome != "promoted":
