@@ -83,6 +83,9 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         values = naive_utc(column) if tz else column.to_numpy()
         if values.dtype.kind in "biufcmM":
             digest.update(np.ascontiguousarray(values).tobytes())
+        elif pd.api.types.infer_dtype(values, skipna=False) == "string":  # str only: its text
+            digest.update(np.array([len(v) for v in values], dtype=np.int64).tobytes())
+            digest.update("".join(values).encode("utf-8", "surrogatepass"))
         else:
             digest.update(pd.util.hash_array(values.astype(object)).tobytes())
     return digest.hexdigest()
@@ -115,7 +118,9 @@ def retrain_key(policy: Policy, rows: pd.DataFrame) -> str:
 class CacheStats:
     """Hits and misses per kind of entry: ``retrain``, ``drift`` (features, outputs, labels),
     ``outputs`` (a model's predictions over the history), ``scores`` (a periodic model's on
-    its step), ``validate``, ``estimator``, ``report``."""
+    its step), ``validate``, ``estimator``, ``estimate`` (a window's label-free estimate),
+    ``evaluate`` (a backfill's re-scoring), ``step`` (a contender's score of a step),
+    ``report``."""
 
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
