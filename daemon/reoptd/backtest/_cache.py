@@ -591,6 +591,7 @@ def memo_evaluate(cache: BacktestCache) -> Callable[..., dict[str, float]]:
     ) -> dict[str, float]:
         if not isinstance(model, MemoModel) or scores is not None:
             return evaluate(model, frame, target, names, costs, scores)
+        memo: Any = model  # a Model in all but name
         if isinstance(costs, Costs):
             spent = costs.model_dump_json()
         else:
@@ -604,7 +605,7 @@ def memo_evaluate(cache: BacktestCache) -> Callable[..., dict[str, float]]:
             spent,
         )
         found: dict[str, float] = cache.lookup(
-            "evaluate", key, lambda: evaluate(model, frame, target, names, costs)
+            "evaluate", key, lambda: evaluate(memo, frame, target, names, costs)
         )
         return dict(found)
 
