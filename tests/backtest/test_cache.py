@@ -79,6 +79,11 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
     assert not any(warm["cache"]["misses"].values())
     assert count(warm, "hits", "drift") == count(cold, "misses", "drift") > 0
     assert count(warm, "hits", "validate") == retrains + 1
+    # the loop's label-free estimates, backfill re-scorings and every contender's step score
+    # (a cold run hits some already: static and served share the warm-up model's steps)
+    for kind in ("estimate", "evaluate", "step"):
+        assert count(cold, "misses", kind) > 0, kind
+        assert count(warm, "hits", kind) == count(cold, "hits", kind) + count(cold, "misses", kind)
     assert len(list(directory.rglob("*.model"))) == steps + retrains + 1
 
 
