@@ -133,6 +133,12 @@ class CacheStats:
         return {"hits": dict(self.hits), "misses": dict(self.misses)}
 
 
+#: kinds of entries of a few numbers or rows each, kept in their own LRU of
+#: ``items * SMALL_PER_ITEM`` entries (one per window or step: many, and tiny)
+SMALL_KINDS = frozenset({"estimate", "evaluate", "step"})
+SMALL_PER_ITEM = 16
+
+
 class BacktestCache:
     """Results of backtest work by content address: an in-memory LRU of ``items`` entries
     (a model, a window's drift, a history's predictions: kilobytes to a few megabytes each),
@@ -154,20 +160,30 @@ class BacktestCache:
         self.reports = reports
         self.stats = CacheStats()
         self._memory: OrderedDict[str, Any] = OrderedDict()
+        self._small: OrderedDict[str, Any] = OrderedDict()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
+    def _table(self, key: str) -> tuple[OrderedDict[str, Any], int]:
+        """Small entries (a few numbers, a step's predictions) have their own, larger LRU, so
+        they never push a model or a window's drift out of ``items``."""
+        if key.split(":", 1)[0] in SMALL_KINDS:
+            return self._small, self.items * SMALL_PER_ITEM
+        return self._memory, self.items
+
     def get(self, key: str) -> Any | None:
-        value = self._memory.get(key)
+        table, _ = self._table(key)
+        value = table.get(key)
         if value is not None:
-            self._memory.move_to_end(key)
+            table.move_to_end(key)
         return value
 
     def put(self, key: str, value: Any) -> None:
-        self._memory[key] = value
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.items:
-            self._memory.popitem(last=False)
+        table, bound = self._table(key)
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > bound:
+            table.popitem(last=False)
 
     def lookup(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
         """The entry under ``key``, computed (and kept) on a miss."""
