@@ -189,3 +189,13 @@ def test_history_rows_are_found_by_time_then_proved_by_value() -> None:
     assert rows.positions(edited) is None
     assert rows.positions(edited.drop(columns="ts")) is None
     assert rows.positions(window.assign(c=window["c"].astype("category"))) is None
+
+
+def test_many_small_entries_do_not_push_models_out() -> None:
+    cache = BacktestCache(items=2)
+    cache.lookup("retrain", "a", lambda: "model a")
+    for i in range(20):  # one per step: far more than ``items``
+        cache.lookup("step", str(i), lambda i=i: i)
+    assert cache.lookup("retrain", "a", lambda: "retrained") == "model a"
+    assert cache.stats.hits["retrain"] == 1
+    assert cache.lookup("step", "19", lambda: -1) == 19  # small ones are bounded by their own
