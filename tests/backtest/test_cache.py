@@ -79,6 +79,11 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
     assert not any(warm["cache"]["misses"].values())
     assert count(warm, "hits", "drift") == count(cold, "misses", "drift") > 0
     assert count(warm, "hits", "validate") == retrains + 1
+    # the loop's label-free estimates, backfill re-scorings and every contender's step score
+    # (a cold run hits some already: static and served share the warm-up model's steps)
+    for kind in ("estimate", "evaluate", "step"):
+        assert count(cold, "misses", kind) > 0, kind
+        assert count(warm, "hits", kind) == count(cold, "hits", kind) + count(cold, "misses", kind)
     assert len(list(directory.rglob("*.model"))) == steps + retrains + 1
 
 
@@ -184,3 +189,13 @@ def test_history_rows_are_found_by_time_then_proved_by_value() -> None:
     assert rows.positions(edited) is None
     assert rows.positions(edited.drop(columns="ts")) is None
     assert rows.positions(window.assign(c=window["c"].astype("category"))) is None
+
+
+def test_many_small_entries_do_not_push_models_out() -> None:
+    cache = BacktestCache(items=2)
+    cache.lookup("retrain", "a", lambda: "model a")
+    for i in range(20):  # one per step: far more than ``items``
+        cache.lookup("step", str(i), lambda i=i: i)
+    assert cache.lookup("retrain", "a", lambda: "retrained") == "model a"
+    assert cache.stats.hits["retrain"] == 1
+    assert cache.lookup("step", "19", lambda: -1) == 19  # small ones are bounded by their own

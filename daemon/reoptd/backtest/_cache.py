@@ -20,6 +20,7 @@ from different policies share its work, and a changed row, parameter or library 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -40,13 +41,13 @@ import reoptd
 from reoptd.data import naive_utc
 from reoptd.errors import ArtifactError
 from reoptd.models import Model, load_model
-from reoptd.monitor import Champion, DriftDetector, FeatureDrift
-from reoptd.policy import Policy
+from reoptd.monitor import Champion, DriftDetector, FeatureDrift, evaluate
+from reoptd.policy import Costs, Policy
 
 log = logging.getLogger("reoptd.backtest")
 
 #: bumped when what a key covers or how an entry is stored changes
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _versions() -> str:
@@ -76,7 +77,17 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     digest = hashlib.sha256()
     digest.update(repr([(c, str(frame[c].dtype)) for c in present]).encode())
     digest.update(f"rows={len(frame)}".encode())
-    digest.update(row_hashes(frame, present).tobytes())
+    for name in present:  # column by column: a numeric column's bytes need no hashing pass
+        column = frame[name]
+        tz = isinstance(column.dtype, pd.DatetimeTZDtype)  # the zone is in the dtype above
+        values = naive_utc(column) if tz else column.to_numpy()
+        if values.dtype.kind in "biufcmM":
+            digest.update(np.ascontiguousarray(values).tobytes())
+        elif pd.api.types.infer_dtype(values, skipna=False) == "string":  # str only: its text
+            digest.update(np.array([len(v) for v in values], dtype=np.int64).tobytes())
+            digest.update("".join(values).encode("utf-8", "surrogatepass"))
+        else:
+            digest.update(pd.util.hash_array(values.astype(object)).tobytes())
     return digest.hexdigest()
 
 
@@ -107,7 +118,9 @@ def retrain_key(policy: Policy, rows: pd.DataFrame) -> str:
 class CacheStats:
     """Hits and misses per kind of entry: ``retrain``, ``drift`` (features, outputs, labels),
     ``outputs`` (a model's predictions over the history), ``scores`` (a periodic model's on
-    its step), ``validate``, ``estimator``, ``report``."""
+    its step), ``validate``, ``estimator``, ``estimate`` (a window's label-free estimate),
+    ``evaluate`` (a backfill's re-scoring), ``step`` (a contender's score of a step),
+    ``report``."""
 
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
@@ -118,6 +131,12 @@ class CacheStats:
 
     def to_dict(self) -> dict[str, dict[str, int]]:
         return {"hits": dict(self.hits), "misses": dict(self.misses)}
+
+
+#: kinds of entries of a few numbers or rows each, kept in their own LRU of
+#: ``items * SMALL_PER_ITEM`` entries (one per window or step: many, and tiny)
+SMALL_KINDS = frozenset({"estimate", "evaluate", "step"})
+SMALL_PER_ITEM = 16
 
 
 class BacktestCache:
@@ -141,20 +160,30 @@ class BacktestCache:
         self.reports = reports
         self.stats = CacheStats()
         self._memory: OrderedDict[str, Any] = OrderedDict()
+        self._small: OrderedDict[str, Any] = OrderedDict()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
+    def _table(self, key: str) -> tuple[OrderedDict[str, Any], int]:
+        """Small entries (a few numbers, a step's predictions) have their own, larger LRU, so
+        they never push a model or a window's drift out of ``items``."""
+        if key.split(":", 1)[0] in SMALL_KINDS:
+            return self._small, self.items * SMALL_PER_ITEM
+        return self._memory, self.items
+
     def get(self, key: str) -> Any | None:
-        value = self._memory.get(key)
+        table, _ = self._table(key)
+        value = table.get(key)
         if value is not None:
-            self._memory.move_to_end(key)
+            table.move_to_end(key)
         return value
 
     def put(self, key: str, value: Any) -> None:
-        self._memory[key] = value
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.items:
-            self._memory.popitem(last=False)
+        table, bound = self._table(key)
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > bound:
+            table.popitem(last=False)
 
     def lookup(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
         """The entry under ``key``, computed (and kept) on a miss."""
@@ -459,8 +488,9 @@ class CachedChampion(Champion):
             parts.append("none" if rows is None else frame_digest(rows, list(rows.columns)))
         key = digest("estimator", CODE_VERSION, *parts)
         found = self.cache.lookup("estimator", key, lambda: (Champion.estimator(self, policy),))
-        self._estimator = found[0]  # in a tuple: None (no estimator) is a result, not a miss
-        return found[0]
+        # in a tuple: None (no estimator) is a result, not a miss
+        self._estimator = _memo_estimates(found[0], self.cache, key)
+        return self._estimator
 
     # the monitor's one-column tests are not exported: typed loosely, duck-typed wrappers
     def output_drift(self) -> Any:
@@ -478,6 +508,47 @@ class CachedChampion(Champion):
         labels = _array_key(self.reference[policy.target].to_numpy())
         prefix = digest("target drift", CODE_VERSION, policy.task, policy.target, labels)
         return _CachedOneDrift(inner, self.cache, prefix)
+
+
+def _memo_estimates(estimator: Any, cache: BacktestCache, identity: str) -> Any:
+    """A shallow copy of ``estimator`` (the same class, so the monitor's type checks hold)
+    whose ``estimate`` runs once per (estimator, arguments): an estimate's band draws a
+    thousand replicates per window, and a window's estimate depends on its arguments only
+    (the replicates are seeded by the window's length)."""
+    if estimator is None:
+        return None
+    inner = estimator.estimate
+    memo = copy.copy(estimator)
+
+    def estimate(*args: Any, **kwargs: Any) -> Any:
+        parts = [_argument_key(a) for a in args]
+        parts += [
+            f"{k}={_argument_key(v)}" if _argument_key(v) else None for k, v in kwargs.items()
+        ]
+        keyed = [p for p in parts if p is not None]
+        if len(keyed) < len(parts):
+            return inner(*args, **kwargs)
+        key = digest("estimate", CODE_VERSION, identity, *keyed)
+        found = cache.lookup("estimate", key, lambda: inner(*args, **kwargs))
+        return copy.deepcopy(found)  # an Estimate is mutable: the caller's own
+
+    memo.estimate = estimate
+    return memo
+
+
+def _argument_key(value: Any) -> str | None:
+    """A content key of one ``estimate`` argument; None: not one to key (compute anew)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return repr(list(value)) if all(isinstance(v, str) for v in value) else None
+    if isinstance(value, pd.DataFrame):
+        return frame_digest(value, list(value.columns))
+    if isinstance(value, np.ndarray | pd.Series):
+        return _array_key(value)
+    if isinstance(value, MemoModel):
+        return value.identity
+    return None
 
 
 def cached_champion(
@@ -518,3 +589,40 @@ class StepMemoModel:
             "scores", "score:" + self._key(frame), lambda: (self.model.predict_score(frame),)
         )
         return score[0]  # in a tuple: None is a valid result, not a miss
+
+
+def memo_evaluate(cache: BacktestCache) -> Callable[..., dict[str, float]]:
+    """``monitor.evaluate`` once per (model, labelled rows, metrics, costs): the backfill
+    re-scores each past window every cycle its labels grow, and a replay meets the same
+    (champion, window) in every trial. Models that are not a ``MemoModel`` (no identity),
+    and calls given precomputed scores, are evaluated as usual."""
+
+    def measure(
+        model: Any,
+        frame: pd.DataFrame,
+        target: str,
+        names: list[str],
+        costs: Costs | dict[str, float] | None = None,
+        scores: np.ndarray | None = None,
+    ) -> dict[str, float]:
+        if not isinstance(model, MemoModel) or scores is not None:
+            return evaluate(model, frame, target, names, costs, scores)
+        memo: Any = model  # a Model in all but name
+        if isinstance(costs, Costs):
+            spent = costs.model_dump_json()
+        else:
+            spent = json.dumps(costs, sort_keys=True)
+        key = digest(
+            "evaluate",
+            CODE_VERSION,
+            model.identity,
+            frame_digest(frame, list(frame.columns)),
+            json.dumps([target, list(names)]),
+            spent,
+        )
+        found: dict[str, float] = cache.lookup(
+            "evaluate", key, lambda: evaluate(memo, frame, target, names, costs)
+        )
+        return dict(found)
+
+    return measure

@@ -26,7 +26,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from reoptd.backtest._cache import BacktestCache, HistoryRows, StepMemoModel, report_key
+from reoptd.backtest._cache import (
+    CODE_VERSION,
+    BacktestCache,
+    HistoryRows,
+    StepMemoModel,
+    digest,
+    frame_digest,
+    memo_evaluate,
+    report_key,
+)
 from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
     BacktestError,
@@ -69,16 +78,29 @@ class _Scored:
         y: np.ndarray,
         metric: str,
         costs: Costs | None = None,
+        memo: tuple[BacktestCache, str] | None = None,
     ) -> float | None:
-        """Score ``rows`` with ``model``; keep the predictions; return the step's metric."""
+        """Score ``rows`` with ``model``; keep the predictions; return the step's metric.
+        ``memo``: the cache and the content key of (``rows``, ``y``, ``metric``, ``costs``),
+        to look the result up by it and the model's identity (memoized models have one)."""
         if rows.empty:
             return None
-        pred = model.predict(rows)
-        proba = model.predict_score(rows) if metric in NEEDS_SCORE else None
+
+        def compute() -> tuple[np.ndarray, np.ndarray | None, float | None]:
+            pred = model.predict(rows)
+            proba = model.predict_score(rows) if metric in NEEDS_SCORE else None
+            return pred, proba, _clean(score(metric, y, pred, proba, costs))
+
+        identity = getattr(model, "identity", None)
+        if memo is None or not isinstance(identity, str):
+            pred, proba, value = compute()
+        else:
+            cache, where = memo
+            pred, proba, value = cache.lookup("step", digest(identity, where), compute)
         self.pred.append(pred)
         if proba is not None:
             self.proba.append(proba)
-        return _clean(score(metric, y, pred, proba, costs))
+        return value
 
 
 def run_backtest(
@@ -172,6 +194,7 @@ def _replay(
         loop.versions = CachedVersions(
             registry, policy.model, cache, HistoryRows(frame, policy.features.all, policy.timestamp)
         )
+        loop.measure = memo_evaluate(cache)
     loop.start()
     boot = loop.cycle(steps.starts[0].to_pydatetime())
     if boot.run is None or boot.run.outcome != "promoted":
@@ -179,6 +202,18 @@ def _replay(
         raise BacktestError(f"the warm-up model could not be trained: {reason}")
     static_model = periodic_model = loop.champion().model
     served, static, periodic = _Scored(), _Scored(), _Scored()
+    costs = policy.promote.costs
+    # a step's scores are a function of the model and the step's rows of this history
+    history = "" if cache is None else frame_digest(frame, list(frame.columns))
+    scoring = digest(history, target, metric, costs.model_dump_json() if costs else "none")
+
+    def memo(k: int) -> tuple[BacktestCache, str] | None:
+        if cache is None:
+            return None
+        return cache, digest(
+            "step", CODE_VERSION, scoring, f"{steps.bounds[k]}:{steps.bounds[k + 1]}"
+        )
+
     truth: list[np.ndarray] = []
     timeline: list[dict[str, Any]] = []
     last_cycle = steps.starts[0]
@@ -214,9 +249,9 @@ def _replay(
             "end": end.isoformat(),
             "rows": len(rows),
             "champion_version": champion.version,
-            "served": served.add(champion.model, rows, y, metric, policy.promote.costs),
-            "static": static.add(static_model, rows, y, metric, policy.promote.costs),
-            "periodic": periodic.add(periodic_model, rows, y, metric, policy.promote.costs),
+            "served": served.add(champion.model, rows, y, metric, costs, memo(k)),
+            "static": static.add(static_model, rows, y, metric, costs, memo(k)),
+            "periodic": periodic.add(periodic_model, rows, y, metric, costs, memo(k)),
             "drift_share": None,
             "decision": "bootstrap" if k == 0 else None,
             "promoted": False,

@@ -65,12 +65,14 @@ def backfill(
     store: Store,
     model_of: Callable[[int], Model],
     now: datetime,
+    measure: Callable[..., dict[str, float]] = evaluate,
 ) -> list[Backfill]:
     """Re-score the windows that are ``due`` and store the results on their checks.
 
     An old check keeps what it first measured in ``signals.backfill`` (``metrics_before``,
     ``labelled_rows_before``) while its ``metrics`` and ``labelled_rows`` become the re-scored
-    ones. A window that failed to re-read is logged and left for a later check.
+    ones. A window that failed to re-read is logged and left for a later check. ``measure``
+    scores a window's labelled rows (``monitor.evaluate``; a backtest's memoizes it).
     """
     spec = policy.monitor.backfill
     if spec.within is None:
@@ -81,7 +83,8 @@ def backfill(
         signals = Signals.from_json(old.signals)
         try:
             assert old.champion_version is not None
-            result = rescore(policy, source, old, model_of(old.champion_version), now)
+            model = model_of(old.champion_version)
+            result = rescore(policy, source, old, model, now, measure)
         except (DataError, ArtifactError) as exc:
             log.warning(
                 "%s: backfill of the window ending %s failed: %s", policy.model, old.window_end, exc
@@ -157,7 +160,12 @@ def waiting(store: Store, model: str, since: datetime, now: datetime) -> list[Ch
 
 
 def rescore(
-    policy: Policy, source: Source, check: CheckRecord, model: Model, now: datetime
+    policy: Policy,
+    source: Source,
+    check: CheckRecord,
+    model: Model,
+    now: datetime,
+    measure: Callable[..., dict[str, float]] = evaluate,
 ) -> Backfill | None:
     """The check's window re-read with the labels known at ``now``; None if none came since.
 
@@ -177,7 +185,7 @@ def rescore(
     estimated = Signals.from_json(check.signals).estimated
     known = METRICS[policy.task]
     extra = [n for n in estimated if n in known and n not in names]
-    measured = evaluate(model, rows, policy.target, [*names, *extra], policy.promote.costs)
+    measured = measure(model, rows, policy.target, [*names, *extra], policy.promote.costs)
     metrics = {n: measured[n] for n in names}
     realised = {n: measured[n] for n in estimated if n in measured and math.isfinite(measured[n])}
     assert check.id is not None

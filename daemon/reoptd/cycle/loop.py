@@ -27,7 +27,7 @@ from reoptd.cycle.watcher import PolicyWatcher
 from reoptd.data import Source, open_source
 from reoptd.errors import ArtifactError, DataError, EmptyWindow, ReoptdError, StoreUnavailable
 from reoptd.metrics import Metrics
-from reoptd.monitor import Champion, CheckResult, check
+from reoptd.monitor import Champion, CheckResult, check, evaluate
 from reoptd.optimize import Executor, open_executor, run_pipeline
 from reoptd.policy import Decision, Policy, checks_needed, decide, format_duration
 from reoptd.settings import Settings
@@ -80,6 +80,8 @@ class ModelLoop:
         self.reference = DriftReference()  # monitor.reference: what drift is measured against
         self.promotion = Promotion(store, self.versions.load)
         self.progress = False  # progress bars for long steps (the CLI turns them on)
+        # how the backfill scores a past window's labelled rows (a backtest memoizes it)
+        self.measure: Callable[..., dict[str, float]] = evaluate
         self._snapshot: Policy | None = None  # the policy last written to the model's row
         self._stage = "check"  # the part of the cycle under way, for the error counter
         self._outage: tuple[datetime, datetime, str] | None = None  # store down: first, last, why
@@ -199,7 +201,8 @@ class ModelLoop:
         status, reason, result = self._check(now, champion)
         signals = result.signals if result is not None else Signals()
         self._stage = "backfill"
-        done = backfill(self.policy, self.source, self.store, self.versions.model_of(champion), now)
+        model_of = self.versions.model_of(champion)
+        done = backfill(self.policy, self.source, self.store, model_of, now, self.measure)
         signals.backfilled = [r.summary() for r in done] or None
         if status == "ok":
             signals.labels = label_health(self.policy, self.source, now)
