@@ -256,3 +256,29 @@ def test_a_scrape_reads_the_same_number_of_statements_whatever_the_models(
     assert get("reoptd_model_versions", {"model": "model4"}) == 2
     assert get("reoptd_model_latency_seconds", {"model": "model4"}) == 0.002
     assert get("reoptd_version_size_bytes", {"model": "model4", "version": "2"}) == 10
+
+
+def test_a_first_heartbeat_from_many_threads_at_once_makes_one_process_row(
+    registry: SqlStore,
+) -> None:
+    """A run's lease renewal and the service's beat may write this process's first heartbeat
+    together; on PostgreSQL both found no row and the second insert broke the primary key."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def beat() -> None:
+        barrier.wait()
+        try:
+            registry.heartbeat()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=beat) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [p.owner for p in registry.processes()].count(registry.owner) == 1

@@ -215,17 +215,26 @@ class SqlStore(Store):
     def heartbeat(self, *, clock_at: datetime | None = None, speed: float | None = None) -> None:
         host, pid, _tag = self.owner.rsplit(":", 2)
         now = wall_now()
-        with self._session(immediate=True) as s:
-            row = s.get(ProcessRow, self.owner)
-            if row is None:
-                row = ProcessRow(owner=self.owner, host=host, pid=int(pid), seen_at=now)
-            row.seen_at = now
-            if clock_at is not None:
-                row.clock_at = clock_at
-                row.clock_speed = speed
-            s.add(row)
-            s.exec(delete(ProcessRow).where(col(ProcessRow.seen_at) < now - FORGET))
-            s.commit()
+        for attempt in range(2):
+            try:
+                with self._session(immediate=True) as s:
+                    row = s.get(ProcessRow, self.owner)
+                    if row is None:
+                        row = ProcessRow(owner=self.owner, host=host, pid=int(pid), seen_at=now)
+                    row.seen_at = now
+                    if clock_at is not None:
+                        row.clock_at = clock_at
+                        row.clock_speed = speed
+                    s.add(row)
+                    s.exec(delete(ProcessRow).where(col(ProcessRow.seen_at) < now - FORGET))
+                    s.commit()
+                return
+            except StoreUnavailable as exc:
+                # this process's first heartbeat, written by two of its threads at once (a run's
+                # lease renewal beside the service's beat; PostgreSQL does not serialise them as
+                # SQLite's write lock does): the other made the row, the second attempt updates it
+                if attempt or not isinstance(exc.__cause__, IntegrityError):
+                    raise
 
     def processes(self) -> list[ProcessRecord]:
         with self._session() as s:
