@@ -27,7 +27,6 @@ Usage: .venv/bin/python bench/backtest.py [--rows 20000] [--step 30] [--plot out
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import textwrap
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reoptd.backtest import BacktestCache, parse_span, plot_report, run_backtest
+from reoptd.backtest import BacktestCache, parse_span, plot_report, report_figures, run_backtest
 from reoptd.policy import Policy, parse_policy
 
 POLICY = textwrap.dedent(
@@ -84,16 +83,6 @@ def stream(rows: int, seed: int = 0) -> pd.DataFrame:
     y = (rng.random(rows) < 1 / (1 + np.exp(-2 * logit))).astype(int)
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 7)])
     return frame.assign(c1=c1, c2=c2, y=y)
-
-
-def _figures(report: dict[str, Any]) -> dict[str, Any]:
-    """The report less what measures the run's speed or cache."""
-    plain: dict[str, Any] = json.loads(json.dumps(report))
-    plain.pop("seconds")
-    plain.pop("cache", None)
-    for part in (plain["served"], *plain["baselines"].values()):
-        part.pop("optimize_seconds")
-    return plain
 
 
 def _neighbour() -> Policy:
@@ -159,7 +148,9 @@ def main() -> None:
             f"{name:9} {took:6.1f}s  x{seconds / took:5.1f}  hits {hits}"
             f"  misses {other['cache']['misses']}"
         )
-    same = all(_figures(runs[n][0]) == _figures(report) for n in ("cold", "cached", "repeat"))
+    same = all(
+        report_figures(runs[n][0]) == report_figures(report) for n in ("cold", "cached", "repeat")
+    )
     neighbour = runs["neighbour"][0]
     print(
         f"neighbour policy: served {neighbour['served']['value']:.4f}"

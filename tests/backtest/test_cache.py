@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reoptd.backtest import BacktestCache, parse_span, run_backtest
+from reoptd.backtest import BacktestCache, parse_span, report_figures, run_backtest
 from reoptd.backtest._cache import HistoryRows, retrain_key
 from reoptd.data import demo
 from reoptd.models import build_model
@@ -36,16 +35,6 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _without_timings(report: dict[str, Any]) -> dict[str, Any]:
-    """The report less what measures this run's speed (seconds) or its cache (hits)."""
-    plain: dict[str, Any] = json.loads(json.dumps(report))
-    plain.pop("seconds")
-    plain.pop("cache", None)
-    for part in (plain["served"], *plain["baselines"].values()):
-        part.pop("optimize_seconds")
-    return plain
-
-
 def test_cached_runs_report_exactly_what_an_uncached_run_does(
     history: Path, tmp_path: Path
 ) -> None:
@@ -62,11 +51,11 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
     )
     warm = run_backtest(policy, history, cache=first, **OPTIONS)
 
-    expected = _without_timings(uncached)
+    expected = report_figures(uncached)
     assert expected["served"]["promotions"] >= 1  # the runs retrain, promote and drift
     assert any(e["drift_share"] for e in expected["timeline"])
     for report in (cold, from_disk, warm):
-        assert _without_timings(report) == expected
+        assert report_figures(report) == expected
 
     def count(report: dict[str, Any], table: str, kind: str) -> int:
         return int(report["cache"][table].get(kind, 0))
@@ -96,7 +85,7 @@ def test_another_policy_reuses_the_baselines_and_still_matches_its_uncached_run(
     stricter = policy.model_copy(update={"triggers": policy.triggers[:1]})
     shared = run_backtest(stricter, history, cache=cache, policy_file="a.yaml", **OPTIONS)
     alone = run_backtest(stricter, history, cache=False, policy_file="a.yaml", **OPTIONS)
-    assert _without_timings(shared) == _without_timings(alone)
+    assert report_figures(shared) == report_figures(alone)
     assert shared["cache"]["hits"]["retrain"] >= shared["steps"]  # the periodic baseline
     assert shared["cache"]["misses"]["report"] == 1
 
@@ -105,7 +94,7 @@ def test_another_policy_reuses_the_baselines_and_still_matches_its_uncached_run(
         repeat = run_backtest(stricter, history, cache=again, policy_file="b.yaml", **OPTIONS)
         assert repeat["cache"] == {"hits": {"report": 1}, "misses": {}}
         assert repeat["policy_file"] == "b.yaml"
-        assert _without_timings(repeat) == {**_without_timings(shared), "policy_file": "b.yaml"}
+        assert report_figures(repeat) == {**report_figures(shared), "policy_file": "b.yaml"}
 
 
 def _rows(n: int = 300, seed: int = 0) -> pd.DataFrame:

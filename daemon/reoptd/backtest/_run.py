@@ -13,6 +13,7 @@ content address first (``_cache.py``); the report is the same, only faster to pr
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -101,6 +102,17 @@ class _Scored:
         if proba is not None:
             self.proba.append(proba)
         return value
+
+
+def report_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """A backtest report less what measures the run's speed (seconds) or its cache (hits and
+    misses): what two runs of one backtest, cached or not, must agree on."""
+    plain: dict[str, Any] = json.loads(json.dumps(report))
+    plain.pop("seconds")
+    plain.pop("cache", None)
+    for part in (plain["served"], *plain["baselines"].values()):
+        part.pop("optimize_seconds")
+    return plain
 
 
 def run_backtest(
