@@ -101,7 +101,9 @@ def torchao_pt2e() -> tuple[Any, Any]:
 
 @contextmanager
 def _quiet_torchao_import() -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in ("torchao", "root")]
+    """torchao logs every optional CUDA kernel it lacks, and torch 2.13 warns through
+    ``torch.utils._pytree`` about how torchao registers an enum: neither concerns reoptd."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "root", "torch.utils._pytree")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
