@@ -20,7 +20,7 @@ from torch import nn
 from reoptd.clock import SimulatedClock
 from reoptd.data import demo
 from reoptd.models import TORCH_MAGIC, OnnxModel, build_model, load_model
-from reoptd.models.torch import Int8Linear, StaticInt8, TorchMLP, quantizer
+from reoptd.models.torch import Int8Linear, StaticInt8, TorchMLP, quantizer, reference_arithmetic
 from reoptd.optimize import compress as C
 from reoptd.policy import Policy, parse_policy
 from reoptd.settings import DEMO_POLICY
@@ -84,6 +84,25 @@ def test_pt2e_quantizes_every_linear_to_int8_with_the_teachers_weights(
     # within tolerance of the float model
     assert np.allclose(static.predict_score(TEST), teacher.predict_score(TEST), atol=0.03)
     assert _accuracy(static) >= _accuracy(teacher) - 0.02
+
+
+def test_int8_layers_run_on_onednn_kernels_within_rounding_of_the_reference(
+    static: TorchMLP,
+) -> None:
+    assert static.net is not None
+    kernels = {m.kernel for m in static.net if isinstance(m, Int8Linear)}
+    if kernels != {"onednn"}:
+        pytest.skip(f"this torch runs the int8 layers by {kernels}, not oneDNN's kernels")
+    x = static._matrix(TEST[static.features])
+    with torch.inference_mode():
+        onednn = static.net(x)
+        with reference_arithmetic(static.net):
+            reference = static.net(x)
+        # int32 sums and the graph's float arithmetic agree to a rounding step of the logits
+        assert 0 < float((onednn - reference).abs().max()) < 1e-2
+        # a row's output does not depend on the batch it is in
+        assert torch.equal(static.net(x[:1]), onednn[:1])
+        assert torch.equal(static.net(x[5:37]), onednn[5:37])
 
 
 def test_pt2e_artifact_loads_in_a_fresh_process_without_calibration(

@@ -12,18 +12,24 @@ ones, and only ``torch.export.save``/``load`` (which may unpickle) would bring i
 So the converted graph is read once (``from_converted``) and each Linear becomes an
 ``Int8Linear`` holding the graph's own numbers as buffers: the int8 weight, its per-channel
 scales and zero points, the float bias and the input's calibrated (scale, zero point, range).
-It computes exactly what the graph computes (checked on the calibration rows) with native ops:
-``fake_quantize_per_tensor_affine`` on the input and a linear layer with the dequantized weight
-(dequantized once, on load). The state dict holds only the int8 weights and these numbers, so the
-artifact is small and loads with ``weights_only=True`` into ``rebuild``'s placeholders, without
-torchao and without calibration. While ``torch.export`` traces it (the ONNX export), it uses the
+Its reference arithmetic is exactly the graph's (checked on the calibration rows when it is
+made); where torch has oneDNN's x86 int8 kernels it runs on them instead (the input quantized to
+uint8, ``onednn.qlinear_pointwise`` with the weight prepacked on first use: what torchao's
+``lower_pt2e_quantized_to_x86`` and inductor lower the graph to), whose int32 sums round a little
+differently. The state dict holds only the int8 weights and these numbers, so the artifact is
+small and loads with ``weights_only=True`` into ``rebuild``'s placeholders, without torchao and
+without calibration. While ``torch.export`` traces it (the ONNX export), it uses the
 ``quantized_decomposed`` ops that the PT2E graph uses, which the exporter turns into ONNX
-QuantizeLinear / DequantizeLinear nodes around the Gemm: ONNX Runtime runs that form.
+QuantizeLinear / DequantizeLinear nodes around the Gemm: ONNX Runtime runs that form with its own
+int8 kernels.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -38,8 +44,13 @@ MATCH_TOLERANCE = 1e-4
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer of a PT2E static-int8 network: the input fake-quantized with its
-    calibrated scale, the int8 weight dequantized per output channel, then ``linear``."""
+    """A Linear layer of a PT2E static-int8 network: the input quantized with its calibrated
+    scale, the int8 weight with its per-channel scales, the bias float, the output float.
+
+    Two ways to compute it: ``reference`` (the PT2E graph's arithmetic: the input fake-quantized,
+    ``linear`` with the dequantized weight, in float) and, where torch has oneDNN's x86 int8
+    kernels, ``onednn``: the input quantized to uint8 and ``onednn.qlinear_pointwise`` on the
+    weight prepacked once (the kernel torchao's x86 lowering and inductor use), int32 sums."""
 
     weight: torch.Tensor
     weight_scale: torch.Tensor
@@ -56,17 +67,29 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         # the input's (scale, zero point, quant_min, quant_max); quant_min < 0 means int8
         self.register_buffer("input_qparams", torch.tensor([1.0, 0.0, 0.0, 255.0]).double())
+        self.reference = False  # True: always the reference arithmetic
         self._refresh()
 
     def _refresh(self) -> None:
         scale, zero, low, high = self.input_qparams.tolist()
         self._input = (float(scale), int(zero), int(low), int(high))
-        zeros = self.weight_zero_point.float()[:, None]
-        self._dequantized = (self.weight.float() - zeros) * self.weight_scale[:, None]
+        self._zeros = self.weight_zero_point.to(torch.int64)
+        self._dequantized = (self.weight.float() - self._zeros[:, None]) * self.weight_scale[
+            :, None
+        ]
+        self._packed: torch.Tensor | None = None  # oneDNN's prepacked weight, made on first use
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._refresh()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_packed": None}  # an opaque oneDNN tensor is not copied
+
+    @property
+    def kernel(self) -> str:
+        """``onednn`` or ``reference``: how ``forward`` computes outside ``torch.export``."""
+        return "onednn" if not self.reference and self._input[2] >= 0 and onednn() else "reference"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, zero, low, high = self._input
@@ -75,17 +98,53 @@ class Int8Linear(nn.Module):
             kind = torch.int8 if low < 0 else torch.uint8
             q = qd.quantize_per_tensor(x, scale, zero, low, high, kind)
             x = qd.dequantize_per_tensor(q, scale, zero, low, high, kind)
-            zeros = self.weight_zero_point.to(torch.int64)
             weight = qd.dequantize_per_channel(
-                self.weight, self.weight_scale, zeros, 0, -128, 127, torch.int8
+                self.weight, self.weight_scale, self._zeros, 0, -128, 127, torch.int8
             )
-        else:
+            return F.linear(x, weight, self.bias)
+        if self.kernel == "reference":
             x = torch.fake_quantize_per_tensor_affine(x, scale, zero, low, high)
-            weight = self._dequantized
-        return F.linear(x, weight, self.bias)
+            return F.linear(x, self._dequantized, self.bias)
+        packed = self._packed
+        if packed is None:
+            packed = self._packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
+        q = torch.clamp(torch.round(x * (1.0 / scale)) + zero, low, high).to(torch.uint8)
+        return torch.ops.onednn.qlinear_pointwise(
+            q, scale, zero, packed, self.weight_scale, self._zeros, self.bias,
+            1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+@functools.cache
+def onednn() -> bool:
+    """Whether this torch has oneDNN's x86 int8 linear kernel (and it runs here)."""
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(torch.ones(2, 2, dtype=torch.int8), None)
+        q = torch.zeros(1, 2, dtype=torch.uint8)
+        scales, zeros = torch.ones(2), torch.zeros(2, dtype=torch.int64)
+        torch.ops.onednn.qlinear_pointwise(
+            q, 1.0, 0, packed, scales, zeros, None, 1.0, 0, torch.float32, "none", [], ""
+        )
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+@contextmanager
+def reference_arithmetic(net: nn.Module) -> Iterator[None]:
+    """Run ``net``'s ``Int8Linear`` layers with the reference arithmetic meanwhile."""
+    layers = [m for m in net.modules() if isinstance(m, Int8Linear)]
+    before = [m.reference for m in layers]
+    for m in layers:
+        m.reference = True
+    try:
+        yield
+    finally:
+        for m, was in zip(layers, before, strict=True):
+            m.reference = was
 
 
 def decomposed_ops() -> Any:
@@ -132,7 +191,7 @@ def quantize(net: nn.Sequential, calibration: torch.Tensor) -> nn.Sequential:
     except Exception as exc:  # export and the quantizer raise many kinds
         raise OptimizeError(f"torchao PT2E could not quantize the network: {exc}") from None
     out = from_converted(float_net, converted)
-    with torch.no_grad():
+    with torch.no_grad(), reference_arithmetic(out):
         expected, got = converted(calibration), out(calibration)
     difference = float(((got - expected).abs() / (1 + expected.abs())).max())
     if not difference <= MATCH_TOLERANCE:
