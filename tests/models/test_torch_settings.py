@@ -47,7 +47,7 @@ def test_static_quantization_leaves_the_quantized_engine_as_it_was() -> None:
     before = torch.backends.quantized.engine
     torch.backends.quantized.engine = "qnnpack"
     try:
-        StaticInt8().quantize(net, torch.randn(32, 4))
+        StaticInt8("torch.ao").quantize(net, torch.randn(32, 4))  # the eager fallback
         assert torch.backends.quantized.engine == "qnnpack"
     finally:
         torch.backends.quantized.engine = before

@@ -217,11 +217,22 @@ def _quantized_state(model: TorchMLP) -> dict[str, list]:
     return out
 
 
+@pytest.fixture
+def torch_ao_static(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static quantizer as it is without torchao: torch.ao's eager mode (the fallback;
+    torchao's PT2E path is tested in tests/models/test_static_pt2e.py)."""
+    from reoptd.models.torch import QUANTIZERS, StaticInt8
+
+    monkeypatch.setitem(QUANTIZERS, "static_int8", StaticInt8("torch.ao"))
+
+
+@pytest.mark.usefixtures("torch_ao_static")
 def test_static_quantization_fuses_calibrates_shrinks_and_reloads(teacher: TorchMLP) -> None:
     calibration = C.calibration_rows(TRAIN, 500)
     assert len(calibration) == 500 and calibration.index[-1] == TRAIN.index[-1]
     static = C.static_quantize(teacher, calibration)
     assert static.arch["quantized"] == "static_int8" and static.compression == ["static_quantize"]
+    assert static.arch["backend"] == "torch.ao"
     kinds = [type(m).__name__ for m in static.net]
     # stubs around the network, each hidden Linear fused with its ReLU (which becomes Identity)
     assert kinds == [
@@ -250,6 +261,7 @@ def test_static_quantization_fuses_calibrates_shrinks_and_reloads(teacher: Torch
         C.quantize(static)
 
 
+@pytest.mark.usefixtures("torch_ao_static")
 def test_static_quantization_chains_after_pruning_and_low_rank(teacher: TorchMLP) -> None:
     chained = C.static_quantize(C.low_rank(C.structured_prune(teacher, 0.5), 0.7), TRAIN[:300])
     assert chained.compression == ["prune", "low_rank", "static_quantize"]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         resolve_params,
         torch_threads,
     )
+    from reoptd.models.torch._pt2e import Int8Linear, reference_arithmetic
     from reoptd.models.torch._quantized import (
         BACKENDS,
         QUANTIZERS,
@@ -51,6 +52,7 @@ __all__ = [
     "QUANTIZERS",
     "SETTINGS_LOCK",
     "DynamicInt8",
+    "Int8Linear",
     "Quantizer",
     "StaticInt8",
     "TorchMLP",
@@ -65,6 +67,7 @@ __all__ = [
     "quantized_engine",
     "quantizer",
     "rebuild",
+    "reference_arithmetic",
     "resolve_params",
     "static_engine",
     "torch_threads",
@@ -115,6 +118,8 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "load_state": "._arch",
         "low_rank_module": "._arch",
         "rebuild": "._arch",
+        "Int8Linear": "._pt2e",
+        "reference_arithmetic": "._pt2e",
         "BACKENDS": "._quantized",
         "QUANTIZERS": "._quantized",
         "WeightOnlyInt8": "._quantized",

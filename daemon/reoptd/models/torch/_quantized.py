@@ -2,8 +2,9 @@
 first, ``torch.ao.quantization`` as the fallback while it exists.
 
 ``torch.ao.quantization`` is deprecated (torchao is its successor) but works in torch 2.13; every
-use of either is in this module. A quantizer turns a float network into a quantized one and, when
-an artifact is loaded, prepares an empty float network so the saved quantized state dict fits it.
+use of either is in this module and ``_pt2e`` (torchao's static path). A quantizer turns a float
+network into a quantized one and, when an artifact is loaded, prepares an empty float network so
+the saved quantized state dict fits it.
 The backend that quantized a network is recorded in its description (``arch["backend"]``:
 ``torchao`` or ``torch.ao``; an artifact written before torchao has none and is ``torch.ao``), so
 an artifact always reloads with the backend that wrote it.
@@ -14,12 +15,12 @@ Three quantizers:
   ``Int8DynamicActivationInt8WeightConfig``; torch.ao's ``quantize_dynamic`` without torchao);
 - ``weight_only_int8``: int8 weights, float activations (torchao's ``Int8WeightOnlyConfig``; no
   torch.ao fallback);
-- ``static_int8``: eager-mode post-training static quantization by torch.ao (int8 weights and
-  activations, the activation scales fixed by calibration on sample rows, Linear+ReLU fused into
-  one kernel). torchao's static path (PT2E: ``torch.export``, ``prepare_pt2e``, ``convert_pt2e``)
-  is not used yet: in eager mode its graph runs reference quantize/dequantize ops (several times
-  slower than float here; it is meant for ``torch.compile``), keeps the float weights in its
-  state dict, and a graph module is not rebuilt from the plain description an artifact holds.
+- ``static_int8``: post-training static quantization (int8 weights and activations, the
+  activation scales fixed by calibration on sample rows). With torchao it is its PT2E flow
+  (``torch.export``, ``prepare_pt2e`` with the x86 quantizer, ``convert_pt2e``), kept as plain
+  ``Int8Linear`` layers that an artifact rebuilds and that export to an ONNX Q/DQ graph
+  (``_pt2e``); without torchao, or when PT2E fails on a network, torch.ao's eager mode
+  (Linear+ReLU fused into one kernel, x86/fbgemm engine).
 
 torchao's int8 layers run as eager tensor subclasses on the CPU; whether they are faster than the
 float network is what the compress step measures (often not, without ``torch.compile``).
@@ -81,17 +82,37 @@ def torchao_available() -> bool:
 
 def _torchao_quantization() -> Any:
     """``torchao.quantization``, imported quietly (it logs every optional CUDA kernel it lacks)."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "root")]
+    with _quiet_torchao_import():
+        import torchao.quantization as quantization
+    return quantization
+
+
+def torchao_pt2e() -> tuple[Any, Any]:
+    """torchao's PT2E flow (``quantize_pt2e``) and its x86 quantizer module, imported quietly;
+    ``OptimizeError`` when they are not there."""
+    try:
+        with _quiet_torchao_import():
+            from torchao.quantization.pt2e import quantize_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+    except ImportError as exc:
+        raise OptimizeError(f"torchao's PT2E quantization is not available: {exc}") from None
+    return quantize_pt2e, x86_inductor_quantizer
+
+
+@contextmanager
+def _quiet_torchao_import() -> Iterator[None]:
+    """torchao logs every optional CUDA kernel it lacks, and torch 2.13 warns through
+    ``torch.utils._pytree`` about how torchao registers an enum: neither concerns reoptd."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "root", "torch.utils._pytree")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
         with _quiet():
-            import torchao.quantization as quantization
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-    return quantization
 
 
 class DynamicInt8:
@@ -203,31 +224,45 @@ def quantized_engine() -> Iterator[None]:
 class StaticInt8:
     """Post-training static int8: weights and activations int8, scales fixed by calibration.
 
-    The float network is wrapped as ``QuantStub, *layers, DeQuantStub`` (one flat Sequential),
-    every Linear directly followed by a ReLU is fused with it (also the second factor of a
-    low-rank layer), observers record activation ranges while ``calibration`` rows pass through,
-    and ``convert`` swaps in quantized modules. Without the per-call quantization of the dynamic
-    kind it can be faster at small batches, at the price of the calibration's rounding.
+    torchao (``_pt2e``): the network is captured with ``torch.export``, quantized by PT2E and
+    kept as ``Int8Linear`` layers holding the converted graph's numbers.
+
+    torch.ao (the fallback): the float network is wrapped as ``QuantStub, *layers,
+    DeQuantStub`` (one flat Sequential), every Linear directly followed by a ReLU is fused with
+    it (also the second factor of a low-rank layer), observers record activation ranges while
+    ``calibration`` rows pass through, and ``convert`` swaps in quantized modules.
+
+    Without the per-call quantization of the dynamic kind it can be faster at small batches, at
+    the price of the calibration's rounding.
     """
 
     name = "static_int8"
 
     def __init__(self, backend: str | None = None) -> None:
-        if backend not in (None, "torch.ao"):
-            raise ArtifactError(f"static int8 has no {backend!r} backend here, only torch.ao")
-        self.backend = "torch.ao"
+        if backend not in (None, *BACKENDS):
+            raise ArtifactError(f"static int8 has no {backend!r} backend, only {BACKENDS}")
+        self.backend = backend or ("torchao" if torchao_available() else "torch.ao")
 
     def quantize(
         self, net: nn.Sequential, calibration: torch.Tensor | None = None
     ) -> nn.Sequential:
         if calibration is None or len(calibration) == 0:
             raise OptimizeError("static int8 quantization needs calibration rows")
+        if self.backend == "torchao":
+            from reoptd.models.torch import _pt2e
+
+            with _quiet():
+                return _pt2e.quantize(net, calibration)
         prepared = self._prepare(copy.deepcopy(net))
         with torch.inference_mode():
             prepared(calibration)
         return self._convert(prepared)
 
     def prepare_for_load(self, net: nn.Sequential) -> nn.Sequential:
+        if self.backend == "torchao":
+            from reoptd.models.torch._pt2e import placeholders
+
+            return placeholders(net)
         # observers that saw no data give placeholder scales; load_state_dict replaces them
         return self._convert(self._prepare(net))
 

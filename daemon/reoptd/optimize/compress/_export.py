@@ -4,9 +4,10 @@ A torch MLP's network goes through the dynamo-based ONNX exporter (``torch.onnx.
 dynamo=True)``, onnxscript); an sklearn pipeline's estimator through skl2onnx. The preprocessing
 is not part of the graph: it is copied as numbers into the artifact's header (a torch model's
 means, scales and categories; an sklearn pipeline's StandardScaler and OneHotEncoder), and runs on
-numpy arrays. Only what can be reproduced exactly is exported: a quantized torch network, or an
-sklearn pipeline other than reoptd's own StandardScaler / OneHotEncoder preprocessing, raises
-``NotExportable`` with the reason.
+numpy arrays. Only what can be reproduced exactly is exported: a quantized torch network other
+than torchao's static int8 (PT2E: its layers export as ONNX QuantizeLinear / DequantizeLinear
+nodes around each Gemm, with int8 weights), or an sklearn pipeline other than reoptd's own
+StandardScaler / OneHotEncoder preprocessing, raises ``NotExportable`` with the reason.
 
 ``max_difference`` compares the ONNX form's outputs with the Python form's on the holdout: class
 probabilities for classifiers, predictions relative to ``1 + |prediction|`` for regressors.
@@ -82,8 +83,15 @@ def max_difference(python: Any, onnx: OnnxModel, frame: pd.DataFrame) -> float:
 def _torch(model: TorchMLP) -> tuple[dict[str, Any], bytes]:
     if model.net is None or model.mean is None or model.scale is None:
         raise NotExportable("the torch MLP is not fitted")
-    if model.arch is not None and model.arch.get("quantized"):
-        raise NotExportable("a quantized torch network has no ONNX export here")
+    arch = model.arch or {}
+    if arch.get("quantized") and (arch["quantized"], arch.get("backend")) != (
+        "static_int8",
+        "torchao",
+    ):
+        raise NotExportable(
+            f"a {arch['quantized']} network quantized by {arch.get('backend', 'torch.ao')} has"
+            " no ONNX export here (only torchao's static int8 has)"
+        )
     header = {
         "task": model.task,
         "numerical": model.numerical,

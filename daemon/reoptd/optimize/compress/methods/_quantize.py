@@ -3,11 +3,16 @@ layers, through the torch family's ``Quantizer`` interface (``reoptd.models.torc
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
+from reoptd.errors import OptimizeError
 from reoptd.models.torch import TorchMLP, describe, quantizer
 from reoptd.optimize.compress.methods._common import float_copy, with_network
+
+log = logging.getLogger("reoptd.compress")
 
 
 def quantize(
@@ -19,12 +24,23 @@ def quantize(
     """The ``quantize`` method: ``model`` (a fitted ``TorchMLP``) with quantized Linear layers.
 
     ``calibration`` (a frame of the model's feature columns) is what static quantizers calibrate
-    on; ``method`` is the name the model's ``compression`` list records."""
+    on; ``method`` is the name the model's ``compression`` list records. When torchao fails on
+    the network of a static quantizer, torch.ao's eager mode quantizes it (logged); the
+    backend that did is recorded in ``arch["backend"]``."""
     net = float_copy(model)
     chosen = quantizer(name)
-    arch = {**describe(net, quantized=name), "backend": chosen.backend}
     rows = None if calibration is None else model._matrix(calibration[model.features])
-    return with_network(model, chosen.quantize(net, rows), method, arch)
+    try:
+        quantized = chosen.quantize(net, rows)
+    except OptimizeError as exc:
+        if chosen.backend != "torchao" or name != "static_int8":
+            raise
+        log.warning("%s: torchao failed, torch.ao's eager quantization instead: %s", method, exc)
+        chosen = quantizer(name, "torch.ao")
+        quantized = chosen.quantize(net, rows)
+    log.info("%s: %s quantized by %s", method, name, chosen.backend)
+    arch = {**describe(net, quantized=name), "backend": chosen.backend}
+    return with_network(model, quantized, method, arch)
 
 
 def weight_only_quantize(model: TorchMLP) -> TorchMLP:

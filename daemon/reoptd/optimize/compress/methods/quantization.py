@@ -68,14 +68,14 @@ WEIGHT_ONLY = COMPRESS_METHODS.register(
 STATIC = COMPRESS_METHODS.register(
     CompressMethod(
         name="static_quantize",
-        description="post-training static int8 (weights and activations, Linear+ReLU fused,"
-        " calibrated on training rows, x86/fbgemm backend)",
+        description="post-training static int8 (weights and activations, calibrated on training"
+        " rows; torchao's PT2E flow with its x86 quantizer, torch.ao's eager mode without it)",
         apply=_static,
         order=50,
         ends_chain=True,
         config=StaticQuantize,
         explain=lambda policy: (
-            "static post-training int8 quantization (Linear+ReLU fused, calibrated on"
+            "static post-training int8 quantization (torchao PT2E, else torch.ao; calibrated on"
             f" {policy.compress.options('static_quantize', StaticQuantize).calibration_rows}"
             " training rows)"
         ),
