@@ -235,7 +235,7 @@ def describe(policy: Policy) -> str:
     if any(t.kind in DRIFT_COUNTED for t in policy.triggers):  # the thresholds it counts with
         pairs = ((drift.method, drift.threshold), (drift.cat_method, drift.cat_threshold))
         limits = [f"{method or 'default'}>{value:g}" for method, value in pairs if value]
-        joined += f" (feature drift {', '.join(limits)})" if limits else ""
+        joined += f"; feature drift {', '.join(limits)}" if limits else ""
     return (
         f"{joined}; cooldown {format_duration(policy.guards.cooldown)}; window"
         f" {format_duration(policy.train.window)}; min_improvement"
