@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from reoptd.backtest import parse_span, replay_history
+from reoptd.backtest import Span, parse_span, replay_history, run_backtest
 from reoptd.cli import app
 from reoptd.metrics import Metrics
 from reoptd.policy import load_policy, parse_policy
@@ -29,7 +29,7 @@ from reoptd.policy_tune import (
     tune_policy,
     write_policy,
 )
-from reoptd.policy_tune._knobs import base_params, candidate, to_yaml
+from reoptd.policy_tune._knobs import base_params, candidate, describe, seeds, to_yaml
 from reoptd.store import open_store
 
 POLICY = textwrap.dedent(
@@ -138,6 +138,9 @@ def test_the_search_backtests_each_trial_and_measures_the_front_on_held_out_rows
     study = optuna.load_study(study_name="policy-tune-tiny", storage=storage)
     assert len(study.trials) == 3
     assert study.trials[0].user_attrs["base"] is True  # the base policy is trial 0
+    # then its variants, as many as the trials allow
+    assert [t.user_attrs["seed"] for t in study.trials] == ["base", "short window", "no cooldown"]
+    assert [t.user_attrs["base"] for t in study.trials] == [True, False, False]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert all("policy" in t.user_attrs and "search" in t.user_attrs for t in done)
     assert any(k.startswith("heldout:") for k in study.user_attrs)
@@ -169,6 +172,84 @@ def test_the_base_parameters_reproduce_the_base_policy() -> None:
     assert again.monitor == base.monitor and again.data == base.data
 
 
+def test_the_seeds_are_the_base_then_ever_more_responsive_variants_of_it() -> None:
+    base = parse_policy(POLICY, "base")
+    raw = yaml.safe_load(POLICY)
+    made = seeds(base, min_window=250.0)
+    assert [name for name, _ in made] == ["base", "short window", "no cooldown", "first check"]
+    policies = [
+        parse_policy(to_yaml(candidate(base, raw, optuna.trial.FixedTrial(p), 250.0)), name)
+        for name, p in made
+    ]
+    assert policies[0].train == base.train and policies[0].guards == base.guards
+    # the shortest window the search allows: 250 s rounded to the 100 s checks, not 10m
+    short = policies[1]
+    assert short.train.window.total_seconds() == 200 and short.guards == base.guards
+    assert short.triggers == base.triggers
+    eager = policies[2]
+    assert eager.guards.cooldown.total_seconds() == 0 and eager.train == short.train
+    assert eager.triggers[0].drift_share.for_ == 2  # type: ignore[union-attr]
+    first = policies[3]
+    assert first.triggers[0].drift_share.for_ == 1  # type: ignore[union-attr]
+    assert first.triggers[0].drift_share.above == 0.3  # type: ignore[union-attr]
+    # a base with the base's window already the shortest: the duplicate variant is left out
+    assert [n for n, _ in seeds(base, min_window=600.0)] == ["base", "no cooldown", "first check"]
+
+
+DRIFTY = POLICY.replace(
+    "backfill: {within: null}",
+    "backfill: {within: null}\n  drift: {method: wasserstein, threshold: 0.1}",
+)
+
+
+@pytest.mark.filterwarnings("ignore:The value 3.0 of the parameter:UserWarning")
+def test_the_drift_threshold_is_a_knob_that_decides_what_the_trigger_sees(
+    files: tuple[Path, Path],
+) -> None:
+    base = parse_policy(DRIFTY, "base")
+    raw = yaml.safe_load(DRIFTY)
+    params = base_params(base)
+    assert params["drift_threshold"] == 0.1 and "drift_cat_threshold" not in params
+    # searched from a quarter to four times the base's, only when a drift trigger is on
+    space = optuna.create_study(directions=["maximize", "minimize"])
+    for _ in range(20):
+        trial = space.ask()
+        drift = candidate(base, raw, trial)["monitor"]["drift"]
+        assert trial.params["cooldown_checks"] <= 12  # four times the base's 3 checks
+        if trial.params["t0_drift_share"]:
+            assert 0.025 <= drift["threshold"] <= 0.4
+        else:
+            assert "drift_threshold" not in trial.params and drift["threshold"] == 0.1
+    # the table's one-line summary names the thresholds the trigger counts with
+    fixed = optuna.trial.FixedTrial({**params, "drift_threshold": 0.2})
+    summary = describe(parse_policy(to_yaml(candidate(base, raw, fixed)), "summary"))
+    assert summary.startswith("drift_share>0.3 x2; feature drift wasserstein>0.2;"), summary
+    # the knob reaches the monitor: a stricter per-feature threshold counts fewer features
+    # drifted in the same backtest (x1 shifts by 1.5 at half the rows; wasserstein ~1)
+    _, data = files
+    shares = []
+    for threshold in (0.05, 3.0):  # 3.0: beyond the search, a monitor blind to the shift
+        text = to_yaml(
+            candidate(
+                base,
+                raw,
+                optuna.trial.FixedTrial(
+                    {**params, "drift_threshold": threshold, "cooldown_checks": 12}
+                ),
+            )
+        )
+        report = run_backtest(
+            parse_policy(text, f"threshold {threshold}"),
+            data,
+            warmup=Span(rows=320),
+            step=parse_span("100", "--step"),
+            progress=False,
+            cache=False,
+        )
+        shares.append(max(s["drift_share"] or 0.0 for s in report["timeline"]))
+    assert shares[0] >= 1 / 3 and shares[1] == 0.0
+
+
 def _result(points: list[tuple[float, int]]) -> TuneResult:
     def item(n: int, value: float, retrains: int) -> Candidate:
         return Candidate(n, POLICY, "p", Scores(value, retrains, retrains, 0.0))
@@ -186,6 +267,15 @@ def test_pick_knee_max_value_and_max_retrains() -> None:
     assert pick(result, parse_pick("max-value")).trial == 3
     assert pick(result, parse_pick("max-retrains 8")).trial == 2
     assert pick(result, parse_pick("max-retrains=1")).trial == 0
+    # the knee reaches most of the front's value at a small share of its cost: +19 points for
+    # 3 of the 20 retrains, not the steeper first step (+7 for 1) nor the last point
+    steps = _result([(0.60, 0), (0.67, 1), (0.79, 3), (0.80, 20)])
+    assert pick(steps, parse_pick("knee")).trial == 2
+    # nothing buys value: the cheapest; lower is better (log loss): the same shape mirrored
+    assert pick(_result([(0.8, 0), (0.8, 4)]), parse_pick("knee")).trial == 0
+    loss = _result([(0.40, 0), (0.33, 1), (0.21, 3), (0.20, 20)])
+    loss.higher_is_better = False
+    assert pick(loss, parse_pick("knee")).trial == 2
     with pytest.raises(TuneError, match="expected knee"):
         parse_pick("best")
     with pytest.raises(TuneError, match="the fewest: 1"):

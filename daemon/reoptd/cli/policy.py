@@ -148,19 +148,22 @@ def policy_tune(
     policy's promote metric, up or down as it prefers) against its cost, the re-optimizations it
     ran (--cost retrains) or their compute seconds (--cost seconds), both down. The knobs: each
     trigger of the base policy on or off with its thresholds and `for`, a `max_age` trigger,
-    `guards.cooldown`, `train.window` and `promote.min_improvement`; the rest of the file is kept.
+    `monitor.drift`'s thresholds (when a drift trigger is on), `guards.cooldown`, `train.window`
+    and `promote.min_improvement`; the rest of the file is kept. The first trials are the base
+    policy and three faster-reacting variants of it (shortest window, no cooldown, triggers
+    firing on their first check).
 
     **Holdout.** The history is cut by time: trials backtest the older rows only; then every
     Pareto-optimal policy, the base policy and the static (never retrain) and periodic (retrain
     before every step) baselines are backtested on the newest --holdout rows, which no trial saw.
     The table shows both; trust the held-out columns.
 
-    **--pick** chooses on the search scores (never the held-out ones): knee is the front's point
-    that buys the most metric per retrain (or second) over the front's cheapest; max-value the
-    best metric; 'max-retrains N' the best metric with at most N retrains in the searched rows.
-    --out writes
-    that policy with a comment saying how it was chosen and what it scored; it validates and runs
-    in the daemon as it is.
+    **--pick** chooses on the search scores (never the held-out ones): knee is the front's knee,
+    the point farthest above the line from its cheapest to its most valuable policy (each axis
+    scaled to that span: most of the value at a small share of the cost); max-value the best
+    metric; 'max-retrains N' the best metric with at most N retrains in the searched rows.
+    --out writes that policy with a comment saying how it was chosen and what it scored; it
+    validates and runs in the daemon as it is.
 
     The study lives in the daemon's database (REOPTD_DB_URL, else SQLite in REOPTD_HOME), like
     the tune step's studies: run the same command again (same --study) to resume it or, with

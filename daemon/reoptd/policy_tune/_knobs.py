@@ -7,7 +7,12 @@ and validates with ``reoptd policy validate``. The knobs:
 - each of the base's triggers: on or off, and its thresholds (``above``, ``below``, ``drop``,
   ``at_least``, the ``max_age`` duration) and ``for``;
 - a ``max_age`` trigger when the base has none (off by default in the search);
+- ``monitor.drift``'s per-feature ``threshold`` and ``cat_threshold`` (when the base sets them),
+  which decide what a drift trigger counts as drifted, asked only when one is on;
 - ``guards.cooldown``, ``train.window`` and ``promote.min_improvement``.
+
+The first trials are the base policy and a few variants of it (``seeds``), so the search starts
+from what the user wrote and from its most responsive form, not only from random points.
 
 Durations are searched in checks (multiples of ``monitor.every``): the backtest steps by it,
 so a finer grain could not change what a policy does.
@@ -24,7 +29,7 @@ import yaml
 from reoptd.policy import Policy, format_duration, parse_duration, parse_policy
 
 FOR_RANGE = (1, 6)  # consecutive checks a trigger must hold
-COOLDOWN_CHECKS = (0, 48)
+COOLDOWN_CHECKS = 4  # guards.cooldown: 0 .. max(this, base * SPREAD) checks
 WINDOW_FACTOR = (0.25, 4.0)  # train.window, relative to the base's
 MAX_AGE_CHECKS = (2, 240)  # a max_age trigger added when the base has none
 SPREAD = 4.0  # other positive values: base / SPREAD .. base * SPREAD
@@ -71,12 +76,16 @@ def candidate(
         chosen.append({"max_age": _checks(checks, every)})
     out["triggers"] = chosen
     out["combine"] = combine
+    if any(kind in DRIFT_COUNTED for entry in chosen for kind in entry):
+        _drift_thresholds(trial, base, out)
     guards = dict(out.get("guards") or {})
-    guards["cooldown"] = _checks(trial.suggest_int("cooldown_checks", *COOLDOWN_CHECKS), every)
+    cooldown = trial.suggest_int("cooldown_checks", 0, _cooldown_high(base))
+    guards["cooldown"] = _checks(cooldown, every)
     out["guards"] = guards
     train = dict(out["train"])
-    shortest = min(1.0, max(WINDOW_FACTOR[0], min_window / base.train.window.total_seconds()))
-    factor = trial.suggest_float("window_factor", shortest, WINDOW_FACTOR[1], log=True)
+    factor = trial.suggest_float(
+        "window_factor", shortest_factor(base, min_window), WINDOW_FACTOR[1], log=True
+    )
     window = max(every, round(base.train.window.total_seconds() * factor / every) * every)
     train["window"] = _checks(window / every, every)
     out["train"] = train
@@ -85,6 +94,56 @@ def candidate(
     promote["min_improvement"] = round(trial.suggest_float("min_improvement", 0.0, high), 4)
     out["promote"] = promote
     return out
+
+
+DRIFT_COUNTED = ("drift_share", "drift_features")  # triggers monitor.drift's thresholds decide
+DRIFT_THRESHOLDS = ("threshold", "cat_threshold")
+
+
+def _drift_thresholds(trial: Suggest, base: Policy, out: dict[str, Any]) -> None:
+    """``monitor.drift.threshold`` / ``cat_threshold`` from base / SPREAD to base * SPREAD,
+    each only when the base sets it (unset, Evidently picks one per method)."""
+    monitor = dict(out.get("monitor") or {})
+    drift = dict(monitor.get("drift") or {})
+    for key in DRIFT_THRESHOLDS:
+        value = getattr(base.monitor.drift, key)
+        if value:
+            low, high = value / SPREAD, value * SPREAD
+            drift[key] = round(trial.suggest_float(f"drift_{key}", low, high, log=True), 4)
+    monitor["drift"] = drift
+    out["monitor"] = monitor
+
+
+def _cooldown_high(base: Policy) -> int:
+    every = base.monitor.every.total_seconds()
+    checks = base.guards.cooldown.total_seconds() / every
+    return max(COOLDOWN_CHECKS, math.ceil(checks * SPREAD))
+
+
+def shortest_factor(base: Policy, min_window: float) -> float:
+    """The smallest ``window_factor`` searched: ``min_window`` seconds relative to the base's
+    window, at least ``WINDOW_FACTOR[0]`` and at most 1 (the base's own window is searched)."""
+    return min(1.0, max(WINDOW_FACTOR[0], min_window / base.train.window.total_seconds()))
+
+
+def seeds(base: Policy, min_window: float = 0.0) -> list[tuple[str, dict[str, Any]]]:
+    """The first trials, each a name and its parameters: the base policy as written, then its
+    triggers on the shortest training window the search allows (a model of the newest rows),
+    then that without a cooldown, then that with every trigger firing on its first check. All
+    are derived from the base policy alone (nothing about the data), so that a drift trigger
+    that reacts fast with a short window, which random sampling rarely draws all at once, is on
+    the front from the start and the sampler refines around it."""
+    params = base_params(base)
+    short = {**params, "window_factor": shortest_factor(base, min_window)}
+    eager = {**short, "cooldown_checks": 0}
+    first = {k: (1 if k.endswith("_for") else v) for k, v in eager.items()}
+    out = [("base", params), ("short window", short), ("no cooldown", eager)]
+    out.append(("first check", first))
+    unique: list[tuple[str, dict[str, Any]]] = []
+    for name, item in out:
+        if all(item != other for _, other in unique):
+            unique.append((name, item))
+    return unique
 
 
 def base_params(base: Policy) -> dict[str, Any]:
@@ -111,8 +170,13 @@ def base_params(base: Policy) -> dict[str, Any]:
             params[f"{name}_for"] = spec.for_
     if not any(t.kind == "max_age" for t in base.triggers):
         params["add_max_age"] = False
+    if any(t.kind in DRIFT_COUNTED for t in base.triggers):
+        for key in DRIFT_THRESHOLDS:
+            value = getattr(base.monitor.drift, key)
+            if value:
+                params[f"drift_{key}"] = value
     params["cooldown_checks"] = min(
-        COOLDOWN_CHECKS[1], round(base.guards.cooldown.total_seconds() / every)
+        _cooldown_high(base), round(base.guards.cooldown.total_seconds() / every)
     )
     params["window_factor"] = 1.0
     params["min_improvement"] = base.promote.min_improvement
@@ -167,6 +231,11 @@ def describe(policy: Policy) -> str:
     """One line of what a candidate does: its triggers and guards."""
     parts = [_trigger_text(t) for t in policy.triggers] or ["no trigger (never retrains)"]
     joined = (" and " if policy.combine == "all" else " or ").join(parts)
+    drift = policy.monitor.drift
+    if any(t.kind in DRIFT_COUNTED for t in policy.triggers):  # the thresholds it counts with
+        pairs = ((drift.method, drift.threshold), (drift.cat_method, drift.cat_threshold))
+        limits = [f"{method or 'default'}>{value:g}" for method, value in pairs if value]
+        joined += f"; feature drift {', '.join(limits)}" if limits else ""
     return (
         f"{joined}; cooldown {format_duration(policy.guards.cooldown)}; window"
         f" {format_duration(policy.train.window)}; min_improvement"

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from reoptd.backtest import BacktestCache, BacktestError, Span, load_history, run_backtest
 from reoptd.errors import ReoptdError
 from reoptd.policy import Policy, load_policy
-from reoptd.policy_tune._knobs import base_params, candidate, describe, parse_candidate, to_yaml
+from reoptd.policy_tune._knobs import candidate, describe, parse_candidate, seeds, to_yaml
 
 log = logging.getLogger("reoptd.policy_tune")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -147,7 +148,7 @@ def tune_policy(
         storage=storage or optuna.storages.InMemoryStorage(),
         study_name=name,
         directions=["maximize" if higher else "minimize", "minimize"],
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(trials)),
+        sampler=_sampler(seed, trials),
         load_if_exists=True,
     )
     _same_settings(study, settings)
@@ -192,8 +193,9 @@ def tune_policy(
 
         _close_crashed(study)
         done = [t for t in study.trials if t.state.is_finished()]
-        if not done:
-            study.enqueue_trial(base_params(base), user_attrs={"base": True})
+        if not done:  # a new study: the base policy first, then its variants (at most trials)
+            for number, (what, params) in enumerate(seeds(base, shortest)[:trials]):
+                study.enqueue_trial(params, user_attrs={"seed": what, "base": number == 0})
         remaining = trials - len(done)
         if remaining > 0:
             _optimize(study, objective, remaining, budget, progress, higher)
@@ -275,8 +277,20 @@ def _shortest_window(base: Policy, ts: np.ndarray, delay: Span) -> float:
 
 
 def _startup(trials: int) -> int:
-    """Random trials before TPE models the front: a quarter of the budget, at most 10."""
+    """Trials before TPE models the front (the seeds count): a quarter of the budget, at most
+    10."""
     return min(10, max(1, trials // 4))
+
+
+def _sampler(seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
+    """Multi-objective TPE modelling the knobs jointly (``multivariate``; ``group`` splits the
+    define-by-run space by which triggers are on): a short window pays only with a responsive
+    trigger and a short cooldown, which independent per-knob models cannot learn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=_startup(trials), multivariate=True, group=True
+        )
 
 
 def _optimize(
