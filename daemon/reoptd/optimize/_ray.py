@@ -312,14 +312,15 @@ def _limit_threads(policy: Policy) -> Any:
         import torch
 
         torch.set_num_threads(threads)
-    pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
-    log.debug(
-        "%s: %g CPUs on Ray, thread pools capped at %d: %s",
-        policy.model,
-        _task_cpus(),
-        threads,
-        ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
-    )
+    if log.isEnabledFor(logging.DEBUG):  # listing the pools costs 10-30 ms: a trial task's share
+        pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
+        log.debug(
+            "%s: %g CPUs on Ray, thread pools capped at %d: %s",
+            policy.model,
+            _task_cpus(),
+            threads,
+            ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
+        )
     return limits
 
 
