@@ -455,9 +455,11 @@ _STORAGES_LOCK = threading.Lock()
 def _storage(url: str) -> Any:
     import optuna
 
+    from reoptd.optimize._studies import open_storage
+
     with _STORAGES_LOCK:
         if url not in _STORAGES:
-            _STORAGES[url] = optuna.storages.get_storage(url)
+            _STORAGES[url] = optuna.storages.get_storage(open_storage(url))
         return _STORAGES[url]
 
 
