@@ -107,7 +107,8 @@ def runs_per_minute(
 
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) so far of PostgreSQL's processes, Ray's daemons and Ray's
-    workers, from ``/proc`` (empty where there is none)."""
+    workers, from ``/proc`` (empty where there is none). PostgreSQL's include the children its
+    postmaster reaped: a connection closed during a run (a step's storage) ends its backend."""
     groups: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -125,7 +126,10 @@ def cpu_seconds() -> dict[str, float]:
             group = "ray_workers"
         else:
             continue
-        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        if group == "postgres":
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped backends
+        groups[group] = groups.get(group, 0.0) + ticks / tick
     return groups
 
 
