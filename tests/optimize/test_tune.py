@@ -229,3 +229,44 @@ def test_first_tune_runs_at_once_on_a_fresh_postgresql_database_both_succeed(
     finally:
         for store in replicas:
             store.close()
+
+
+@pytest.mark.external
+def test_trial_writes_on_postgresql_commit_without_waiting_for_the_disk_and_the_store_still_does(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A trial commits about ten small transactions: the studies' own connections set
+    ``synchronous_commit=off`` (keeping a user's ``options`` from the URL); the daemon's tables,
+    on the store's engine, keep synchronous commits."""
+    from sqlalchemy import text
+
+    from reoptd.optimize._studies import close_storage, open_storage
+    from reoptd.store.sql import SqlStore
+
+    store = SqlStore(postgres_url, tmp_path / "artifacts")
+    url = store.optuna_storage
+    assert url is not None
+    own = f"{url}?options=-c%20statement_timeout%3D5000"
+    storages = [open_storage(url), open_storage(own)]
+    try:
+        settings = []
+        for storage in storages:
+            assert isinstance(storage, optuna.storages.RDBStorage)
+            with storage.engine.connect() as conn:
+                settings.append(
+                    (
+                        conn.execute(text("SHOW synchronous_commit")).scalar(),
+                        conn.execute(text("SHOW statement_timeout")).scalar(),
+                    )
+                )
+        assert settings == [("off", "0"), ("off", "5s")]
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        study = optuna.create_study(study_name="s", storage=storages[0])
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        again = optuna.load_study(study_name="s", storage=url)  # a plain storage reads them
+        assert [t.state for t in again.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 3
+    finally:
+        for storage in storages:
+            close_storage(storage)
+        store.close()

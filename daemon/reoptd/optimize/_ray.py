@@ -312,14 +312,15 @@ def _limit_threads(policy: Policy) -> Any:
         import torch
 
         torch.set_num_threads(threads)
-    pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
-    log.debug(
-        "%s: %g CPUs on Ray, thread pools capped at %d: %s",
-        policy.model,
-        _task_cpus(),
-        threads,
-        ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
-    )
+    if log.isEnabledFor(logging.DEBUG):  # listing the pools costs 10-30 ms: a trial task's share
+        pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
+        log.debug(
+            "%s: %g CPUs on Ray, thread pools capped at %d: %s",
+            policy.model,
+            _task_cpus(),
+            threads,
+            ", ".join(f"{k} {v}" for k, v in sorted(pools.items())) or "none loaded",
+        )
     return limits
 
 
@@ -454,9 +455,11 @@ _STORAGES_LOCK = threading.Lock()
 def _storage(url: str) -> Any:
     import optuna
 
+    from reoptd.optimize._studies import open_storage
+
     with _STORAGES_LOCK:
         if url not in _STORAGES:
-            _STORAGES[url] = optuna.storages.get_storage(url)
+            _STORAGES[url] = optuna.storages.get_storage(open_storage(url))
         return _STORAGES[url]
 
 

@@ -2,11 +2,12 @@
 
 Trials train on the older part of the run's training rows and are scored on its newest part
 (``tune.validation``); the promotion holdout is never seen. Studies live in the daemon's database
-(Optuna's RDB storage), one per run, so optuna-dashboard can read them and an interrupted study is
-resumed, not restarted. With ``warm_start`` the champion's parameters are the first trial and the
-best trials of earlier studies follow; with ``seed_history`` earlier trials are handed to the
-sampler when the search space is unchanged. On the Ray executor, ``tune.jobs`` trials run as
-parallel Ray tasks against the study in the shared database (``_ray.parallel_trials``).
+(Optuna's RDB storage, opened once per step by ``_studies``), one per run, so optuna-dashboard
+can read them and an interrupted study is resumed, not restarted. With ``warm_start`` the
+champion's parameters are the first trial and the best trials of earlier studies follow; with
+``seed_history`` earlier trials are handed to the sampler when the search space is unchanged. On
+the Ray executor, ``tune.jobs`` trials run as parallel Ray tasks against the study in the shared
+database (``_ray.parallel_trials``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from reoptd.optimize._base import RunContext
 from reoptd.optimize._ray import parallel_trials
 from reoptd.optimize._retrain import fit_challenger
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
+from reoptd.optimize._studies import close_storage, open_storage
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy import Param, Policy
 
@@ -45,13 +47,17 @@ class Tune:
     name = "tune"
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
+        storage = open_storage(ctx.storage)  # one storage (engine) for all of the step's work
+        try:
+            return self._run(ctx, storage)
+        finally:
+            close_storage(storage)
+
+    def _run(self, ctx: RunContext, storage: optuna.storages.BaseStorage) -> dict[str, Any]:
         policy, spec = ctx.policy, ctx.policy.tune
         space = search_space(policy)
         fingerprint = _fingerprint(space)
         train, valid = _split(ctx.train, policy)
-        storage: optuna.storages.BaseStorage | str = (
-            ctx.storage or optuna.storages.InMemoryStorage()
-        )
         name, resumed = _study_name(storage, ctx.study_prefix, policy.model, fingerprint, ctx.now)
         multi = spec.sampler == "nsga2"
         higher = policy.higher_is_better()

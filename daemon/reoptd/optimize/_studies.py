@@ -1,0 +1,46 @@
+"""The Optuna storage a tune step's studies live in, opened once per step (and once per Ray
+worker for trial tasks), its connections closed when the step ends.
+
+On PostgreSQL its sessions commit without waiting for the write-ahead log to reach the disk
+(``synchronous_commit=off``, for these connections only). Optuna's RDB storage commits about ten
+small transactions per trial (the trial, each parameter, its attributes, its values and state);
+waiting for an fsync at each one made the wait for the disk a large part of a short trial, and
+parallel trials queued on the one log. What it risks: a crash of the PostgreSQL *server* may lose
+the trial writes of its last few hundred milliseconds (never a torn or corrupt row; PostgreSQL's
+``wal_writer_delay`` times three at most), i.e. a few trials a resumed study runs again. The
+daemon's own tables (runs, versions, promotions) keep their synchronous commits: the store's
+engine is not this one. A user's own ``options`` in the database URL are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import make_url
+
+#: what Optuna's sessions on PostgreSQL set (libpq's ``options``: server settings per connection)
+PG_OPTIONS = "-c synchronous_commit=off"
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for a study storage at ``url``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    own = parsed.query.get("options")
+    own = " ".join(own) if isinstance(own, tuple) else own
+    return {"connect_args": {"options": f"{own} {PG_OPTIONS}" if own else PG_OPTIONS}}
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """The studies' storage at ``url`` (the daemon's database), or in memory when None."""
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+
+
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Close the connections ``open_storage`` opened (nothing for one in memory)."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.engine.dispose()
