@@ -6,16 +6,25 @@ prediction; a second one its squared error. Their means over a window are the es
 (root of the mean) RMSE. Like the confidence-based estimate of classifiers, this is sound under
 covariate shift (the inputs move, P(y | x) stays) and blind to concept drift.
 
-**The band.** Two errors: the loss models' own (the pair is refitted on ``RESAMPLES`` bootstrap
-resamples of the holdout, whose window means spread; and their relative error out of fold on
-the holdout, by bins of predicted loss, scales the estimate) and the window's sampling error (each
+**The band.** Centred on the estimate, it adds three errors: the window's sampling error (each
 row's error varies around its expected size: the variance of |e| is E[e^2] - E[|e|]^2, both
-estimated; of e^2 about 2 E[e^2]^2, as for a normal error). Replicates add a normal draw of
-the sampling error to one resample's mean; the band is their quantiles.
+estimated; of e^2 about 2 E[e^2]^2, as for a normal error); the loss models' own error where the
+window's rows are (``Miscalibration``: fitted on 4 folds of the holdout and checked on the
+fifth, by bins of predicted loss; a window's relative error is the root mean square of its rows'
+bins' relative errors, an upper bound of the mix's error, so a window that moved to the bins the
+models get wrong gets a wider band than the holdout's own mix); and the error of fitting on this
+one holdout (the pair is refitted on ``RESAMPLES`` bootstrap resamples of the holdout: their
+window means' deviations from their own mean). Replicates add one resample's deviation and a
+normal draw of the other two to the estimate; the band is their quantiles. (The band used to be
+centred on the resampled models' mean, which sits below the full holdout's estimate: boosting on
+a resample with repeated rows predicts lower losses elsewhere; under a covariate shift, where
+the estimate is already low, the band then missed the realised MAE in one chunk in five.)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,24 +74,49 @@ def _loss_model() -> HistGradientBoostingRegressor:
     )
 
 
-def _miscalibration(x: np.ndarray, loss: np.ndarray, kinds: list[bool]) -> float:
-    """How far off a loss model is, relatively, where its estimates differ: fitted on 4 folds
-    of the holdout and predicting the fifth, the rows are cut into ``BINS`` by predicted loss;
-    each bin's gap (mean loss - mean prediction), less the part its own sampling noise explains,
-    relative to its mean prediction, and the root mean square of those is returned."""
-    predicted = np.empty(len(x))
-    order = np.random.default_rng(1).permutation(len(x))
-    for fold in np.array_split(order, FOLDS):
-        rest = np.setdiff1d(order, fold)
-        fitted = _loss_model().set_params(categorical_features=kinds or None)
-        predicted[fold] = fitted.fit(x[rest], loss[rest]).predict(x[fold])
-    gaps = []
-    for part in np.array_split(np.argsort(predicted), BINS):
-        guess = predicted[part].mean()
-        if guess > 0:
+@dataclass(frozen=True)
+class Miscalibration:
+    """How far off a loss model is, relatively, by bins of its predicted loss: ``edges`` cut
+    predicted losses into ``BINS`` bins of the holdout's rows, and ``relative`` is each bin's
+    squared relative error (mean loss - mean prediction, less the part its own sampling noise
+    explains, over the mean prediction, squared)."""
+
+    edges: np.ndarray
+    relative: np.ndarray
+
+    def of(self, predicted: np.ndarray) -> float:
+        """The relative error of the mean prediction of rows ``predicted`` so: the root mean
+        square of their bins' relative errors. (A mix of bins has a relative error at most
+        this, whatever the signs of the bins' errors: Cauchy-Schwarz.)"""
+        if len(self.relative) == 0 or len(predicted) == 0:
+            return 0.0
+        bins = np.searchsorted(self.edges, predicted, side="right")
+        return float(np.sqrt(self.relative[bins].mean()))
+
+    @classmethod
+    def measure(cls, x: np.ndarray, loss: np.ndarray, kinds: list[bool]) -> Miscalibration:
+        """Fitted on 4 folds of the holdout and predicting the fifth, the rows are cut into
+        ``BINS`` by predicted loss and each bin's relative error measured."""
+        predicted = np.empty(len(x))
+        order = np.random.default_rng(1).permutation(len(x))
+        for fold in np.array_split(order, FOLDS):
+            rest = np.setdiff1d(order, fold)
+            fitted = _loss_model().set_params(categorical_features=kinds or None)
+            predicted[fold] = fitted.fit(x[rest], loss[rest]).predict(x[fold])
+        parts = np.array_split(np.argsort(predicted), BINS)
+        relative = []
+        for part in parts:
+            guess = predicted[part].mean()
             noise = loss[part].std() / np.sqrt(len(part))
-            gaps.append(max(((loss[part].mean() - guess) ** 2 - noise**2), 0.0) / guess**2)
-    return float(np.sqrt(np.mean(gaps))) if gaps else 0.0
+            gap = max((loss[part].mean() - guess) ** 2 - noise**2, 0.0)
+            relative.append(gap / guess**2 if guess > 0 else 0.0)
+        # a bin's upper edge is the midpoint between its highest prediction and the next bin's
+        # lowest; the first and last bins reach out to anything below and above
+        edges = [(predicted[a].max() + predicted[b].min()) / 2 for a, b in pairwise(parts)]
+        return cls(np.asarray(edges, dtype=float), np.asarray(relative, dtype=float))
+
+
+NONE = Miscalibration(np.empty(0), np.empty(0))
 
 
 class LossEstimator:
@@ -104,8 +138,8 @@ class LossEstimator:
         self.rows = rows
         self.support = support
         self.method = "dle"
-        #: the loss models' relative error out of fold on the holdout (absolute, squared)
-        self.miscalibration = (0.0, 0.0)
+        #: the loss models' relative errors out of fold on the holdout (absolute, squared)
+        self.miscalibration = (NONE, NONE)
 
     @classmethod
     def build(
@@ -146,8 +180,8 @@ class LossEstimator:
         with threadpool_limits(THREADS):
             absolute, squared = cls._fit(x, error, kinds, rng)
             miscalibration = (
-                _miscalibration(x, np.abs(error), kinds),
-                _miscalibration(x, error**2, kinds),
+                Miscalibration.measure(x, np.abs(error), kinds),
+                Miscalibration.measure(x, error**2, kinds),
             )
         estimator = cls(encoder, absolute, squared, calibrated_on, len(rows), support)
         estimator.miscalibration = miscalibration
@@ -195,15 +229,22 @@ class LossEstimator:
         spread = np.maximum(squared[0] - absolute[0] ** 2, (np.pi / 2 - 1) * absolute[0] ** 2)
         sd_mae = np.sqrt(spread.sum()) / n
         sd_mse = np.sqrt((2 * squared[0] ** 2).sum()) / n
-        # ... and the loss models' own error, measured out of fold on the holdout
-        sd_mae = float(np.hypot(sd_mae, self.miscalibration[0] * mae))
-        sd_mse = float(np.hypot(sd_mse, self.miscalibration[1] * mse))
+        # ... the loss models' own error where the window's rows are, measured out of fold
+        sd_mae = float(np.hypot(sd_mae, self.miscalibration[0].of(absolute[0]) * mae))
+        sd_mse = float(np.hypot(sd_mse, self.miscalibration[1].of(squared[0]) * mse))
+        # ... and the error of fitting on this holdout: the resampled models' deviations (from
+        # their own mean: they predict lower than the full holdout's pair, see the module's doc)
         rng = np.random.default_rng(n)
-        pick = rng.integers(1, len(self.absolute), REPLICATES) if len(self.absolute) > 1 else 0
+        resampled = (absolute[1:].mean(axis=1), squared[1:].mean(axis=1))
+        if len(self.absolute) > 1:
+            pick = rng.integers(0, len(self.absolute) - 1, REPLICATES)
+            shift = [r[pick] - r.mean() for r in resampled]
+        else:
+            shift = [np.zeros(REPLICATES), np.zeros(REPLICATES)]
         z = rng.standard_normal((2, REPLICATES))
         draws = {
-            "mae": absolute.mean(axis=1)[pick] + z[0] * sd_mae,
-            "rmse": np.sqrt(np.clip(squared.mean(axis=1)[pick] + z[1] * sd_mse, 0, None)),
+            "mae": mae + shift[0] + z[0] * sd_mae,
+            "rmse": np.sqrt(np.clip(mse + shift[1] + z[1] * sd_mse, 0, None)),
         }
         point = {"mae": float(mae), "rmse": float(np.sqrt(mse))}
         tail = (1 - confidence) / 2
