@@ -8,10 +8,11 @@ state by mutating a dict it was given. Artifacts still go through an ``ArtifactS
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,8 +53,40 @@ from reoptd.store.records import (
 R = TypeVar("R")
 
 
+#: values shared, never copied: immutable
+_ATOMS = frozenset({str, int, float, bool, type(None), datetime, date, timedelta})
+#: each record class's field names
+_NESTED: dict[type, tuple[str, ...]] = {}
+
+
 def _copy(record: R) -> R:
-    return copy.deepcopy(record)
+    """A copy the caller may mutate without touching the stored state: a record (a frozen
+    dataclass) with its dict and list fields copied through, or a plain value. Records hold
+    JSON-like values (dicts, lists, strings, numbers, times), copied by ``_clone``, which is
+    what ``copy.deepcopy`` did at a fraction of its cost: the loop reads the model's policy
+    snapshot and recent checks every cycle."""
+    kind = type(record)
+    if not dataclasses.is_dataclass(kind):
+        return _clone(record)
+    names = _NESTED.get(kind)
+    if names is None:
+        names = _NESTED[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    values = {name: _clone(getattr(record, name)) for name in names}
+    copied = object.__new__(kind)
+    object.__setattr__(copied, "__dict__", values)  # a frozen record: as its __init__ does
+    return copied
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of a JSON-like value; anything else by ``copy.deepcopy``."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: _clone(v) for k, v in value.items()}
+    if kind is list:
+        return [_clone(v) for v in value]
+    return copy.deepcopy(value)
 
 
 @dataclass
