@@ -246,3 +246,32 @@ def test_labels_come_from_the_policys_label_files_with_their_arrival(tmp_path: P
     policy.data.labels.path = str(tmp_path / "none-*.parquet")
     with pytest.raises(BacktestError, match=r"none-\*\.parquet"):
         load_history(production, policy)
+
+
+def test_the_report_is_the_same_on_the_memory_store_as_on_sqlite(
+    history: Path, report: dict, tmp_path: Path
+) -> None:
+    """Without ``home`` the loop's state lives in ``MemoryStore``; with one, in an SQLite
+    database there. The store is where the decisions are kept, not what they are."""
+    from reoptd.backtest import report_figures
+    from reoptd.policy import load_policy
+    from reoptd.store import open_store
+
+    on_sqlite = run_backtest(
+        load_policy(DEMO_POLICY),
+        history,
+        warmup=parse_span("3h", "--warmup"),
+        step=parse_span("30m", "--step"),
+        label_delay=parse_span("30m", "--label-delay"),
+        progress=False,
+        home=tmp_path,
+    )
+    assert report_figures(on_sqlite) == report_figures(report)
+    assert report["served"]["retrains"] >= 1  # runs, decisions and backfills were stored
+    store = open_store(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
+    try:
+        name = report["policy"]["model"]
+        assert len(store.checks(name, limit=1000)) == report["steps"]
+        assert any(c.signals.get("backfill") for c in store.checks(name, limit=1000))
+    finally:
+        store.close()
