@@ -84,7 +84,7 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         if values.dtype.kind in "biufcmM":
             digest.update(np.ascontiguousarray(values).tobytes())
         elif pd.api.types.infer_dtype(values, skipna=False) == "string":  # str only: its text
-            digest.update(np.array([len(v) for v in values], dtype=np.int64).tobytes())
+            digest.update(np.fromiter(map(len, values), np.int64, len(values)).tobytes())
             digest.update("".join(values).encode("utf-8", "surrogatepass"))
         else:
             digest.update(pd.util.hash_array(values.astype(object)).tobytes())
