@@ -13,12 +13,14 @@ content address first (``_cache.py``); the report is the same, only faster to pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,8 @@ from reoptd.backtest._cache import (
     frame_digest,
     memo_evaluate,
     report_key,
+    retrain_key,
+    retrain_spec,
 )
 from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
@@ -165,7 +169,14 @@ def run_backtest(
             registry = MemoryStore(Path(tmp) / "artifacts")
         try:
             report = _replay(
-                history.policy, history.frame, steps, source, registry, progress, cache or None
+                history.policy,
+                history.frame,
+                steps,
+                source,
+                registry,
+                progress,
+                cache or None,
+                _array_digest(label_at) if cache else "",
             )
         finally:
             registry.close()
@@ -202,7 +213,10 @@ def _replay(
     registry: Store,
     progress: bool,
     cache: BacktestCache | None = None,
+    labels_key: str = "",
 ) -> dict[str, Any]:
+    """Replay the steps; ``labels_key``: a digest of when each row's label arrives (with a
+    cache)."""
     metric, target = policy.metric, policy.target
     if cache is None:  # runs in this thread: a worker process per run buys a backtest nothing
         loop = ModelLoop(policy, registry, Metrics(), source=source, executor=InlineExecutor())
@@ -223,6 +237,9 @@ def _replay(
     # a step's scores are a function of the model and the step's rows of this history
     history = "" if cache is None else frame_digest(frame, list(frame.columns))
     scoring = digest(history, target, metric, costs.model_dump_json() if costs else "none")
+    # the periodic baseline's training rows are a function of this history, when each row's
+    # label arrives, the step's start and the training window
+    rows_key = digest(history, labels_key, str(policy.train.window))
 
     def memo(k: int) -> tuple[BacktestCache, str] | None:
         if cache is None:
@@ -245,10 +262,10 @@ def _replay(
         champion = loop.champion()
 
         t0 = time.perf_counter()
-        train = labelled(source.read(start - policy.train.window, start), policy)
-        if len(train) >= policy.train.min_rows:
+        retrained = _periodic(policy, source, start, cache, rows_key)
+        if retrained is not None:
             try:
-                periodic_model = _retrain(policy, train, cache)
+                periodic_model = retrained()
                 periodic.retrains += 1
                 periodic.promotions += 1
             except OptimizeError as exc:
@@ -297,7 +314,44 @@ def _replay(
     }
 
 
-def _retrain(policy: Policy, train: pd.DataFrame, cache: BacktestCache | None) -> Model:
+def _periodic(
+    policy: Policy,
+    source: ReplaySource,
+    start: pd.Timestamp,
+    cache: BacktestCache | None,
+    rows_key: str,
+) -> Callable[[], Model] | None:
+    """The periodic baseline's retrain at the step starting at ``start`` (call it for the
+    model), or None when the training window has fewer than ``train.min_rows`` labelled rows.
+
+    With a cache, the step's retrain key and row count are kept under the content address of
+    the rows they came from (``rows_key``: the history and its label times; the step's start),
+    so a later backtest of this history finds the model without reading and digesting them."""
+    if cache is not None:
+        step = digest("periodic", CODE_VERSION, retrain_spec(policy), rows_key, start.isoformat())
+        found = cache.get(f"periodic:{step}")
+        cache.stats.count("periodic", found is not None)
+        if found is not None:
+            key, rows = found
+            if rows < policy.train.min_rows:
+                return None
+            model = cache.kept_retrain(key)
+            if model is not None:
+                kept = StepMemoModel(model, key, cache)
+                return lambda: kept  # type: ignore[return-value]  # a Model's interface
+    train = labelled(source.read(start - policy.train.window, start), policy)
+    key = None
+    if cache is not None:
+        key = retrain_key(policy, train)
+        cache.put(f"periodic:{step}", (key, len(train)))
+    if len(train) < policy.train.min_rows:
+        return None
+    return lambda: _retrain(policy, train, cache, key)
+
+
+def _retrain(
+    policy: Policy, train: pd.DataFrame, cache: BacktestCache | None, key: str | None = None
+) -> Model:
     """The periodic baseline's model of this step, through the cache when there is one."""
 
     def fit() -> Model:
@@ -305,8 +359,12 @@ def _retrain(policy: Policy, train: pd.DataFrame, cache: BacktestCache | None) -
 
     if cache is None:
         return fit()
-    key, model, _ = cache.retrained(policy, train, fit)
+    key, model, _ = cache.retrained(policy, train, fit, key)
     return StepMemoModel(model, key, cache)  # type: ignore[return-value]  # a Model's interface
+
+
+def _array_digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
 
 
 def _delta(before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]]) -> dict:
