@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from reoptd.clock import utc
 from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError, VersionNotFound
-from reoptd.policy import Policy
+from reoptd.policy import CheckView, Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
 from reoptd.store.base import (
     ACTIVE,
@@ -30,6 +30,7 @@ from reoptd.store.base import (
     Store,
     alive,
     check_changes,
+    check_view,
     expired,
     gone,
     new_owner,
@@ -239,6 +240,13 @@ class MemoryStore(Store):
         with self._lock:
             return _copy(self._version(name, version))
 
+    def champion(self, name: str) -> VersionRecord | None:
+        """As ``Store.champion``, without copying the model's record (its policy snapshot) on
+        the way: the loop asks for the champion several times a cycle."""
+        with self._lock:
+            version = self._get(name).record.champion_version
+            return None if version is None else _copy(self._version(name, version))
+
     def _version(self, name: str, version: int) -> VersionRecord:
         for v in self._get(name).versions:
             if v.version == version:
@@ -363,8 +371,17 @@ class MemoryStore(Store):
 
     def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
         with self._lock:
-            ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
-            return [_copy(c) for c in ordered[-limit:]] if limit > 0 else []
+            return [_copy(c) for c in self._recent(name, limit)]
+
+    def _recent(self, name: str, limit: int) -> list[CheckRecord]:
+        ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
+        return ordered[-limit:] if limit > 0 else []
+
+    def history(self, name: str, limit: int = 50) -> list[CheckView]:
+        """As ``Store.history``, the views built from the stored checks without copying them
+        first: a view shares nothing mutable with its check (``check_view``)."""
+        with self._lock:
+            return [check_view(c) for c in self._recent(name, limit)]
 
     def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
         with self._lock:
