@@ -19,7 +19,9 @@ ends with one line:
 
     served=… static=… periodic=… retrains=… periodic_retrains=… seconds=… same=…
     uncached_seconds=… cold_seconds=… cached_seconds=… neighbour_seconds=… repeat_seconds=…
-    speedup=… (uncached over cached)
+    speedup=… (uncached over cached) uncached_cpu_seconds=… cached_cpu_seconds=…
+    neighbour_cpu_seconds=… cpu_speedup=… (the process's CPU time: steadier than wall time
+    on a shared machine; the uncached run's retrains use several threads)
 
 Usage: .venv/bin/python bench/backtest.py [--rows 20000] [--step 30] [--plot out.png]
 """
@@ -107,6 +109,7 @@ def main() -> None:
     }
     cache = BacktestCache(reports=False)
     runs: dict[str, tuple[dict[str, Any], float]] = {}
+    cpu: dict[str, float] = {}  # this process's CPU seconds per run: less noisy on a busy machine
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "stream.parquet"
         stream(args.rows).to_parquet(data)
@@ -119,9 +122,10 @@ def main() -> None:
         ):
             if name == "cached":
                 cache.reports = True  # this replay's report is kept for the repeat
-            started = time.perf_counter()
+            started, spent = time.perf_counter(), time.process_time()
             report = run_backtest(which, data, cache=use, **options)
             runs[name] = (report, time.perf_counter() - started)
+            cpu[name] = time.process_time() - spent
     report, seconds = runs["uncached"]
     if args.plot:
         plot_report(report, args.plot)
@@ -145,7 +149,7 @@ def main() -> None:
         other, took = runs[name]
         hits = other["cache"]["hits"]
         print(
-            f"{name:9} {took:6.1f}s  x{seconds / took:5.1f}  hits {hits}"
+            f"{name:9} {took:6.1f}s (cpu {cpu[name]:6.1f}s)  x{seconds / took:5.1f}  hits {hits}"
             f"  misses {other['cache']['misses']}"
         )
     same = all(
@@ -164,7 +168,10 @@ def main() -> None:
         f" same={same} uncached_seconds={seconds:.1f} cold_seconds={runs['cold'][1]:.1f}"
         f" cached_seconds={cached:.1f} neighbour_seconds={runs['neighbour'][1]:.1f}"
         f" repeat_seconds={runs['repeat'][1]:.2f}"
-        f" speedup={seconds / cached:.1f}"
+        f" speedup={seconds / cached:.1f} uncached_cpu_seconds={cpu['uncached']:.1f}"
+        f" cached_cpu_seconds={cpu['cached']:.1f}"
+        f" neighbour_cpu_seconds={cpu['neighbour']:.1f}"
+        f" cpu_speedup={cpu['uncached'] / cpu['cached']:.1f}"
     )
 
 

@@ -137,6 +137,29 @@ def test_labels_arrive_after_the_delay(demo_policy: Policy, history: Path) -> No
 
 
 @pytest.mark.parametrize(
+    ("labels", "hidden_as"),
+    [
+        (np.arange(8) % 2, "float64"),  # integer labels: NaN makes them float, as .loc does
+        (np.arange(8, dtype="float32"), "float32"),
+        (np.array(["a", "b"] * 4, dtype=object), "object"),
+    ],
+)
+def test_a_replay_hides_labels_not_yet_arrived(labels: np.ndarray, hidden_as: str) -> None:
+    ts = pd.Series(pd.date_range("2026-01-01", periods=8, freq="min", tz="UTC"))
+    frame = pd.DataFrame({"ts": ts, "x": np.arange(8.0), "y": labels})
+    arrive = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    source = ReplaySource(frame, "ts", "y", arrive + np.timedelta64(150, "s"))
+    seen = source.read(ts[1].to_pydatetime(), ts[6].to_pydatetime())
+    assert seen["ts"].tolist() == ts[1:6].tolist() and seen.index.tolist() == list(range(5))
+    assert str(seen["y"].dtype) == hidden_as
+    # read at minute 6: rows of minutes 1-3 have their labels (2.5 minutes later), 4-5 not yet
+    assert seen["y"].isna().tolist() == [False, False, False, True, True]
+    assert seen["y"][:3].tolist() == labels[1:4].tolist()
+    seen.loc[0, "x"] = -1.0  # the caller's own rows
+    assert frame["x"].tolist() == list(np.arange(8.0)) and frame["y"].notna().all()
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda f: f.drop(columns=["tenure"]), "lacks the policy's feature column 'tenure'"),
@@ -246,3 +269,32 @@ def test_labels_come_from_the_policys_label_files_with_their_arrival(tmp_path: P
     policy.data.labels.path = str(tmp_path / "none-*.parquet")
     with pytest.raises(BacktestError, match=r"none-\*\.parquet"):
         load_history(production, policy)
+
+
+def test_the_report_is_the_same_on_the_memory_store_as_on_sqlite(
+    history: Path, report: dict, tmp_path: Path
+) -> None:
+    """Without ``home`` the loop's state lives in ``MemoryStore``; with one, in an SQLite
+    database there. The store is where the decisions are kept, not what they are."""
+    from reoptd.backtest import report_figures
+    from reoptd.policy import load_policy
+    from reoptd.store import open_store
+
+    on_sqlite = run_backtest(
+        load_policy(DEMO_POLICY),
+        history,
+        warmup=parse_span("3h", "--warmup"),
+        step=parse_span("30m", "--step"),
+        label_delay=parse_span("30m", "--label-delay"),
+        progress=False,
+        home=tmp_path,
+    )
+    assert report_figures(on_sqlite) == report_figures(report)
+    assert report["served"]["retrains"] >= 1  # runs, decisions and backfills were stored
+    store = open_store(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
+    try:
+        name = report["policy"]["model"]
+        assert len(store.checks(name, limit=1000)) == report["steps"]
+        assert any(c.signals.get("backfill") for c in store.checks(name, limit=1000))
+    finally:
+        store.close()

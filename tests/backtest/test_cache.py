@@ -68,11 +68,13 @@ def test_cached_runs_report_exactly_what_an_uncached_run_does(
     assert not any(warm["cache"]["misses"].values())
     assert count(warm, "hits", "drift") == count(cold, "misses", "drift") > 0
     assert count(warm, "hits", "validate") == retrains + 1
-    # the loop's label-free estimates, backfill re-scorings and every contender's step score
-    # (a cold run hits some already: static and served share the warm-up model's steps)
-    for kind in ("estimate", "evaluate", "step"):
+    # the loop's label-free estimates, data quality checks, backfill re-scorings, every
+    # contender's step score and the periodic baseline's training rows (a cold run hits some
+    # already: static and served share the warm-up model's steps)
+    for kind in ("estimate", "quality", "evaluate", "step", "periodic"):
         assert count(cold, "misses", kind) > 0, kind
         assert count(warm, "hits", kind) == count(cold, "hits", kind) + count(cold, "misses", kind)
+    assert count(warm, "hits", "periodic") == steps  # found without reading the rows
     assert len(list(directory.rglob("*.model"))) == steps + retrains + 1
 
 
@@ -188,3 +190,23 @@ def test_many_small_entries_do_not_push_models_out() -> None:
     assert cache.lookup("retrain", "a", lambda: "retrained") == "model a"
     assert cache.stats.hits["retrain"] == 1
     assert cache.lookup("step", "19", lambda: -1) == 19  # small ones are bounded by their own
+
+
+def test_a_window_s_quality_is_computed_once_and_keyed_on_what_it_reports(
+    policy: Policy,
+) -> None:
+    from reoptd.backtest._cache import CachedChampion
+
+    reference = _rows(200)
+    cache = BacktestCache()
+    champion = CachedChampion(version=1, model=None, reference=reference, cache=cache)  # type: ignore[arg-type]
+    window = _rows(100, seed=1)
+    first = champion.quality(policy).check(window)
+    again = champion.quality(policy).check(window.copy())
+    assert again == first and again is not first  # a hit, and the caller's own copy
+    assert cache.stats.hits["quality"] == 1 and cache.stats.misses["quality"] == 1
+    extra = champion.quality(policy).check(window.assign(note="x"))  # an unknown column
+    assert extra.extra_columns == ["note"] and first.extra_columns == []
+    shifted = window.assign(x=window["x"] + 100)  # outside the reference's range
+    assert champion.quality(policy).check(shifted).out_of_range_share["x"] == 1.0
+    assert cache.stats.misses["quality"] == 3

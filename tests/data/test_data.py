@@ -241,6 +241,23 @@ def test_validate_does_not_modify_input(batch: pd.DataFrame, demo_policy: Policy
     assert TARGET in out.columns and out["tenure"].dtype == float  # what it did, to its copy
 
 
+def test_typed_columns_pass_unchanged_into_the_callers_own_copy(
+    batch: pd.DataFrame, demo_policy: Policy
+) -> None:
+    """Float and text columns are kept as they are (no conversion to do), yet the result is
+    still the caller's: changing it leaves the input alone. A categorical column holding
+    anything but text is converted value by value."""
+    typed = batch.astype({c: float for c in NUMERICAL})
+    out = validate_batch(typed, demo_policy, "b")
+    pd.testing.assert_frame_equal(out, typed)
+    out.loc[0, "contract"] = "changed"
+    out.loc[0, NUMERICAL[0]] = -1.0
+    assert typed.loc[0, "contract"] != "changed" and typed.loc[0, NUMERICAL[0]] != -1.0
+    mixed = typed.assign(contract=[7 if i % 2 else "month" for i in range(len(typed))])
+    converted = validate_batch(mixed, demo_policy, "b")["contract"]
+    assert converted.tolist() == ["7" if i % 2 else "month" for i in range(len(typed))]
+
+
 # -- DemoSource ------------------------------------------------------------------------------
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
 from reoptd.metrics import Metrics
-from reoptd.policy import decide, parse_policy
+from reoptd.policy import Policy, decide, parse_policy
 from reoptd.settings import DEMO_POLICY
-from reoptd.store import MemoryStore, open_store
+from reoptd.store import MemoryStore, check_view, open_store
 
 
 def test_the_loop_runs_on_the_memory_store_and_replay_decides_as_it_did(
@@ -54,3 +54,46 @@ def test_open_store_chooses_the_backend_by_url(tmp_path) -> None:
     sql = open_store(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "a")
     assert type(sql).__name__ == "SqlStore" and sql.optuna_storage == sql.url
     sql.close()
+
+
+def test_records_are_copied_in_and_out(
+    memory_store: MemoryStore, clock: SimulatedClock, demo_policy: Policy
+) -> None:
+    """What a caller gives or gets back is its own: mutating it never changes stored state
+    (the nested dicts and lists of a check's signals, a model's policy snapshot)."""
+    name = demo_policy.model
+    memory_store.ensure_model(demo_policy, clock.now())
+    signals = {"estimated": {"f1": 0.5}, "data_problem": None, "new_rows": 3}
+    features = {"x": {"score": 0.1, "drifted": False}}
+    stored = memory_store.add_check(
+        name,
+        at=clock.now(),
+        window_start=clock.now(),
+        window_end=clock.now(),
+        status="ok",
+        features=features,
+        signals=signals,
+    )
+    signals["estimated"]["f1"] = 0.9  # the caller's dict, after the write
+    features["x"]["drifted"] = True
+    stored.signals["estimated"]["recall"] = 0.1  # the record it got back
+    read = memory_store.checks(name)[-1]
+    read.features["x"]["score"] = 1.0  # a record read back
+    again = memory_store.checks(name)[-1]
+    assert again.signals == {"estimated": {"f1": 0.5}, "data_problem": None, "new_rows": 3}
+    assert again.features == {"x": {"score": 0.1, "drifted": False}}
+    assert again.at == clock.now() and again.id == stored.id
+
+    view = memory_store.history(name)[-1]  # built from the stored check, sharing nothing
+    assert view == check_view(again)
+    view.metrics["f1"] = 0.0
+    view.estimated["f1"] = 0.0
+    assert memory_store.history(name) == [check_view(c) for c in memory_store.checks(name)]
+    assert "f1" not in memory_store.checks(name)[-1].metrics
+    assert memory_store.checks(name)[-1].signals["estimated"] == {"f1": 0.5}
+    assert memory_store.champion(name) is None  # no version yet
+
+    model = memory_store.model(name)
+    model.policy["model"] = "renamed"
+    model.policy["monitor"]["window"] = "1s"
+    assert memory_store.model(name).policy == demo_policy.model_dump(mode="json", by_alias=True)

@@ -41,7 +41,14 @@ import reoptd
 from reoptd.data import naive_utc
 from reoptd.errors import ArtifactError
 from reoptd.models import Model, load_model
-from reoptd.monitor import Champion, DriftDetector, FeatureDrift, evaluate
+from reoptd.monitor import (
+    Champion,
+    DriftDetector,
+    FeatureDrift,
+    Quality,
+    QualityReference,
+    evaluate,
+)
 from reoptd.policy import Costs, Policy
 
 log = logging.getLogger("reoptd.backtest")
@@ -74,17 +81,17 @@ def row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
 def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     """sha256 of ``columns`` of ``frame``: names, dtypes, row count and every row's values."""
     present = [c for c in columns if c in frame.columns]
+    picked = [frame[c] for c in present]  # each column once: a frame's getitem is not free
     digest = hashlib.sha256()
-    digest.update(repr([(c, str(frame[c].dtype)) for c in present]).encode())
+    digest.update(repr([(c, str(s.dtype)) for c, s in zip(present, picked, strict=True)]).encode())
     digest.update(f"rows={len(frame)}".encode())
-    for name in present:  # column by column: a numeric column's bytes need no hashing pass
-        column = frame[name]
+    for column in picked:  # column by column: a numeric column's bytes need no hashing pass
         tz = isinstance(column.dtype, pd.DatetimeTZDtype)  # the zone is in the dtype above
         values = naive_utc(column) if tz else column.to_numpy()
         if values.dtype.kind in "biufcmM":
             digest.update(np.ascontiguousarray(values).tobytes())
         elif pd.api.types.infer_dtype(values, skipna=False) == "string":  # str only: its text
-            digest.update(np.array([len(v) for v in values], dtype=np.int64).tobytes())
+            digest.update(np.fromiter(map(len, values), np.int64, len(values)).tobytes())
             digest.update("".join(values).encode("utf-8", "surrogatepass"))
         else:
             digest.update(pd.util.hash_array(values.astype(object)).tobytes())
@@ -97,8 +104,15 @@ def digest(*parts: str) -> str:
 
 def retrain_key(policy: Policy, rows: pd.DataFrame) -> str:
     """The content address of fitting the policy's model on ``rows``."""
+    columns = [*policy.features.all, policy.target]
+    return digest("retrain", CODE_VERSION, retrain_spec(policy), frame_digest(rows, columns))
+
+
+def retrain_spec(policy: Policy) -> str:
+    """What a retrain's result depends on besides its rows: the model's family, estimator,
+    parameters (with their seed), task, target and features."""
     train = policy.train
-    spec = json.dumps(
+    return json.dumps(
         {
             "family": train.family,
             "estimator": train.estimator,
@@ -110,16 +124,15 @@ def retrain_key(policy: Policy, rows: pd.DataFrame) -> str:
         sort_keys=True,
         default=str,
     )
-    columns = [*policy.features.all, policy.target]
-    return digest("retrain", CODE_VERSION, spec, frame_digest(rows, columns))
 
 
 @dataclass
 class CacheStats:
     """Hits and misses per kind of entry: ``retrain``, ``drift`` (features, outputs, labels),
-    ``outputs`` (a model's predictions over the history), ``scores`` (a periodic model's on
-    its step), ``validate``, ``estimator``, ``estimate`` (a window's label-free estimate),
-    ``evaluate`` (a backfill's re-scoring), ``step`` (a contender's score of a step),
+    ``quality`` (a window's data quality), ``outputs`` (a model's predictions over the
+    history), ``scores`` (a periodic model's on its step), ``validate``, ``estimator``,
+    ``estimate`` (a window's label-free estimate), ``evaluate`` (a backfill's re-scoring),
+    ``step`` (a contender's score of a step), ``periodic`` (a step's training rows' key),
     ``report``."""
 
     hits: dict[str, int] = field(default_factory=dict)
@@ -135,7 +148,7 @@ class CacheStats:
 
 #: kinds of entries of a few numbers or rows each, kept in their own LRU of
 #: ``items * SMALL_PER_ITEM`` entries (one per window or step: many, and tiny)
-SMALL_KINDS = frozenset({"estimate", "evaluate", "step"})
+SMALL_KINDS = frozenset({"estimate", "evaluate", "step", "quality", "periodic"})
 SMALL_PER_ITEM = 16
 
 
@@ -196,10 +209,11 @@ class BacktestCache:
         return value
 
     def retrained(
-        self, policy: Policy, rows: pd.DataFrame, fit: Callable[[], Model]
+        self, policy: Policy, rows: pd.DataFrame, fit: Callable[[], Model], key: str | None = None
     ) -> tuple[str, Model, bool]:
-        """(key, model, hit): the model ``fit()`` trains on ``rows``, trained once per key."""
-        key = retrain_key(policy, rows)
+        """(key, model, hit): the model ``fit()`` trains on ``rows``, trained once per key
+        (``key``: ``retrain_key(policy, rows)`` when the caller has it already)."""
+        key = retrain_key(policy, rows) if key is None else key
         full = f"retrain:{key}"
         model = self.get(full)
         if model is None:
@@ -213,6 +227,19 @@ class BacktestCache:
         self.put(full, model)
         self._write(key, model)
         return key, model, False
+
+    def kept_retrain(self, key: str) -> Model | None:
+        """The model retrained under ``key`` (``retrain_key``) if it is kept, in memory or on
+        disk, counted as a retrain hit; None (nothing counted) when it is not."""
+        full = f"retrain:{key}"
+        model = self.get(full)
+        if model is None:
+            model = self._read(key)
+            if model is None:
+                return None
+            self.put(full, model)
+        self.stats.count("retrain", True)
+        return model
 
     def report(self, key: str) -> dict[str, Any] | None:
         """The report of the backtest ``key`` names (``report_key``), if one was kept; a hit
@@ -428,6 +455,24 @@ class _CachedDrift(DriftDetector):
         return dict(found)  # FeatureDrift is frozen; the dict is the caller's
 
 
+class _CachedQuality(QualityReference):
+    """A champion's ``QualityReference`` whose ``check`` runs once per (reference, window):
+    the window's column names (extra columns are reported) and its monitored columns'
+    values and dtypes (a changed type is reported)."""
+
+    def __init__(self, inner: QualityReference, cache: BacktestCache, prefix: str) -> None:
+        self.__dict__.update(inner.__dict__)  # the inner reference's ranges and categories
+        self._inner = inner
+        self._cache = cache
+        self._prefix = prefix
+
+    def check(self, window: pd.DataFrame) -> Quality:
+        names = repr(list(window.columns))
+        key = digest(self._prefix, names, frame_digest(window, self.columns))
+        found: Quality = self._cache.lookup("quality", key, lambda: self._inner.check(window))
+        return copy.deepcopy(found)  # a Quality is mutable: the caller's own
+
+
 def _array_key(values: np.ndarray | pd.Series) -> str:
     array = np.asarray(values)
     if array.dtype == object:
@@ -462,6 +507,7 @@ class CachedChampion(Champion):
 
     cache: BacktestCache | None = field(default=None, repr=False)
     _reference_key: str | None = field(default=None, init=False, repr=False)
+    _quality_key: str | None = field(default=None, init=False, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         inner = super().detector(policy)
@@ -473,6 +519,23 @@ class CachedChampion(Champion):
         kinds = json.dumps(policy.features.model_dump(mode="json"), sort_keys=True)
         prefix = digest("drift", CODE_VERSION, self._reference_key, settings, kinds)
         return _CachedDrift(inner, self.cache, prefix)
+
+    def quality(self, policy: Policy) -> QualityReference:
+        inner = super().quality(policy)
+        if self.cache is None:
+            return inner
+        if self._quality_key is None:
+            self._quality_key = frame_digest(self.reference, inner.columns)
+        settings = json.dumps(
+            [
+                policy.monitor.quality.model_dump(mode="json"),
+                policy.features.model_dump(mode="json"),
+                sorted(inner.known, key=str),
+            ],
+            sort_keys=True,
+        )
+        prefix = digest("quality", CODE_VERSION, self._quality_key, settings)
+        return _CachedQuality(inner, self.cache, prefix)
 
     def _identity(self) -> str:
         model = self.model

@@ -13,12 +13,14 @@ content address first (``_cache.py``); the report is the same, only faster to pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,8 @@ from reoptd.backtest._cache import (
     frame_digest,
     memo_evaluate,
     report_key,
+    retrain_key,
+    retrain_spec,
 )
 from reoptd.backtest._cached_loop import CachedExecutor, CachedVersions
 from reoptd.backtest._history import (
@@ -54,7 +58,7 @@ from reoptd.models import Model, build_model
 from reoptd.monitor import NEEDS_SCORE, score
 from reoptd.optimize import InlineExecutor
 from reoptd.policy import Costs, Policy
-from reoptd.store import Store, open_store
+from reoptd.store import MemoryStore, Store, open_store
 from reoptd.threads import apply_thread_budget, thread_budget
 
 log = logging.getLogger("reoptd.backtest")
@@ -131,9 +135,10 @@ def run_backtest(
     """Run the backtest and return its report (``reoptd backtest --help`` names the fields).
 
     Bad input (missing columns, an unparseable time column, a warm-up longer than the data)
-    raises ``BacktestError`` before any work starts. State goes to a temporary SQLite home
-    unless ``home`` is given. ``cache``: the results of earlier backtests to reuse (and
-    extend); None: a new in-memory one; False: compute everything (the reference path).
+    raises ``BacktestError`` before any work starts. The loop's state is kept in memory
+    unless ``home`` is given (then an SQLite database and artifacts there, to inspect).
+    ``cache``: the results of earlier backtests to reuse (and extend); None: a new in-memory
+    one; False: compute everything (the reference path).
     """
     started = time.perf_counter()
     threads = apply_thread_budget(thread_budget(concurrent=os.cpu_count() or 1), "backtest", log)
@@ -151,16 +156,27 @@ def run_backtest(
         if found is not None:
             seconds = round(time.perf_counter() - started, 3)
             return {**found, "policy_file": policy_file, "data": str(data), "seconds": seconds}
-    # a throw-away store in memory-backed files when the machine has them: the loop commits
-    # every check, and a disk's fsync per commit was a tenth of a backtest
+    # the loop's state: in memory (``MemoryStore``, the same store contract as the daemon's
+    # SQL store) unless ``home`` asks for a database to inspect afterwards; a cycle's ~30
+    # queries and 4 commits through SQLAlchemy were most of a cached replay. The artifacts go
+    # to memory-backed files when the machine has them.
     shm = Path("/dev/shm")
     scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="reoptd-backtest-", dir=scratch) as tmp:
-        root = home if home is not None else Path(tmp)
-        registry = open_store(f"sqlite:///{root / 'reoptd.db'}", root / "artifacts")
+        if home is not None:
+            registry = open_store(f"sqlite:///{home / 'reoptd.db'}", home / "artifacts")
+        else:
+            registry = MemoryStore(Path(tmp) / "artifacts")
         try:
             report = _replay(
-                history.policy, history.frame, steps, source, registry, progress, cache or None
+                history.policy,
+                history.frame,
+                steps,
+                source,
+                registry,
+                progress,
+                cache or None,
+                _array_digest(label_at) if cache else "",
             )
         finally:
             registry.close()
@@ -197,7 +213,10 @@ def _replay(
     registry: Store,
     progress: bool,
     cache: BacktestCache | None = None,
+    labels_key: str = "",
 ) -> dict[str, Any]:
+    """Replay the steps; ``labels_key``: a digest of when each row's label arrives (with a
+    cache)."""
     metric, target = policy.metric, policy.target
     if cache is None:  # runs in this thread: a worker process per run buys a backtest nothing
         loop = ModelLoop(policy, registry, Metrics(), source=source, executor=InlineExecutor())
@@ -218,6 +237,9 @@ def _replay(
     # a step's scores are a function of the model and the step's rows of this history
     history = "" if cache is None else frame_digest(frame, list(frame.columns))
     scoring = digest(history, target, metric, costs.model_dump_json() if costs else "none")
+    # the periodic baseline's training rows are a function of this history, when each row's
+    # label arrives, the step's start and the training window
+    rows_key = digest(history, labels_key, str(policy.train.window))
 
     def memo(k: int) -> tuple[BacktestCache, str] | None:
         if cache is None:
@@ -240,10 +262,10 @@ def _replay(
         champion = loop.champion()
 
         t0 = time.perf_counter()
-        train = labelled(source.read(start - policy.train.window, start), policy)
-        if len(train) >= policy.train.min_rows:
+        retrained = _periodic(policy, source, start, cache, rows_key)
+        if retrained is not None:
             try:
-                periodic_model = _retrain(policy, train, cache)
+                periodic_model = retrained()
                 periodic.retrains += 1
                 periodic.promotions += 1
             except OptimizeError as exc:
@@ -292,7 +314,44 @@ def _replay(
     }
 
 
-def _retrain(policy: Policy, train: pd.DataFrame, cache: BacktestCache | None) -> Model:
+def _periodic(
+    policy: Policy,
+    source: ReplaySource,
+    start: pd.Timestamp,
+    cache: BacktestCache | None,
+    rows_key: str,
+) -> Callable[[], Model] | None:
+    """The periodic baseline's retrain at the step starting at ``start`` (call it for the
+    model), or None when the training window has fewer than ``train.min_rows`` labelled rows.
+
+    With a cache, the step's retrain key and row count are kept under the content address of
+    the rows they came from (``rows_key``: the history and its label times; the step's start),
+    so a later backtest of this history finds the model without reading and digesting them."""
+    if cache is not None:
+        step = digest("periodic", CODE_VERSION, retrain_spec(policy), rows_key, start.isoformat())
+        found = cache.get(f"periodic:{step}")
+        cache.stats.count("periodic", found is not None)
+        if found is not None:
+            key, rows = found
+            if rows < policy.train.min_rows:
+                return None
+            model = cache.kept_retrain(key)
+            if model is not None:
+                kept = StepMemoModel(model, key, cache)
+                return lambda: kept  # type: ignore[return-value]  # a Model's interface
+    train = labelled(source.read(start - policy.train.window, start), policy)
+    key = None
+    if cache is not None:
+        key = retrain_key(policy, train)
+        cache.put(f"periodic:{step}", (key, len(train)))
+    if len(train) < policy.train.min_rows:
+        return None
+    return lambda: _retrain(policy, train, cache, key)
+
+
+def _retrain(
+    policy: Policy, train: pd.DataFrame, cache: BacktestCache | None, key: str | None = None
+) -> Model:
     """The periodic baseline's model of this step, through the cache when there is one."""
 
     def fit() -> Model:
@@ -300,8 +359,12 @@ def _retrain(policy: Policy, train: pd.DataFrame, cache: BacktestCache | None) -
 
     if cache is None:
         return fit()
-    key, model, _ = cache.retrained(policy, train, fit)
+    key, model, _ = cache.retrained(policy, train, fit, key)
     return StepMemoModel(model, key, cache)  # type: ignore[return-value]  # a Model's interface
+
+
+def _array_digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
 
 
 def _delta(before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]]) -> dict:

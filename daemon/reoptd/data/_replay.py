@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -31,11 +32,19 @@ class ReplaySource:
 
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         lo, hi = self._bounds(start, end)
-        window = self.frame.iloc[lo:hi].copy()
+        window = self.frame.iloc[lo:hi].reset_index(drop=True)  # a copy: the caller's own
         hidden = self._label_at[lo:hi] >= _naive(end)
         if hidden.any():
-            window.loc[hidden, self.target] = np.nan
-        return window.reset_index(drop=True)
+            target = window[self.target]
+            dtype = target.dtype
+            if isinstance(dtype, np.dtype) and dtype.kind in "iuf":  # as ``.loc`` does, at once
+                as_float = str(dtype) if dtype.kind == "f" else "float64"
+                values = target.to_numpy(dtype=as_float, copy=True)
+                values[hidden] = np.nan
+                window[self.target] = values
+            else:
+                window.loc[hidden, self.target] = np.nan
+        return window
 
     def _bounds(self, start: datetime, end: datetime) -> tuple[int, int]:
         ts = self._ts
@@ -46,7 +55,9 @@ class ReplaySource:
 
 def naive_utc(values: pd.Series) -> np.ndarray:
     """A tz-aware timestamp column as naive-UTC ``datetime64[ns]`` (fast to search)."""
-    return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    instants = cast(pd.arrays.DatetimeArray, values.array).tz_convert(None)  # UTC, zone dropped
+    naive: np.ndarray = instants.to_numpy().astype("datetime64[ns]", copy=False)
+    return naive
 
 
 def _naive(when: datetime) -> np.datetime64:

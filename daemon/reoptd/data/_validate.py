@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pandas.api.types import infer_dtype
 
 from reoptd.errors import DataError
 from reoptd.policy import Policy
+
+FLOAT = np.dtype("float64")
+OBJECT = np.dtype("object")
 
 
 def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFrame:
@@ -34,7 +38,8 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 + (f" (e.g. {sample[0]!r})" if sample else ""),
                 column=column,
             )
-        frame[column] = values = values.astype(float)
+        if values.dtype != FLOAT:  # (a float column is left as it is: no copy, no setitem)
+            frame[column] = values = values.astype(float)
         infinite = int(np.isinf(values.to_numpy()).sum())
         if infinite:
             raise DataError(
@@ -43,7 +48,7 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 column=column,
             )
     for column in policy.features.all:
-        nans = int(frame[column].isna().sum())
+        nans = int(_missing(frame[column]).sum())
         if nans:
             raise DataError(
                 f"{where}: column {column!r} has {nans} missing value(s) (NaN)"
@@ -51,7 +56,8 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 column=column,
             )
     for column in policy.features.categorical:
-        frame[column] = frame[column].astype(str)
+        if not _all_text(frame[column]):  # text already: astype(str) would change nothing
+            frame[column] = frame[column].astype(str)
     if policy.target in frame.columns:
         target = frame[policy.target]
         if policy.task == "regression" and not ptypes.is_numeric_dtype(target):
@@ -70,6 +76,19 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
     else:
         frame[policy.target] = float("nan")
     return frame
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """Where ``values`` is missing, as ``Series.isna`` says (on the array: cheaper)."""
+    if isinstance(values.dtype, np.dtype):
+        found: np.ndarray = pd.isna(values.to_numpy())
+        return found
+    return values.isna().to_numpy()
+
+
+def _all_text(values: pd.Series) -> bool:
+    """True when ``values`` is an object column of ``str`` values only."""
+    return values.dtype == OBJECT and infer_dtype(values.to_numpy(), skipna=False) == "string"
 
 
 def labelled(frame: pd.DataFrame, policy: Policy) -> pd.DataFrame:

@@ -8,16 +8,17 @@ state by mutating a dict it was given. Artifacts still go through an ``ArtifactS
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from reoptd.clock import utc
 from reoptd.errors import DuplicateIds, ModelNotFound, ReoptdError, VersionNotFound
-from reoptd.policy import Policy
+from reoptd.policy import CheckView, Policy
 from reoptd.store.artifacts import ArtifactStore, open_artifacts
 from reoptd.store.base import (
     ACTIVE,
@@ -29,6 +30,7 @@ from reoptd.store.base import (
     Store,
     alive,
     check_changes,
+    check_view,
     expired,
     gone,
     new_owner,
@@ -52,8 +54,40 @@ from reoptd.store.records import (
 R = TypeVar("R")
 
 
+#: values shared, never copied: immutable
+_ATOMS = frozenset({str, int, float, bool, type(None), datetime, date, timedelta})
+#: each record class's field names
+_NESTED: dict[type, tuple[str, ...]] = {}
+
+
 def _copy(record: R) -> R:
-    return copy.deepcopy(record)
+    """A copy the caller may mutate without touching the stored state: a record (a frozen
+    dataclass) with its dict and list fields copied through, or a plain value. Records hold
+    JSON-like values (dicts, lists, strings, numbers, times), copied by ``_clone``, which is
+    what ``copy.deepcopy`` did at a fraction of its cost: the loop reads the model's policy
+    snapshot and recent checks every cycle."""
+    kind = type(record)
+    if not dataclasses.is_dataclass(kind):
+        return _clone(record)
+    names = _NESTED.get(kind)
+    if names is None:
+        names = _NESTED[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    values = {name: _clone(getattr(record, name)) for name in names}
+    copied = object.__new__(kind)
+    object.__setattr__(copied, "__dict__", values)  # a frozen record: as its __init__ does
+    return copied
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of a JSON-like value; anything else by ``copy.deepcopy``."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: _clone(v) for k, v in value.items()}
+    if kind is list:
+        return [_clone(v) for v in value]
+    return copy.deepcopy(value)
 
 
 @dataclass
@@ -206,6 +240,13 @@ class MemoryStore(Store):
         with self._lock:
             return _copy(self._version(name, version))
 
+    def champion(self, name: str) -> VersionRecord | None:
+        """As ``Store.champion``, without copying the model's record (its policy snapshot) on
+        the way: the loop asks for the champion several times a cycle."""
+        with self._lock:
+            version = self._get(name).record.champion_version
+            return None if version is None else _copy(self._version(name, version))
+
     def _version(self, name: str, version: int) -> VersionRecord:
         for v in self._get(name).versions:
             if v.version == version:
@@ -330,8 +371,17 @@ class MemoryStore(Store):
 
     def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
         with self._lock:
-            ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
-            return [_copy(c) for c in ordered[-limit:]] if limit > 0 else []
+            return [_copy(c) for c in self._recent(name, limit)]
+
+    def _recent(self, name: str, limit: int) -> list[CheckRecord]:
+        ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
+        return ordered[-limit:] if limit > 0 else []
+
+    def history(self, name: str, limit: int = 50) -> list[CheckView]:
+        """As ``Store.history``, the views built from the stored checks without copying them
+        first: a view shares nothing mutable with its check (``check_view``)."""
+        with self._lock:
+            return [check_view(c) for c in self._recent(name, limit)]
 
     def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
         with self._lock:
