@@ -71,6 +71,11 @@ def _label_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
         ),
         ("one row", np.array([2, 0, 1])[:1], np.array([1])),
     ]
+    # a target column with late labels is float: its labelled rows hold whole floats
+    late = rng.integers(0, 2, 200).astype(float)
+    cases.append(("binary, float labels", late, rng.integers(0, 2, 200).astype(float)))
+    cases.append(("binary, float truth, int predictions", late, rng.integers(0, 2, 200)))
+    cases.append(("multiclass, float labels", rng.integers(0, 4, 90) * 1.0, rng.integers(0, 4, 90)))
     # a classifier that is mostly right, as the backtest's are
     truth = rng.integers(0, 3, 400)
     cases.append(("multiclass, mostly right", truth, np.where(rng.random(400) < 0.8, truth, 0)))
@@ -101,3 +106,9 @@ def test_label_metrics_leave_what_scikit_learn_refuses_or_types_it_reads_to_scor
     assert label_metrics(strings, strings, ["accuracy"]) == {}
     assert label_metrics(np.array([], dtype=int), np.array([], dtype=int), ["accuracy"]) == {}
     assert label_metrics(binary_truth, binary_truth, []) == {}
+    halves = np.array([0.0, 0.5, 1.0, 1.0])  # not classes: scikit-learn calls it continuous
+    assert label_metrics(halves, np.array([0, 1, 1, 1]), ["accuracy"]) == {}
+    with pytest.raises(ValueError):
+        score("accuracy", halves, np.array([0, 1, 1, 1]), None)
+    unlabelled = np.array([0.0, np.nan, 1.0])  # a NaN label: left to score
+    assert label_metrics(unlabelled, np.array([0, 1, 1]), ["accuracy"]) == {}

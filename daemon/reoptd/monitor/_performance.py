@@ -113,7 +113,8 @@ def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> d
     the values ``score`` gets from separate scikit-learn calls (binary: class 1 positive;
     more classes in ``y_true``: the macro mean over the classes in either array; zero
     division 0), each of which validates the labels and builds its own confusion matrix.
-    Integer or boolean labels only; otherwise, or where scikit-learn would refuse the labels
+    Integer, boolean or whole float labels only (a target column with late labels is
+    float); otherwise, or where scikit-learn would refuse the labels
     (a third class only predicted, no class 1 beside another), empty: ``score`` computes."""
     if not names:
         return {}
@@ -122,8 +123,8 @@ def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> d
         y_true.ndim != 1
         or y_true.shape != y_pred.shape
         or len(y_true) == 0
-        or y_true.dtype.kind not in "biu"
-        or y_pred.dtype.kind not in "biu"
+        or not _class_labels(y_true)
+        or not _class_labels(y_pred)
     ):
         return {}
     classes, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
@@ -150,3 +151,13 @@ def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> d
         ratio = num / np.where(den == 0, 1.0, den)
         found[name] = float(np.nanmean(np.where(den == 0, 0.0, ratio)))
     return found
+
+
+def _class_labels(values: np.ndarray) -> bool:
+    """True for labels scikit-learn reads as classes and ``label_metrics`` counts exactly:
+    booleans, integers, and floats that are all whole numbers (no NaN, no inf)."""
+    if values.dtype.kind in "biu":
+        return True
+    if values.dtype.kind != "f":
+        return False
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
