@@ -655,10 +655,10 @@ class StepMemoModel:
 
 
 def memo_evaluate(cache: BacktestCache) -> Callable[..., dict[str, float]]:
-    """``monitor.evaluate`` once per (model, labelled rows, metrics, costs): the backfill
-    re-scores each past window every cycle its labels grow, and a replay meets the same
-    (champion, window) in every trial. Models that are not a ``MemoModel`` (no identity),
-    and calls given precomputed scores, are evaluated as usual."""
+    """``monitor.evaluate`` once per (model, labelled rows' features and target, metrics,
+    costs): the backfill re-scores each past window every cycle its labels grow, and a replay
+    meets the same (champion, window) in every trial. Models that are not a ``MemoModel`` (no
+    identity), and calls given precomputed scores, are evaluated as usual."""
 
     def measure(
         model: Any,
@@ -679,7 +679,9 @@ def memo_evaluate(cache: BacktestCache) -> Callable[..., dict[str, float]]:
             "evaluate",
             CODE_VERSION,
             model.identity,
-            frame_digest(frame, list(frame.columns)),
+            # what evaluate reads: the model's features (it predicts from those alone, as
+            # MemoModel's scores are keyed) and the target; not the window's time column
+            frame_digest(frame, list(dict.fromkeys([*memo.features, target]))),
             json.dumps([target, list(names)]),
             spent,
         )

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
         feature_drift_report,
     )
     from reoptd.monitor._html import write_drift_html
-    from reoptd.monitor._performance import NEEDS_SCORE, business_value, evaluate, score
+    from reoptd.monitor._performance import (
+        NEEDS_SCORE,
+        business_value,
+        evaluate,
+        label_metrics,
+        score,
+    )
     from reoptd.monitor._quality import Quality, QualityReference
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "evaluate",
     "feature_drift",
     "feature_drift_report",
+    "label_metrics",
     "metric_names",
     "score",
     "write_drift_html",
@@ -58,6 +65,7 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "NEEDS_SCORE": "._performance",
         "business_value": "._performance",
         "evaluate": "._performance",
+        "label_metrics": "._performance",
         "score": "._performance",
         "Quality": "._quality",
         "QualityReference": "._quality",

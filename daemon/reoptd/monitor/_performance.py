@@ -97,4 +97,67 @@ def evaluate(
     y_score = None
     if NEEDS_SCORE.intersection(names):
         y_score = scores if scores is not None else model.predict_score(frame)
-    return {name: score(name, y_true, y_pred, y_score, costs) for name in names}
+    counted = label_metrics(y_true, y_pred, [n for n in names if n in LABEL_METRICS])
+    return {
+        name: counted[name] if name in counted else score(name, y_true, y_pred, y_score, costs)
+        for name in names
+    }
+
+
+#: metrics computed from the predicted labels alone: ``label_metrics`` counts them in one pass
+LABEL_METRICS = frozenset({"accuracy", "f1", "precision", "recall"})
+
+
+def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, float]:
+    """``names`` (of ``LABEL_METRICS``) from one confusion count of ``y_true`` and ``y_pred``:
+    the values ``score`` gets from separate scikit-learn calls (binary: class 1 positive;
+    more classes in ``y_true``: the macro mean over the classes in either array; zero
+    division 0), each of which validates the labels and builds its own confusion matrix.
+    Integer, boolean or whole float labels only (a target column with late labels is
+    float); otherwise, or where scikit-learn would refuse the labels
+    (a third class only predicted, no class 1 beside another), empty: ``score`` computes."""
+    if not names:
+        return {}
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if (
+        y_true.ndim != 1
+        or y_true.shape != y_pred.shape
+        or len(y_true) == 0
+        or not _class_labels(y_true)
+        or not _class_labels(y_pred)
+    ):
+        return {}
+    classes, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    n = len(classes)
+    truth, pred = codes[: len(y_true)], codes[len(y_true) :]
+    confusion = np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
+    tp = np.diagonal(confusion)
+    true_sum, pred_sum = confusion.sum(axis=1), confusion.sum(axis=0)
+    if len(np.unique(y_true)) <= 2:  # binary, class 1 positive, as ``score``
+        if n > 2 or (n == 2 and 1 not in classes):
+            return {}  # scikit-learn raises: let it, with its message
+        one = classes == 1
+        tp, true_sum, pred_sum = tp[one], true_sum[one], pred_sum[one]
+        if not one.any():  # one class, not 1: nothing positive, every ratio zero-division
+            tp = true_sum = pred_sum = np.zeros(1, dtype=np.int64)
+    found: dict[str, float] = {}
+    for name in names:
+        if name == "accuracy":
+            found[name] = float(np.average(y_true == y_pred))
+            continue
+        num = 2.0 * tp if name == "f1" else tp.astype(np.float64)
+        den = {"precision": pred_sum, "recall": true_sum, "f1": true_sum + pred_sum}[name]
+        den = den.astype(np.float64)
+        ratio = num / np.where(den == 0, 1.0, den)
+        found[name] = float(np.nanmean(np.where(den == 0, 0.0, ratio)))
+    return found
+
+
+def _class_labels(values: np.ndarray) -> bool:
+    """True for labels scikit-learn reads as classes and ``label_metrics`` counts exactly:
+    booleans, integers, and floats that are all whole numbers (no NaN, no inf)."""
+    if values.dtype.kind in "biu":
+        return True
+    if values.dtype.kind != "f":
+        return False
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
