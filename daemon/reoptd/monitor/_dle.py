@@ -9,7 +9,7 @@ covariate shift (the inputs move, P(y | x) stays) and blind to concept drift.
 **The band.** Centred on the estimate, it adds three errors: the window's sampling error (each
 row's error varies around its expected size: the variance of |e| is E[e^2] - E[|e|]^2, both
 estimated; of e^2 about 2 E[e^2]^2, as for a normal error); the loss models' own error where the
-window's rows are (``_binned``: fitted on 4 folds of the holdout and checked on the
+window's rows are (``Miscalibration``: fitted on 4 folds of the holdout and checked on the
 fifth, by bins of predicted loss; a window's relative error is the root mean square of its rows'
 bins' relative errors, an upper bound of the mix's error, so a window that moved to the bins the
 models get wrong gets a wider band than the holdout's own mix); and the error of fitting on this
@@ -23,6 +23,8 @@ the estimate is already low, the band then missed the realised MAE in one chunk 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +34,6 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
-from reoptd.monitor._binned import FOLDS, NONE, BinnedError
 from reoptd.monitor._support import Estimate, Support
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ MIN_LOSS_ROWS = 100
 #: loss models refitted on bootstrap resamples of the holdout, and replicates of a band
 RESAMPLES = 8
 REPLICATES = 400
+#: folds and bins of the loss models' out-of-fold check on the holdout
+FOLDS = 5
+BINS = 10
 #: threads of the loss models: they are small, and OpenMP threads competing with the daemon's
 #: other work for the cores cost far more than they gain
 THREADS = 1
@@ -70,16 +74,49 @@ def _loss_model() -> HistGradientBoostingRegressor:
     )
 
 
-def _miscalibration(x: np.ndarray, loss: np.ndarray, kinds: list[bool]) -> BinnedError:
-    """The loss model's relative error by bins of predicted loss (``_binned``): fitted on 4
-    folds of the holdout and predicting the fifth."""
-    predicted = np.empty(len(x))
-    order = np.random.default_rng(1).permutation(len(x))
-    for fold in np.array_split(order, FOLDS):
-        rest = np.setdiff1d(order, fold)
-        fitted = _loss_model().set_params(categorical_features=kinds or None)
-        predicted[fold] = fitted.fit(x[rest], loss[rest]).predict(x[fold])
-    return BinnedError.measure(predicted, loss, relative=True)
+@dataclass(frozen=True)
+class Miscalibration:
+    """How far off a loss model is, relatively, by bins of its predicted loss: ``edges`` cut
+    predicted losses into ``BINS`` bins of the holdout's rows, and ``relative`` is each bin's
+    squared relative error (mean loss - mean prediction, less the part its own sampling noise
+    explains, over the mean prediction, squared)."""
+
+    edges: np.ndarray
+    relative: np.ndarray
+
+    def of(self, predicted: np.ndarray) -> float:
+        """The relative error of the mean prediction of rows ``predicted`` so: the root mean
+        square of their bins' relative errors. (A mix of bins has a relative error at most
+        this, whatever the signs of the bins' errors: Cauchy-Schwarz.)"""
+        if len(self.relative) == 0 or len(predicted) == 0:
+            return 0.0
+        bins = np.searchsorted(self.edges, predicted, side="right")
+        return float(np.sqrt(self.relative[bins].mean()))
+
+    @classmethod
+    def measure(cls, x: np.ndarray, loss: np.ndarray, kinds: list[bool]) -> Miscalibration:
+        """Fitted on 4 folds of the holdout and predicting the fifth, the rows are cut into
+        ``BINS`` by predicted loss and each bin's relative error measured."""
+        predicted = np.empty(len(x))
+        order = np.random.default_rng(1).permutation(len(x))
+        for fold in np.array_split(order, FOLDS):
+            rest = np.setdiff1d(order, fold)
+            fitted = _loss_model().set_params(categorical_features=kinds or None)
+            predicted[fold] = fitted.fit(x[rest], loss[rest]).predict(x[fold])
+        parts = np.array_split(np.argsort(predicted), BINS)
+        relative = []
+        for part in parts:
+            guess = predicted[part].mean()
+            noise = loss[part].std() / np.sqrt(len(part))
+            gap = max((loss[part].mean() - guess) ** 2 - noise**2, 0.0)
+            relative.append(gap / guess**2 if guess > 0 else 0.0)
+        # a bin's upper edge is the midpoint between its highest prediction and the next bin's
+        # lowest; the first and last bins reach out to anything below and above
+        edges = [(predicted[a].max() + predicted[b].min()) / 2 for a, b in pairwise(parts)]
+        return cls(np.asarray(edges, dtype=float), np.asarray(relative, dtype=float))
+
+
+NONE = Miscalibration(np.empty(0), np.empty(0))
 
 
 class LossEstimator:
@@ -143,8 +180,8 @@ class LossEstimator:
         with threadpool_limits(THREADS):
             absolute, squared = cls._fit(x, error, kinds, rng)
             miscalibration = (
-                _miscalibration(x, np.abs(error), kinds),
-                _miscalibration(x, error**2, kinds),
+                Miscalibration.measure(x, np.abs(error), kinds),
+                Miscalibration.measure(x, error**2, kinds),
             )
         estimator = cls(encoder, absolute, squared, calibrated_on, len(rows), support)
         estimator.miscalibration = miscalibration

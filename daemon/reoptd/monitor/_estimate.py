@@ -14,18 +14,10 @@ A multiclass model is calibrated one class at a time (one-vs-rest), then each ro
 probabilities are scaled back to sum to one.
 
 **The band.** Each estimate carries a band at ``confidence`` (0.9 by default): the range the
-realised metric of *this* window falls in. It is simulated, centred on the estimate: each of
-``REPLICATES`` replicates draws the window's labels from the calibrated probabilities (the
-sampling error of a window of this size) with every row's probability of its predicted class
-moved by one normal draw of the calibration's own error where the window's rows are (``_binned``:
-the calibration refitted on 4 folds of the holdout and checked on the fifth, by bins of
-calibrated confidence; the error of the window's mix of bins), computes the metric those labels
-would give, and adds the error of calibrating on this one holdout (the calibration refitted on
-``RESAMPLES`` bootstrap resamples: one resample's expected metric's deviation from the
-resamples' mean). The band is the replicates' quantiles. (It used to hold only the sampling
-error and the resamples' spread, with labels drawn from the resampled calibrations: the
-calibration's own error, which moves with the rows, was missing, and under a covariate shift
-the 4-class bench's band held the realised accuracy in 83 chunks of 100.)
+realised metric of *this* window falls in. It is simulated: each replicate draws the window's
+labels from calibrated probabilities (the sampling error of a window of this size) given by a
+calibration refitted on a bootstrap resample of the holdout (the calibration's own error), and
+computes the metric those labels would give; the band is the replicates' quantiles.
 
 Under concept drift (P(y | x) changes) no label-free estimate can follow the change; that is
 what target drift and the labelled metric (with backfill) are for. Where the window's inputs
@@ -51,7 +43,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from reoptd.monitor._binned import FOLDS, NONE, BinnedError
 from reoptd.monitor._support import Estimate, Support
 
 if TYPE_CHECKING:
@@ -182,39 +173,26 @@ def _expected(
 def _from_confusion(confusion: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     """Accuracy, precision, recall and f1 of a confusion matrix (true x predicted): of the
     positive class for two classes, macro averages (``f1_weighted``: by support) for more."""
-    values = _from_confusions(confusion[np.newaxis], names)
-    return {n: float(v[0]) for n, v in values.items() if not np.isnan(v[0])}
-
-
-def _from_confusions(confusions: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """``_from_confusion`` of many confusion matrices at once (replicates x true x predicted);
-    a metric a matrix cannot give (``f1_weighted`` of an empty one) is NaN."""
-    total = confusions.sum(axis=(1, 2))
-    tp = np.diagonal(confusions, axis1=1, axis2=2)
-    fp = confusions.sum(axis=1) - tp
-    fn = confusions.sum(axis=2) - tp
+    total = confusion.sum()
+    tp = np.diag(confusion)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        accuracy = np.where(total > 0, tp.sum(axis=1) / total, 0.0)
-        weighted = np.where(total > 0, (f1 * (tp + fn)).sum(axis=1) / total, np.nan)
-    binary = tp.shape[1] == 2
+    binary = len(tp) == 2
+    support = tp + fn
     # (as sklearn's macro average: over the classes that occur, truly or as predictions)
-    present = (tp + fn + tp + fp) > 0
-    count = np.maximum(present.sum(axis=1), 1)
-
-    def macro(v: np.ndarray) -> np.ndarray:
-        return v[:, 1] if binary else (v * present).sum(axis=1) / count
-
+    present = (support + tp + fp) > 0
     values = {
-        "accuracy": accuracy,
-        "precision": macro(precision),
-        "recall": macro(recall),
-        "f1": macro(f1),
+        "accuracy": float(tp.sum() / total) if total > 0 else 0.0,
+        "precision": float(precision[1] if binary else precision[present].mean()),
+        "recall": float(recall[1] if binary else recall[present].mean()),
+        "f1": float(f1[1] if binary else f1[present].mean()),
     }
-    if not binary:
-        values["f1_weighted"] = weighted
+    if not binary and total > 0:
+        values["f1_weighted"] = float((f1 * support).sum() / total)
     return {n: v for n, v in values.items() if n in names}
 
 
@@ -234,15 +212,12 @@ class PerformanceEstimator:
         *,
         resampled: list[list[Calibrator]] | None = None,
         support: Support | None = None,
-        miscalibration: BinnedError = NONE,
     ) -> None:
         self.classes = classes
         self.calibrators = calibrators
         self.calibrated_on = calibrated_on
         self.resampled = resampled or []
         self.support = support
-        #: the calibration's error out of fold on the holdout, by bins of calibrated confidence
-        self.miscalibration = miscalibration
 
     @property
     def positive(self) -> object:
@@ -292,27 +267,7 @@ class PerformanceEstimator:
                     for c, cal in zip(columns, calibrators, strict=True)
                 ]
             )
-        estimator = cls(classes, calibrators, calibrated_on, resampled=resampled, support=support)
-        estimator.miscalibration = estimator._miscalibration(proba, y)
-        return estimator
-
-    def _miscalibration(self, proba: np.ndarray, y: np.ndarray) -> BinnedError:
-        """The calibration's error by bins of calibrated confidence (``_binned``): the chosen
-        methods refitted on 4 folds of the holdout, each row's calibrated probability of its
-        predicted class on the fifth against whether that prediction was right."""
-        predicted = proba.argmax(axis=1)
-        columns = [1] if len(self.classes) == 2 else list(range(len(self.classes)))
-        confidence = np.empty(len(y))
-        order = np.random.default_rng(1).permutation(len(y))
-        for fold in np.array_split(order, FOLDS):
-            rest = np.setdiff1d(order, fold)
-            refitted = [
-                cal.refit(proba[rest, c], y[rest] == c)
-                for c, cal in zip(columns, self.calibrators, strict=True)
-            ]
-            calibrated = self.calibrate(proba[fold], refitted)
-            confidence[fold] = calibrated[np.arange(len(fold)), predicted[fold]]
-        return BinnedError.measure(confidence, y == predicted, relative=False)
+        return cls(classes, calibrators, calibrated_on, resampled=resampled, support=support)
 
     def calibrate(
         self, proba: np.ndarray, calibrators: list[Calibrator] | None = None
@@ -358,52 +313,27 @@ class PerformanceEstimator:
     def _band(
         self, proba: np.ndarray, predicted: np.ndarray, names: list[str], confidence: float
     ) -> tuple[dict[str, float], dict[str, float]]:
-        """The ``confidence`` band of each metric (see the module's doc): replicates of the
-        metric of labels drawn from the calibrated probabilities, each row's confidence in its
-        predicted class moved by a normal draw of the calibration's error where the window's
-        rows are, plus one resampled calibration's deviation from the resamples' mean."""
-        n, k = proba.shape
-        rng = np.random.default_rng(n)
-        calibrated = self.calibrate(proba)
-        # the window's labels, all replicates at once (the same stream as one at a time)
-        u = rng.random((REPLICATES, n))
-        rows = np.arange(n)
-        sure = calibrated[rows, predicted]
-        error = self.miscalibration.of_mix(sure)
-        moved = np.clip(sure + error * rng.standard_normal((REPLICATES, 1)), 0.0, 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rest = np.where(sure < 1, (1 - moved) / (1 - sure), 0.0)
-        probability = calibrated[np.newaxis] * rest[:, :, np.newaxis]
-        probability[:, rows, predicted] = moved
-        cumulative = probability.cumsum(axis=2)
-        labels = np.minimum((u[:, :, np.newaxis] > cumulative).sum(axis=2), k - 1)
-        cells = (np.arange(REPLICATES)[:, np.newaxis] * k + labels) * k + predicted
-        confusions = np.bincount(cells.ravel(), minlength=REPLICATES * k * k)
-        draws = _from_confusions(confusions.reshape(REPLICATES, k, k).astype(float), names)
-        if "roc_auc" in names:
-            ranks = _ranks(proba)
-            aucs = [_rank_auc(ranks, drawn, k) for drawn in labels]
-            draws["roc_auc"] = np.array([np.nan if a is None else a for a in aucs])
-        # ... and the error of calibrating on this one holdout: the resampled calibrations'
-        # expected metrics' deviations from their own mean (not their mean itself: refitting
-        # on a resample with repeated rows is biased, and the band is centred on the estimate)
-        if len(self.resampled) > 1:
-            pick = rng.integers(0, len(self.resampled), REPLICATES)
-            expected = [
-                _expected(self.calibrate(proba, cal), predicted, proba, names)
-                for cal in self.resampled
-            ]
-            for name in draws:
-                values = np.array([e.get(name, np.nan) for e in expected])
-                if not np.isnan(values).any():
-                    draws[name] = draws[name] + (values - values.mean())[pick]
+        """The ``confidence`` band of each metric: quantiles of the metric of labels drawn from
+        the probabilities of the resampled calibrations (see the module's doc)."""
+        k = proba.shape[1]
+        rng = np.random.default_rng(len(proba))
+        calibrated = [self.calibrate(proba, cal) for cal in self.resampled or [self.calibrators]]
+        ranks = _ranks(proba) if "roc_auc" in names else None
+        draws: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(REPLICATES):
+            cumulative = calibrated[r % len(calibrated)].cumsum(axis=1)
+            u = rng.random((len(proba), 1))
+            labels = np.minimum((u > cumulative).sum(axis=1), k - 1)
+            confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+            for name, value in _from_confusion(confusion.astype(float), names).items():
+                draws[name].append(value)
+            if ranks is not None:
+                auc = _rank_auc(ranks, labels, k)
+                if auc is not None:
+                    draws["roc_auc"].append(auc)
         tail = (1 - confidence) / 2
-        lower, upper = {}, {}
-        for name, values in draws.items():
-            values = values[~np.isnan(values)]
-            if len(values):
-                lower[name] = float(np.quantile(values, tail))
-                upper[name] = float(np.quantile(values, 1 - tail))
+        lower = {n: float(np.quantile(v, tail)) for n, v in draws.items() if v}
+        upper = {n: float(np.quantile(v, 1 - tail)) for n, v in draws.items() if v}
         return lower, upper
 
 
