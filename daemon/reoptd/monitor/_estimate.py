@@ -320,15 +320,19 @@ class PerformanceEstimator:
         calibrated = [self.calibrate(proba, cal) for cal in self.resampled or [self.calibrators]]
         ranks = _ranks(proba) if "roc_auc" in names else None
         draws: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(REPLICATES):
-            cumulative = calibrated[r % len(calibrated)].cumsum(axis=1)
-            u = rng.random((len(proba), 1))
-            labels = np.minimum((u > cumulative).sum(axis=1), k - 1)
-            confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
-            for name, value in _from_confusion(confusion.astype(float), names).items():
+        # all replicates' labels at once (the same random stream as drawing them one at a time)
+        cumulative = np.stack(calibrated).cumsum(axis=2)[np.arange(REPLICATES) % len(calibrated)]
+        u = rng.random((REPLICATES, len(proba), 1))
+        labels = np.minimum((u > cumulative).sum(axis=2), k - 1)
+        cells = (np.arange(REPLICATES)[:, np.newaxis] * k + labels) * k + predicted
+        confusions = np.bincount(cells.ravel(), minlength=REPLICATES * k * k)
+        for confusion, drawn in zip(
+            confusions.reshape(REPLICATES, k, k).astype(float), labels, strict=True
+        ):
+            for name, value in _from_confusion(confusion, names).items():
                 draws[name].append(value)
             if ranks is not None:
-                auc = _rank_auc(ranks, labels, k)
+                auc = _rank_auc(ranks, drawn, k)
                 if auc is not None:
                     draws["roc_auc"].append(auc)
         tail = (1 - confidence) / 2
