@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def report(history: Path) -> dict:
+def _demo_backtest(history: Path, **options: Any) -> dict:
+    """The demo policy backtested on ``history``: 3h warm-up, 30m steps, labels 30m late."""
     from reoptd.policy import load_policy
 
     return run_backtest(
@@ -56,7 +57,13 @@ def report(history: Path) -> dict:
         step=parse_span("30m", "--step"),
         label_delay=parse_span("30m", "--label-delay"),
         progress=False,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def report(history: Path) -> dict:
+    return _demo_backtest(history)
 
 
 def test_served_beats_static_with_fewer_retrains_than_periodic(report: dict) -> None:
@@ -277,18 +284,9 @@ def test_the_report_is_the_same_on_the_memory_store_as_on_sqlite(
     """Without ``home`` the loop's state lives in ``MemoryStore``; with one, in an SQLite
     database there. The store is where the decisions are kept, not what they are."""
     from reoptd.backtest import report_figures
-    from reoptd.policy import load_policy
     from reoptd.store import open_store
 
-    on_sqlite = run_backtest(
-        load_policy(DEMO_POLICY),
-        history,
-        warmup=parse_span("3h", "--warmup"),
-        step=parse_span("30m", "--step"),
-        label_delay=parse_span("30m", "--label-delay"),
-        progress=False,
-        home=tmp_path,
-    )
+    on_sqlite = _demo_backtest(history, home=tmp_path)
     assert report_figures(on_sqlite) == report_figures(report)
     assert report["served"]["retrains"] >= 1  # runs, decisions and backfills were stored
     store = open_store(f"sqlite:///{tmp_path / 'reoptd.db'}", tmp_path / "artifacts")
