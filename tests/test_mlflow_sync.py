@@ -4,6 +4,7 @@ promotion, and a later pass catching up (the store is the source of truth)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,8 +157,10 @@ def test_a_dead_server_never_blocks_a_promotion_and_a_later_pass_catches_up(
     mv = client.get_model_version(policy.model, str(champion))
     assert mv.tags["reoptd.version"] == "1"
     (sync,) = [s for s in registry.listeners if isinstance(s, MlflowSync)]
-    sync.stop(timeout=30)
-    registry.close()
+    assert sync._thread is not None and sync._thread.is_alive()
+    assemble.close_registry(registry)  # what `reoptd run` does when it stops
+    assert not sync._thread.is_alive()
+    assert "reoptd-mlflow" not in {t.name for t in threading.enumerate()}
 
 
 def _exists(client: MlflowClient, name: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from reoptd.clock import AcceleratedClock, Clock, SimulatedClock, SystemClock
 from reoptd.data import demo
@@ -67,6 +67,20 @@ def open_registry(
             raise ReoptdError(f"REOPTD_WEBHOOK_URLS: {exc}") from None
         registry.listeners.append(notifier)
     return registry
+
+
+def close_registry(registry: Store, timeout: float = 30.0) -> None:
+    """Undo ``open_registry``: stop the listeners' background passes (the MLflow sync's thread,
+    waiting up to ``timeout`` seconds for a pass in flight), then close the store."""
+    for listener in registry.listeners:
+        if isinstance(listener, _Stoppable):
+            listener.stop(timeout)
+    registry.close()
+
+
+@runtime_checkable
+class _Stoppable(Protocol):
+    def stop(self, timeout: float | None = None) -> None: ...
 
 
 def read_policies(directory: Path | None) -> tuple[list[Policy], list[PolicyError]]:

@@ -92,54 +92,58 @@ def run(
     # the models' cycles may run at once: the cores are shared between them
     apply_thread_budget(thread_budget(concurrent=len(loaded)), "reoptd run", log)
     registry = assemble.open_registry(settings, metrics, daemon=replay is None)
-    if replay is not None:
-        _replay(loaded, replay, registry, metrics, label_delay)
-        return
-    if speed is None and assemble.is_demo(loaded):
-        speed = assemble.DEMO_SPEED
-    the_clock = assemble.make_clock(clock, loaded, registry, speed)
-    metrics.watch_champions(registry, the_clock)
-    # one watcher: the API validates ingested rows against the policies the loops run
-    watcher = PolicyWatcher(loaded, metrics)
-    # one executor for every model: its slots are the machine's share of runs at once
-    runner = open_executor(executor or settings.executor, settings.slots)
-    loops = [ModelLoop(p, registry, metrics, watcher=watcher, executor=runner) for p in loaded]
-    log.info(
-        "reoptd starting: %d model(s) [%s], database %s, executor %s (%d at once), clock %s at %s",
-        len(loops),
-        ", ".join(p.model for p in loaded),
-        registry.display_url,
-        runner.name,
-        runner.capacity,
-        type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
-        the_clock.now().isoformat(timespec="seconds"),
-    )
-    service = Service(
-        loops,
-        the_clock,
-        metrics,
-        metrics_host=settings.metrics_host,
-        metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
-    )
-    if not no_api:
-        from reoptd.api import ApiServer, create_app
-
-        token = settings.api_token.get_secret_value() if settings.api_token else None
-        app = create_app(
-            registry,
-            watcher,
-            the_clock,
-            token=token,
-            scheduler_running=lambda: service.scheduler.running,
-            models_held=lambda: service.owned,
-            max_body_bytes=settings.api_max_body_bytes,
-            max_rows=settings.api_max_rows,
+    try:
+        if replay is not None:
+            _replay(loaded, replay, registry, metrics, label_delay)
+            return
+        if speed is None and assemble.is_demo(loaded):
+            speed = assemble.DEMO_SPEED
+        the_clock = assemble.make_clock(clock, loaded, registry, speed)
+        metrics.watch_champions(registry, the_clock)
+        # one watcher: the API validates ingested rows against the policies the loops run
+        watcher = PolicyWatcher(loaded, metrics)
+        # one executor for every model: its slots are the machine's share of runs at once
+        runner = open_executor(executor or settings.executor, settings.slots)
+        loops = [ModelLoop(p, registry, metrics, watcher=watcher, executor=runner) for p in loaded]
+        log.info(
+            "reoptd starting: %d model(s) [%s], database %s, executor %s (%d at once),"
+            " clock %s at %s",
+            len(loops),
+            ", ".join(p.model for p in loaded),
+            registry.display_url,
+            runner.name,
+            runner.capacity,
+            type(the_clock).__name__ + (f" x{speed:g}" if speed and clock != "system" else ""),
+            the_clock.now().isoformat(timespec="seconds"),
         )
-        host = api_host or settings.api_host
-        service.api = ApiServer(app, host, settings.api_port if api_port is None else api_port)
-        if token is None:
-            log.info("API: mutating routes disabled (set REOPTD_API_TOKEN to enable them)")
-    service.run(exit_after)
+        service = Service(
+            loops,
+            the_clock,
+            metrics,
+            metrics_host=settings.metrics_host,
+            metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
+        )
+        if not no_api:
+            from reoptd.api import ApiServer, create_app
+
+            token = settings.api_token.get_secret_value() if settings.api_token else None
+            app = create_app(
+                registry,
+                watcher,
+                the_clock,
+                token=token,
+                scheduler_running=lambda: service.scheduler.running,
+                models_held=lambda: service.owned,
+                max_body_bytes=settings.api_max_body_bytes,
+                max_rows=settings.api_max_rows,
+            )
+            host = api_host or settings.api_host
+            service.api = ApiServer(app, host, settings.api_port if api_port is None else api_port)
+            if token is None:
+                log.info("API: mutating routes disabled (set REOPTD_API_TOKEN to enable them)")
+        service.run(exit_after)
+    finally:  # the MLflow sync's thread stops with the daemon
+        assemble.close_registry(registry)
 
 
 def _replay(loaded, data: Path, registry, metrics, label_delay: str) -> None:
