@@ -6,45 +6,36 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _torch_demo import TEST, TEST_END, TEST_START, TRAIN, fit_teacher, torch_policy
 from torch import nn
 
 from reoptd.clock import SimulatedClock
 from reoptd.data import demo
-from reoptd.models import TORCH_MAGIC, OnnxModel, build_model, load_model
+from reoptd.models import TORCH_MAGIC, OnnxModel, load_model
 from reoptd.models.torch import Int8Linear, StaticInt8, TorchMLP, quantizer, reference_arithmetic
 from reoptd.optimize import compress as C
-from reoptd.policy import Policy, parse_policy
-from reoptd.settings import DEMO_POLICY
+from reoptd.policy import Policy
 from reoptd.store import Store
 
-SOURCE = demo.DemoSource(label_delay=timedelta(0))
-TRAIN = SOURCE.read(demo.START - timedelta(hours=2), demo.START + timedelta(hours=1))
-TEST_START, TEST_END = demo.START + timedelta(hours=1), demo.START + timedelta(hours=2)
-TEST = SOURCE.read(TEST_START, TEST_END)
 TRAIN_POLICY = (
     "train: {family: torch, params: {epochs: 10, hidden: [64, 64]}, window: 2h, min_rows: 300}\n"
 )
 
 
 def _policy() -> Policy:
-    text = re.sub(r"^train:\n(?:  .*\n)+", TRAIN_POLICY, DEMO_POLICY.read_text(), flags=re.M)
-    return parse_policy(text, "torch.yaml")
+    return torch_policy(TRAIN_POLICY)
 
 
 @pytest.fixture(scope="module")
 def teacher() -> TorchMLP:
-    model = build_model(_policy())
-    assert isinstance(model, TorchMLP)
-    return model.fit(TRAIN, TRAIN["churned"])
+    return fit_teacher(_policy())
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _torch_demo import TEST, TRAIN, fit_teacher, torch_policy
 from prometheus_client import CollectorRegistry
 from torch import nn
 
@@ -33,9 +34,6 @@ from reoptd.policy import Policy, explain, parse_policy
 from reoptd.settings import DEMO_POLICY
 from reoptd.store import Store
 
-SOURCE = demo.DemoSource(label_delay=timedelta(0))
-TRAIN = SOURCE.read(demo.START - timedelta(hours=2), demo.START + timedelta(hours=1))
-TEST = SOURCE.read(demo.START + timedelta(hours=1), demo.START + timedelta(hours=2))
 AFTER_DRIFT = demo.START + timedelta(hours=6)
 TORCH_TRAIN = (
     "train: {family: torch, params: {epochs: 15, hidden: [96, 96]}, window: 2h, min_rows: 300}\n"
@@ -45,19 +43,12 @@ TORCH_TRAIN = (
 def _policy(
     train: str = TORCH_TRAIN, pipeline: str | None = None, compress: str | None = None
 ) -> Policy:
-    text = re.sub(r"^train:\n(?:  .*\n)+", train, DEMO_POLICY.read_text(), flags=re.M)
-    if pipeline is not None:
-        text = text.replace("pipeline: [retrain, validate]", pipeline)
-    if compress is not None:
-        text += f"compress: {compress}\n"
-    return parse_policy(text, "torch.yaml")
+    return torch_policy(train, pipeline, compress)
 
 
 @pytest.fixture(scope="module")
 def teacher() -> TorchMLP:
-    model = build_model(_policy())
-    assert isinstance(model, TorchMLP)
-    return model.fit(TRAIN, TRAIN["churned"])
+    return fit_teacher(_policy())
 
 
 def _linears(model: TorchMLP) -> list[nn.Linear]:
