@@ -22,9 +22,9 @@ against the two frames' size, and one closing line:
 scores agree to 1e-9 (relative). ``--wide`` adds a wide case (100,000 x 1,000 by default) whose
 figures carry a ``wide_`` prefix: the lean path on every column (cold, warm, and with the window
 streamed from Parquet in column chunks, with each one's peak memory), Evidently's preset only on
-two evenly spread column samples (``--wide-preset 25,100``; it takes far over 30 minutes on the
-full width here), its full-width time EXTRAPOLATED linearly from them and every ratio built on
-it named ``*_extrapolated``:
+two evenly spread column samples (``--wide-preset 25,100``; the full width takes about 15
+minutes of a core here), its full-width time EXTRAPOLATED linearly from them and every ratio
+built on it named ``*_extrapolated``:
 
     wide_rows=… wide_cols=… wide_preset_measured_cols=W1/W2 wide_preset_measured_s=…/…
     wide_preset_extrapolated_s=… wide_lean_s=… wide_check_s=… wide_speedup_extrapolated=…
@@ -352,7 +352,7 @@ def main() -> None:
         metavar="W1,W2",
         help="the wide case's Evidently preset runs on W1 then W2 of its columns (evenly"
         " spread) and its full-width time is extrapolated linearly; 'all': run it on every"
-        " column (measured, no extrapolation; over 30 minutes at 100k x 1000 here)",
+        " column (measured, no extrapolation; about 15 minutes of one core at 100k x 1000 here)",
     )
     parser.add_argument(
         "--wide-chunk", type=int, default=100, help="columns per chunk of the streamed window"
