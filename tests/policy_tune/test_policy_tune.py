@@ -30,7 +30,6 @@ from reoptd.policy_tune import (
     write_policy,
 )
 from reoptd.policy_tune._knobs import base_params, candidate, describe, seeds, to_yaml
-from reoptd.policy_tune._study import _front, shifted, worse
 from reoptd.store import open_store
 
 POLICY = textwrap.dedent(
@@ -145,69 +144,6 @@ def test_the_search_backtests_each_trial_and_measures_the_front_on_held_out_rows
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert all("policy" in t.user_attrs and "search" in t.user_attrs for t in done)
     assert any(k.startswith("heldout:") for k in study.user_attrs)
-    # each policy of the front and the base ran twice on the searched rows, the second time
-    # with its first step half a step (50 rows) later, and is scored by the worse run
-    for item in [result.base, *result.front]:
-        assert len(item.runs) == 2 and item.search == worse(item.runs, higher=True)
-        assert item.search.retrains == max(r.retrains for r in item.runs)
-        later = study.user_attrs[f"shifted:{_digest(item.text)}"]
-        assert Scores(**later) == item.runs[1]
-    assert (result.front[0].search.value, result.front[0].search.cost("retrains")) in result.points
-
-
-def _digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def test_the_second_run_starts_half_a_step_later_in_rows_of_the_searched_part() -> None:
-    ts = (pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(100) * 2, unit="s")).to_numpy()
-    assert shifted(Span(rows=20), parse_span("10", "--step"), ts) == Span(rows=25)
-    # durations: 60 s of warm-up is row 30 (a row every 2 s), half of a 40 s step is 10 rows
-    assert shifted(parse_span("60s", "--warmup"), parse_span("40s", "--step"), ts) == Span(rows=40)
-    # a one-row step has no half; a shift past the data leaves no second run
-    assert shifted(Span(rows=20), parse_span("1", "--step"), ts) is None
-    assert shifted(Span(rows=95), parse_span("20", "--step"), ts) is None
-
-
-def _trial(number: int, value: float, retrains: int) -> optuna.trial.FrozenTrial:
-    scores = Scores(value, retrains, retrains, float(retrains))
-    trial = optuna.trial.create_trial(
-        values=[value, retrains],
-        user_attrs={"policy": POLICY.replace("tiny", f"tiny{number}"), "search": vars(scores)},
-    )
-    trial.number = number
-    return trial
-
-
-def test_the_front_is_taken_on_the_worse_of_two_runs_rerunning_only_its_policies() -> None:
-    # trial 1 looks best for its cost on one run, but with the checks half a step later it
-    # retrains twice as often (a trigger that fires once per change only on one grid)
-    trials = [_trial(0, 0.60, 0), _trial(1, 0.80, 4), _trial(2, 0.75, 4), _trial(3, 0.82, 9)]
-    trials.append(_trial(4, 0.50, 6))  # dominated on its one run: never re-run
-    later = {0: (0.61, 0), 1: (0.79, 8), 2: (0.76, 4), 3: (0.83, 9), 4: (0.99, 0)}
-    asked: list[str] = []
-
-    def rerun(text: str, where: str) -> Scores:
-        asked.append(where)
-        value, retrains = later[int(where.split()[1])]
-        return Scores(value, retrains, retrains, float(retrains))
-
-    front, points = _front(trials, rerun, higher=True, cost="retrains")
-    # trial 2 (4 retrains on both grids) takes the place of trial 1 (4 and 8), which stays
-    # on the front at its worse run's cost, between trial 2 and trial 3
-    got = [(c.trial, c.search.value, c.search.retrains) for c in front]
-    assert got == [(0, 0.60, 0), (2, 0.75, 4), (1, 0.79, 8), (3, 0.82, 9)]
-    assert front[1].runs == (Scores(0.75, 4, 4, 4.0), Scores(0.76, 4, 4, 4.0))
-    # trial 2 was re-run only once trial 1 left its place; trial 4 never
-    assert sorted(asked) == ["trial 0", "trial 1", "trial 2", "trial 3"]
-    assert asked.index("trial 2") > asked.index("trial 1")
-    # every trial's point: the worse of two runs for those re-run, its one run for trial 4
-    assert points == [(0.60, 0.0), (0.79, 8.0), (0.75, 4.0), (0.82, 9.0), (0.50, 6.0)]
-    # lower is better (a loss): the worse run is the higher value
-    loss = worse((Scores(0.3, 1, 1, 1.0), Scores(0.4, 0, 0, 0.5)), higher=False)
-    assert loss == Scores(0.4, 1, 1, 1.0)
 
 
 def test_a_study_resumes_with_more_trials_and_refuses_other_options(
@@ -357,7 +293,6 @@ def test_the_written_policy_validates_and_runs_in_the_daemon(
     text = out.read_text()
     assert text.startswith("# Tuned by `reoptd policy tune`")
     assert "Picked by --pick knee" in text and "Held out" in text and "periodic" in text
-    assert "the worse of two runs" in text and "half a step later" in text
     assert chosen.summary in table(result, chosen)
     code = CliRunner().invoke(app, ["policy", "validate", str(out)])
     assert code.exit_code == 0, code.output

@@ -151,21 +151,17 @@ def policy_tune(
     `monitor.drift`'s thresholds (when a drift trigger is on), `guards.cooldown`, `train.window`
     and `promote.min_improvement`; the rest of the file is kept. The first trials are the base
     policy and three faster-reacting variants of it (shortest window, no cooldown, triggers
-    firing on their first check). Each policy that reaches the front is run a second time on
-    the searched rows with the checks half a step later and scored by the worse of its two runs
-    (the lower metric, the more re-optimizations): a policy whose few retrains came from where
-    the checks happened to fall is not a cheap policy.
+    firing on their first check).
 
     **Holdout.** The history is cut by time: trials backtest the older rows only; then every
     Pareto-optimal policy, the base policy and the static (never retrain) and periodic (retrain
     before every step) baselines are backtested on the newest --holdout rows, which no trial saw.
     The table shows both; trust the held-out columns.
 
-    **--pick** chooses on the search scores (the worse of two runs; never the held-out ones):
-    knee is the front's knee, the point farthest above the line from its cheapest to its most
-    valuable policy (each axis scaled to that span: most of the value at a small share of the
-    cost); max-value the best metric; 'max-retrains N' the best metric with at most N retrains
-    in the searched rows (in the worse run).
+    **--pick** chooses on the search scores (never the held-out ones): knee is the front's knee,
+    the point farthest above the line from its cheapest to its most valuable policy (each axis
+    scaled to that span: most of the value at a small share of the cost); max-value the best
+    metric; 'max-retrains N' the best metric with at most N retrains in the searched rows.
     --out writes that policy with a comment saying how it was chosen and what it scored; it
     validates and runs in the daemon as it is.
 

@@ -1,10 +1,7 @@
 """Choosing one policy of the front, and writing it as a policy file with how it was chosen.
 
 The choice uses the search scores only: choosing by the held-out scores would make them an
-optimistic estimate. They are each front policy's worse of two runs on the searched rows, the
-checks on the grid as given and half a step later (``_study.py``): a policy whose few retrains
-came from where the checks happened to fall is scored with the retrains it makes on the other
-grid. ``knee`` is the front's knee (Satopaa et al.'s "Kneedle"): with value and
+optimistic estimate. ``knee`` is the front's knee (Satopaa et al.'s "Kneedle"): with value and
 cost each scaled to 0..1 between the front's cheapest and its most valuable policy, the policy
 whose scaled value most exceeds its scaled cost, the one farthest above the straight line
 between those two ends, reaching most of the front's value at a small share of its cost. (Two
@@ -106,13 +103,7 @@ def write_policy(
         f"Picked by --pick {choice} on the Pareto front of {metric} ({direction}) against"
         f" {result.cost} (down),",
         f"searched on the older {share} of the rows ({result.search_rows}).",
-        f"Search: {_scored(metric, chosen.search)}"
-        + (
-            f" (the worse of two runs, the checks on the grid as given and half a step later;"
-            f" retrains {_by_run(chosen)})."
-            if len(chosen.runs) > 1
-            else "."
-        ),
+        f"Search: {_scored(metric, chosen.search)}.",
         f"Held out (newest {result.holdout:.0%}, {result.holdout_rows} rows, never searched):"
         f" {_scored(metric, chosen.heldout)};",
         f"  base policy {_scored(metric, result.base.heldout)};",
@@ -133,32 +124,25 @@ def _scored(metric: str, scores: Scores | None) -> str:
 def table(result: TuneResult, chosen: Candidate | None) -> str:
     """The front beside the base and the baselines, as a text table."""
     metric = result.metric
-    headers = ["", "trial", f"search {metric}", "retrains", "by run"]
-    headers += [f"held-out {metric}", "retrains", "policy"]
+    headers = ["", "trial", f"search {metric}", "retrains", f"held-out {metric}", "retrains"]
+    headers.append("policy")
     rows: list[list[str]] = []
     for c in result.front:
         mark = "*" if c is chosen else ""
-        rows.append([mark, str(c.trial), *_pair(c.search), _by_run(c), *_pair(c.heldout)])
-        rows[-1].append(c.summary)
-    base = result.base
-    rows.append(["", "base", *_pair(base.search), _by_run(base), *_pair(base.heldout)])
-    rows[-1].append(base.summary)
-    rows.append(["", "periodic", "", "", "", *_pair(result.periodic), "retrain before every step"])
-    rows.append(["", "static", "", "", "", *_pair(result.static), "never retrain"])
+        rows.append([mark, str(c.trial), *_pair(c.search), *_pair(c.heldout), c.summary])
+    rows.append(["", "base", *_pair(result.base.search), *_pair(result.base.heldout)])
+    rows[-1].append(result.base.summary)
+    rows.append(["", "periodic", "", "", *_pair(result.periodic), "retrain before every step"])
+    rows.append(["", "static", "", "", *_pair(result.static), "never retrain"])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     out = []
     for row in [headers, *rows]:
         cells = [
-            row[i].ljust(widths[i]) if i in (0, 7) else row[i].rjust(widths[i])
+            row[i].ljust(widths[i]) if i in (0, 6) else row[i].rjust(widths[i])
             for i in range(len(row))
         ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
-
-
-def _by_run(c: Candidate) -> str:
-    """The search retrains of each run (the grid as given, then half a step later)."""
-    return "/".join(str(r.retrains) for r in c.runs)
 
 
 def _pair(scores: Scores | None) -> list[str]:

@@ -6,16 +6,6 @@ backtested on the newest part (the holdout), which the search never saw: the fro
 cost there are the honest estimate of what a policy will do next. A held-out run warms up on all
 the rows before the cut, so each policy trains its first model on its own window of the past.
 
-The front is taken on scores that do not hang on where the checks fall. A trial's backtest checks
-at one grid of instants; a policy that fires once per change on that grid may fire twice on
-another (seen: a drift trigger ``for: 2`` with a 400 s window, 4 retrains on the searched rows,
-6, 8 and 6 with the grid shifted by a quarter, half and three quarters of a step, and 3 instead
-of 2 held out, where a change fell just before a check). So every policy that would be on the
-front is backtested a second time on the searched rows with its first step half a step later,
-and scored by the worse of its two runs (the lower value, the more retrains and seconds); a
-trial not re-run cannot be on this front, since its one run's scores are at least as good as
-its worse-of-two would be, and the front is re-taken until each of its policies was re-run.
-
 The study lives in the daemon's database (the Optuna storage the tune step uses): each trial
 keeps its candidate's YAML, its search scores and, once measured, its held-out scores, so a study
 interrupted or extended (same name, more ``--trials``) resumes, and optuna-dashboard shows it.
@@ -50,7 +40,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 Cost = Literal["retrains", "seconds"]
 SETTINGS = "reoptd_policy_tune"  # study user attr: what the study was started with
 HELDOUT = "heldout:"
-SHIFTED = "shifted:"  # study user attrs: a policy's search scores with the grid half a step on
 NO_DELAY = Span(rows=0)  # study user attrs: held-out scores by candidate hash
 
 
@@ -81,9 +70,6 @@ class Candidate:
     summary: str
     search: Scores
     heldout: Scores | None = None
-    # the search scores of its two runs, the grid as given and half a step later (``search``
-    # is the worse of them); one run when the step cannot be halved
-    runs: tuple[Scores, ...] = ()
     # the periodic baseline of its own held-out run: retraining before every step on this
     # candidate's train.window (the result's ``periodic`` uses the base policy's window)
     heldout_periodic: Scores | None = None
@@ -105,8 +91,7 @@ class TuneResult:
     base: Candidate
     static: Scores  # the held-out baselines, from the base policy's held-out run
     periodic: Scores
-    # every trial's value and cost: the worse of its two runs when it was re-run, else its one
-    points: list[tuple[float, float]] = field(default_factory=list)
+    points: list[tuple[float, float]] = field(default_factory=list)  # every trial: value, cost
     seconds: float = 0.0
 
 
@@ -219,26 +204,7 @@ def tune_policy(
             failed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
             reason = failed[-1].user_attrs.get("error", "?") if failed else "no trial ran"
             raise TuneError(f"study {name}: no trial completed; the last failed with: {reason}")
-        later = shifted(first, step, history.ts[:cut])
-
-        def rerun(text: str, where: str) -> Scores | None:
-            """The policy's search scores with the grid half a step later (None: no such grid,
-            or the run failed), kept in the study."""
-            if later is None:
-                return None
-            key = SHIFTED + _digest(text)
-            stored = study.user_attrs.get(key)
-            if stored is None:
-                try:
-                    report = backtest(text, where, search_file, later)
-                except ReoptdError as exc:
-                    log.warning("%s: its run half a step later failed: %s", where, exc)
-                    return None
-                stored = asdict(_scores(report["served"]))
-                study.set_user_attr(key, stored)
-            return Scores(**stored)
-
-        front, points = _front(completed, rerun, higher, cost)
+        front = _front(study)
         base_text = to_yaml(raw)
         base_search = next(
             (_trial_scores(t) for t in completed if t.user_attrs.get("base")),
@@ -246,10 +212,7 @@ def tune_policy(
         )
         if base_search is None:
             base_search = _scores(backtest(base_text, str(base_file), search_file, first)["served"])
-        base_runs = _runs(base_search, rerun(base_text, str(base_file)))
-        base_candidate = Candidate(
-            None, base_text, _summary(base_text), worse(base_runs, higher), runs=base_runs
-        )
+        base_candidate = Candidate(None, base_text, _summary(base_text), base_search)
         todo = [base_candidate, *front]
         bar = tqdm(
             total=len(todo), desc="held out", unit="policy", disable=not progress, mininterval=0.5
@@ -296,7 +259,7 @@ def tune_policy(
         base=base_candidate,
         static=baselines["static"],
         periodic=baselines["periodic"],
-        points=points,
+        points=[(float(t.values[0]), float(t.values[1])) for t in completed],
         seconds=round(time.perf_counter() - started, 1),
     )
 
@@ -383,95 +346,18 @@ def _close_crashed(study: optuna.Study) -> None:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
-def shifted(first: Span, step: Span, ts: np.ndarray) -> Span | None:
-    """The warm-up that starts the steps half a step after ``first`` does (in rows of ``ts``,
-    the searched rows' times), or None when a step is a single row or the data ends first."""
-    if first.rows is not None:
-        start = first.rows
-    else:
-        assert first.duration is not None
-        start = int(np.searchsorted(ts, ts[0] + np.timedelta64(first.duration), side="left"))
-    if start >= len(ts):
-        return None
-    if step.rows is not None:
-        later = start + step.rows // 2
-    else:
-        assert step.duration is not None
-        half = np.timedelta64(step.duration / 2)
-        later = int(np.searchsorted(ts, ts[start] + half, side="left"))
-    return Span(rows=later) if start < later < len(ts) else None
-
-
-def worse(runs: tuple[Scores, ...], higher: bool) -> Scores:
-    """The scores a policy can be counted on for: its worst value and its highest costs over
-    ``runs`` (a value None in a run is left out)."""
-    values = [r.value for r in runs if r.value is not None]
-    value = (min(values) if higher else max(values)) if values else None
-    return Scores(
-        value=value,
-        retrains=max(r.retrains for r in runs),
-        promotions=max(r.promotions for r in runs),
-        seconds=max(r.seconds for r in runs),
-    )
-
-
-def _runs(first: Scores, later: Scores | None) -> tuple[Scores, ...]:
-    return (first,) if later is None else (first, later)
-
-
-def _front(
-    completed: list[optuna.trial.FrozenTrial],
-    rerun: Callable[[str, str], Scores | None],
-    higher: bool,
-    cost: Cost,
-) -> tuple[list[Candidate], list[tuple[float, float]]]:
-    """The Pareto-optimal trials on their worse-of-two-runs scores, by cost, one per point
-    (trials that tie on both objectives, say every policy that never retrains, are one point,
-    shown by the first of them); and every trial's point (re-run or not).
-
-    Only the policies that reach the front are re-run: a trial's one run is at least as good
-    on both objectives as its worse of two, so a trial left out of the front on its one run
-    stays out; the front is re-taken until every policy on it was re-run."""
-    sign = 1.0 if higher else -1.0
-    first = {t.number: _trial_scores(t) for t in completed}
-    texts = {t.number: str(t.user_attrs["policy"]) for t in completed}
-    known: dict[int, tuple[Scores, ...]] = {}
-
-    def scores(n: int) -> Scores:
-        return worse(known[n], higher) if n in known else first[n]
-
-    def point(n: int) -> tuple[float, float]:
-        s = scores(n)
-        return float(s.value if s.value is not None else np.nan), s.cost(cost)
-
-    while True:
-        numbers = [n for n in first if first[n].value is not None]
-        optimal = _pareto({n: (sign * point(n)[0], point(n)[1]) for n in numbers})
-        todo = [n for n in optimal if n not in known]
-        if not todo:
-            break
-        for n in todo:
-            known[n] = _runs(first[n], rerun(texts[n], f"trial {n}"))
-    seen: set[tuple[float, float]] = set()
+def _front(study: optuna.Study) -> list[Candidate]:
+    """The Pareto-optimal trials by cost, one per point: trials that tie on both objectives
+    (say every policy that never retrains) are one point, shown by the first of them."""
+    seen: set[tuple[float, ...]] = set()
     front: list[Candidate] = []
-    for n in sorted(optimal, key=lambda n: (point(n)[1], n)):
-        if point(n) in seen:
+    for trial in sorted(study.best_trials, key=lambda t: (t.values[1], t.number)):
+        text, point = trial.user_attrs["policy"], tuple(trial.values)
+        if point in seen:
             continue
-        seen.add(point(n))
-        text = texts[n]
-        front.append(Candidate(n, text, _summary(text), scores(n), runs=known[n]))
-    return front, [point(n) for n in sorted(first)]
-
-
-def _pareto(points: dict[int, tuple[float, float]]) -> list[int]:
-    """The keys of ``points`` (value up, cost down) that no other point dominates."""
-    return [
-        n
-        for n, (v, c) in points.items()
-        if not any(
-            v2 >= v and c2 <= c and (v2, c2) != (v, c) for m, (v2, c2) in points.items() if m != n
-        )
-    ]
+        seen.add(point)
+        front.append(Candidate(trial.number, text, _summary(text), _trial_scores(trial)))
+    return front
 
 
 def _trial_scores(trial: optuna.trial.FrozenTrial) -> Scores:
