@@ -1,9 +1,11 @@
 """The Optuna storage a tune step's studies live in, opened once per step (and once per Ray
-worker for trial tasks), its connections closed when the step ends.
+worker for trial tasks), its connections closed when the step ends. It is Optuna's RDB storage
+with this process's running trials read once (``OwnTrials``): about 29 SQL statements per trial
+of four parameters instead of 43.
 
 On PostgreSQL its sessions commit without waiting for the write-ahead log to reach the disk
-(``synchronous_commit=off``, for these connections only). Optuna's RDB storage commits about ten
-small transactions per trial (the trial, each parameter, its attributes, its values and state);
+(``synchronous_commit=off``, for these connections only). Optuna's RDB storage commits about eight
+small transactions per trial (the trial, each parameter, its values and state);
 waiting for an fsync at each one made the wait for the disk a large part of a short trial, and
 parallel trials queued on the one log. What it risks: a crash of the PostgreSQL *server* may lose
 the trial writes of its last few hundred milliseconds (never a torn or corrupt row; PostgreSQL's
