@@ -10,7 +10,7 @@ trial tasks drawing trials from one quota against the shared study), after a war
 second of the search. Target: at least 1.7x.
 
 It is measured twice. With the demo's tiny trials (``max_iter: 150`` on ~400 rows: about 40 ms of
-fitting) each trial's fixed cost, Optuna's ten-odd transactions on PostgreSQL (the client's ORM
+fitting) each trial's fixed cost, Optuna's eight-odd transactions on PostgreSQL (the client's ORM
 work and the server's, on the same two cores as the trials), weighs as much as the fit, and a
 second worker's share of the cores is partly the database's. With realistic trials
 (``--realistic-iterations``, default ``max_iter: 1500``: about half a second of fitting, what a

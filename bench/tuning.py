@@ -28,7 +28,7 @@ import optuna
 import pandas as pd
 
 from reoptd.optimize._base import RunContext
-from reoptd.optimize._tune import OWN, Tune
+from reoptd.optimize._tune import Tune, is_own
 from reoptd.policy import parse_policy
 
 POLICY = textwrap.dedent(
@@ -103,7 +103,7 @@ def tune(storage: str, model: str, sampler: str, frame: pd.DataFrame, champion: 
     )
     record = Tune().run(ctx)
     study = optuna.load_study(study_name=record["study"], storage=storage)
-    trials = [t for t in study.get_trials() if t.user_attrs.get(OWN)]
+    trials = [t for t in study.get_trials() if is_own(t)]
     return [100 * t.value for t in sorted(trials, key=lambda t: t.number)], record
 
 

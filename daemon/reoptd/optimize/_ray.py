@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -361,10 +361,11 @@ def parallel_trials(
     objective: Any,
     trials: int,
     timeout: float | None,
-    callbacks: list[Any],
+    after: Callable[[optuna.Study], None],
 ) -> bool:
     """Run ``trials`` trials of ``study`` in ``tune.jobs`` parallel shares when this is a run's
     Ray task and the study lives on a database server; False (nothing done) otherwise.
+    ``after(study)`` follows each trial of the run's own share.
 
     The run's task runs trials itself, one at a time from a ``_Quota``; a feeder thread keeps
     ``jobs - 1`` trial tasks busy with chunks of the rest. Each trial task asks for the run's
@@ -374,6 +375,8 @@ def parallel_trials(
     if jobs < 2 or not _IN_RAY_RUN.is_set() or not _shared(storage):
         return False
     import ray
+
+    from reoptd.optimize._studies import then
 
     cpus = _task_cpus()
     quota = _Quota(trials, jobs)
@@ -413,7 +416,8 @@ def parallel_trials(
             for ref in inflight:
                 ray.cancel(ref, force=True)
 
-    def more(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+    def more(study: optuna.Study) -> None:
+        after(study)
         if stop.is_set() or not quota.take(1):
             study.stop()
 
@@ -423,11 +427,7 @@ def parallel_trials(
     try:
         if quota.take(1):  # the run's own share: the study as created, with the policy's seed
             study.optimize(
-                objective,
-                n_trials=None,
-                timeout=timeout,
-                callbacks=[*callbacks, more],
-                catch=(ValueError,),
+                then(objective, more), n_trials=None, timeout=timeout, catch=(ValueError,)
             )
     except BaseException:
         stop.set()
@@ -453,13 +453,11 @@ _STORAGES_LOCK = threading.Lock()
 
 
 def _storage(url: str) -> Any:
-    import optuna
-
     from reoptd.optimize._studies import open_storage
 
     with _STORAGES_LOCK:
         if url not in _STORAGES:
-            _STORAGES[url] = optuna.storages.get_storage(open_storage(url))
+            _STORAGES[url] = open_storage(url)
         return _STORAGES[url]
 
 

@@ -28,7 +28,7 @@ from reoptd.optimize._base import RunContext
 from reoptd.optimize._ray import parallel_trials
 from reoptd.optimize._retrain import fit_challenger
 from reoptd.optimize._spaces import ITERATIONS, default_key, distribution, grid, search_space
-from reoptd.optimize._studies import close_storage, open_storage
+from reoptd.optimize._studies import close_storage, open_storage, then
 from reoptd.optimize._validate import batch1_latency
 from reoptd.policy import Param, Policy
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reoptd.optimize")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-OWN = "reoptd_own"  # user attr on trials this study ran itself (not copied from history)
+FROM = "reoptd_from"  # user attr on trials copied from an earlier study (``seed_history``)
 WARM_FROM_HISTORY = 5
 
 
@@ -88,14 +88,13 @@ class Tune:
         objective = _Objective(policy, space, train, valid, multi)
         progress = _Progress(policy.model, spec.trials, len(own))
         if remaining > 0 and not parallel_trials(
-            study, ctx.storage, policy, space, objective, remaining, timeout, [progress]
+            study, ctx.storage, policy, space, objective, remaining, timeout, progress
         ):
             study.optimize(
-                objective,
+                then(objective, progress),
                 n_trials=remaining,
                 timeout=timeout,
                 n_jobs=spec.jobs,
-                callbacks=[progress],
                 show_progress_bar=ctx.progress,
                 catch=(ValueError,),
             )
@@ -122,7 +121,7 @@ class Tune:
             "final_fit": final,
         }
         if multi:
-            front = [t for t in study.best_trials if t.user_attrs.get(OWN)]
+            front = [t for t in study.best_trials if is_own(t)]
             record["pareto_front"] = [
                 {"params": t.params, policy.metric: t.values[0], spec.tradeoff: t.values[1]}
                 for t in sorted(front, key=lambda t: t.values[1])
@@ -152,7 +151,6 @@ class _Objective:
         self.staged = policy.tune.pruner != "none" and not multi
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        trial.set_user_attr(OWN, True)
         params = {name: _suggest(trial, name, p) for name, p in self.space.items()}
         policy = self.policy
         model = build_model(policy, {**policy.train.params, **params})
@@ -251,8 +249,16 @@ def _study_name(
     return f"{prefix}.{pd.Timestamp(now).strftime('%Y%m%dT%H%M%S')}", False
 
 
+def is_own(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the study ran ``trial`` itself: started (not an enqueued trial still waiting) and
+    not a copy from an earlier study (``FROM``). Studies before this rule also wrote a
+    ``reoptd_own`` attribute on every trial they ran (a transaction per trial): the same set,
+    but for a trial killed before its objective's first line, which now counts as started."""
+    return trial.state != optuna.trial.TrialState.WAITING and FROM not in trial.user_attrs
+
+
 def _own(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(OWN)]
+    return [t for t in study.get_trials(deepcopy=False) if is_own(t)]
 
 
 def _fits(value: Any, dist: optuna.distributions.BaseDistribution) -> bool:
@@ -284,7 +290,7 @@ def _warm_start(
         done = [
             t
             for t in old.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get(OWN)
+            if t.state == optuna.trial.TrialState.COMPLETE and is_own(t)
         ]
         done.sort(key=lambda t: t.values[0], reverse=higher)
         for trial in done[:WARM_FROM_HISTORY]:
@@ -307,7 +313,7 @@ def _seed(study: optuna.Study, storage: Any, model: str, fingerprint: str, name:
                 params=t.params,
                 distributions=t.distributions,
                 values=t.values,
-                user_attrs={"reoptd_from": summary.study_name},
+                user_attrs={FROM: summary.study_name},
             )
             for t in old.get_trials(deepcopy=False)
             if t.state == optuna.trial.TrialState.COMPLETE and len(t.values) == 1
@@ -344,12 +350,13 @@ def _pruner(kind: str) -> optuna.pruners.BasePruner:
 
 
 class _Progress:
-    """A log line every few trials, so a long study shows where it is in the daemon's log."""
+    """A log line every few trials, so a long study shows where it is in the daemon's log: called
+    as each trial ends (``then``), its best is of the trials recorded before this one."""
 
     def __init__(self, model: str, budget: int, done: int) -> None:
         self.model, self.budget, self.done = model, budget, done
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def __call__(self, study: optuna.Study) -> None:
         self.done += 1
         if self.done % 10 == 0 or self.done == self.budget:
             try:
