@@ -398,13 +398,18 @@ class PerformanceEstimator:
         rng = np.random.default_rng(len(proba))
         # each resample's calibration where this window's rows are: its tied method's whole-holdout
         # map plus its refit's departure from the map it was refitted from
+        # (the centres and references repeat across resamples: each calibrated once)
+        memo: dict[tuple[int, ...], np.ndarray] = {}
+
+        def once(calibrators: list[Calibrator]) -> np.ndarray:
+            key = tuple(map(id, calibrators))
+            if key not in memo:
+                memo[key] = self.calibrate(proba, calibrators)
+            return memo[key]
+
         calibrated = []
         for cal, ref, centre in zip(self.resampled, self.references, self.centres, strict=True):
-            moved = (
-                self.calibrate(proba, centre)
-                + self.calibrate(proba, cal)
-                - self.calibrate(proba, ref)
-            )
+            moved = once(centre) + self.calibrate(proba, cal) - once(ref)
             moved = np.clip(moved, 1e-6, 1.0)
             calibrated.append(moved / moved.sum(axis=1, keepdims=True))
         if not calibrated:
