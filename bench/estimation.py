@@ -18,9 +18,10 @@ outside the holdout's range must be declared unreliable.
 Prints, per task, one line:
 
     task=binary|multiclass|regression metric=… mae_covariate=… mae_concept=… band_coverage=…
-    [f1_mae_covariate=…] unreliable_flagged=true|false target_met=true|false
+    band_width=… [f1_mae_covariate=…] unreliable_flagged=true|false target_met=true|false
 
-(for regression, the MAE errors as a share of the realised MAE), a plot of estimate, band and
+(``band_width``: the covariate stream's mean band width; for regression, the MAE errors and
+the band width as a share of the realised MAE), a plot of estimate, band and
 realised value per chunk (``--plot``, default docs/img/estimation.png), and one closing line:
 
     chunks=… rows=… binary_mae=… multiclass_mae=… regression_mae_share=… coverage_min=…
@@ -131,6 +132,9 @@ class Series:
     def mae(self) -> float:
         return float(np.mean(np.abs(np.subtract(self.estimate, self.realised))))
 
+    def width(self) -> float:
+        return float(np.mean(np.subtract(self.upper, self.lower)))
+
     def coverage(self) -> float:
         r, lo, hi = (np.asarray(v) for v in (self.realised, self.lower, self.upper))
         return float(np.mean((lo <= r) & (r <= hi)))
@@ -188,10 +192,12 @@ def run_task(task: str, args: argparse.Namespace, seed: int) -> dict:
         scale = float(np.mean(cov.realised))
         out["mae_covariate"] = cov.mae() / scale
         out["mae_concept"] = con.mae() / float(np.mean(con.realised))
+        out["width"] = cov.width() / scale
         out["met"] = out["mae_covariate"] <= 0.10
     else:
         out["mae_covariate"] = cov.mae()
         out["mae_concept"] = con.mae()
+        out["width"] = cov.width()
         out["f1_mae"] = float(np.mean(np.abs(cov.f1_gap)))
         out["met"] = out["mae_covariate"] <= 0.02 and out["f1_mae"] <= 0.02
     out["met"] = out["met"] and out["coverage"] >= 0.85 and flagged
@@ -240,6 +246,7 @@ def main() -> None:
         print(
             f"task={task} metric={result['metric']} mae_covariate={result['mae_covariate']:.4f}"
             f" mae_concept={result['mae_concept']:.4f} band_coverage={result['coverage']:.3f}"
+            f" band_width={result['width']:.4f}"
             f"{extra} unreliable_flagged={str(result['flagged']).lower()}"
             f" estimator_built_s={result['built_s']:.1f} estimate_ms={result['estimate_ms']:.0f}"
             f" target_met={str(result['met']).lower()}",
