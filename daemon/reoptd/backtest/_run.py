@@ -145,7 +145,9 @@ def run_backtest(
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
     label_at = label_times(history, label_delay)
-    source = ReplaySource(history.frame, history.policy.timestamp, history.policy.target, label_at)
+    source = ReplaySource(
+        history.frame, history.policy.timestamp, history.policy.target, label_at, history.policy
+    )
     memo: str | None = None
     if cache is None:
         cache = BacktestCache()

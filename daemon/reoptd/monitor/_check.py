@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from reoptd.data import Source, labelled, validate_batch
+from reoptd.data import Source, labelled, validate_read
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._dle import LossEstimator
@@ -241,7 +241,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
     try:
         if complete.empty:
             raise DataError(f"{source.name}: no row has all its features present")
-        frame = validate_batch(complete, policy, source.name)
+        frame = validate_read(complete, policy, source)
     except DataError as exc:
         result.data_problem = f"model outputs not computed: {exc}"
         result.seconds = time.perf_counter() - started
