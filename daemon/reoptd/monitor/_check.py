@@ -202,7 +202,11 @@ def _complete(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     almost every window; the caller's ``validate_batch`` copies the frame anyway)."""
     missing = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        missing |= frame[column].isna().to_numpy()
+        values = frame[column]
+        if isinstance(values.dtype, np.dtype):  # as ``Series.isna``, on the array: cheaper
+            missing |= pd.isna(values.to_numpy())
+        else:
+            missing |= values.isna().to_numpy()
     return frame[~missing] if missing.any() else frame
 
 
