@@ -125,14 +125,14 @@ def test_checks_found_by_time_in_and_out_of_order(
         assert stored.id is not None
         return stored.id
 
-    def expected(since: int, until: int) -> list[int]:
+    def expected(since: int, until: int) -> list[int | None]:
         every = sorted(memory_store.checks(name, limit=10**6), key=lambda c: (c.at, c.id))
         low, high = t0 + timedelta(minutes=since), t0 + timedelta(minutes=until)
-        return [c.id for c in every if low <= c.at < high and c.labelled_rows < c.rows]  # type: ignore[misc]
+        return [c.id for c in every if low <= c.at < high and c.labelled_rows < c.rows]
 
-    def waiting(since: int, until: int) -> list[int]:
+    def waiting(since: int, until: int) -> list[int | None]:
         low, high = t0 + timedelta(minutes=since), t0 + timedelta(minutes=until)
-        return [c.id for c in memory_store.waiting_checks(name, low, high)]  # type: ignore[misc]
+        return [c.id for c in memory_store.waiting_checks(name, low, high)]
 
     ids = [add(m, 10 if m % 15 == 0 else 4) for m in range(0, 100, 5)]  # some still waiting
     memory_store.update_check(ids[4], labelled_rows=10)
