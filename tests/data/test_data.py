@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reoptd.data import DemoSource, FileSource, labelled, open_source, validate_batch
+from reoptd.data import (
+    DemoSource,
+    FileSource,
+    ReplaySource,
+    labelled,
+    naive_utc,
+    open_source,
+    validate_batch,
+    validate_read,
+)
 from reoptd.data.demo import (
     DRIFT_AT,
     LABEL_DELAY,
@@ -259,6 +268,39 @@ def test_typed_columns_pass_unchanged_into_the_callers_own_copy(
 
 
 # -- DemoSource ------------------------------------------------------------------------------
+
+
+def test_a_replay_of_a_validated_frame_reads_windows_that_need_no_validation(
+    batch: pd.DataFrame, demo_policy: Policy
+) -> None:
+    """A ``ReplaySource`` given the policy validates its frame once (a bad row fails there);
+    its windows, late labels hidden, then pass ``validate_read`` as they are, equal to what
+    validating them gives. Without the policy, or for a policy that types batches otherwise,
+    each window is validated."""
+    ts = demo_policy.timestamp
+    history = batch.astype({NUMERICAL[0]: "int64"})  # a column validation retypes
+    history[TARGET] = np.arange(len(history)) % 2  # every label known, in time
+    label_at = naive_utc(history[ts]) + np.timedelta64(5, "m")
+    start, end = START + timedelta(minutes=2), START + timedelta(minutes=8)
+    source = ReplaySource(history, ts, TARGET, label_at, demo_policy)
+    window = source.read(start, end)
+    assert window[TARGET].isna().any() and window[TARGET].notna().any()
+    assert validate_read(window, demo_policy, source) is window
+    pd.testing.assert_frame_equal(window, validate_batch(window, demo_policy, "w"))
+    plain = ReplaySource(history, ts, TARGET, label_at)
+    raw = plain.read(start, end)
+    assert raw[NUMERICAL[0]].dtype == np.int64
+    pd.testing.assert_frame_equal(validate_read(raw, demo_policy, plain), window)
+    renamed = demo_policy.model_copy(update={"target": "other"})
+    assert "other" in validate_read(window, renamed, source).columns  # validated for it
+    broken = history.astype({NUMERICAL[0]: float})
+    broken.loc[5, NUMERICAL[0]] = np.nan
+    with pytest.raises(DataError) as info:
+        ReplaySource(broken, ts, TARGET, label_at, demo_policy)
+    assert info.value.column == NUMERICAL[0]
+    raw = ReplaySource(broken, ts, TARGET, label_at).read(START, end)
+    with pytest.raises(DataError):
+        validate_read(raw, demo_policy, plain)
 
 
 def test_demo_window_bounds() -> None:

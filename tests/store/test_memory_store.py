@@ -3,6 +3,8 @@ loop decided live (the two read the same state, `last_decision_at` included)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from reoptd.clock import SimulatedClock
 from reoptd.cycle import ModelLoop
 from reoptd.metrics import Metrics
@@ -97,3 +99,52 @@ def test_records_are_copied_in_and_out(
     model.policy["model"] = "renamed"
     model.policy["monitor"]["window"] = "1s"
     assert memory_store.model(name).policy == demo_policy.model_dump(mode="json", by_alias=True)
+
+
+def test_checks_found_by_time_in_and_out_of_order(
+    memory_store: MemoryStore, clock: SimulatedClock, demo_policy: Policy
+) -> None:
+    """Checks recorded in time order (a daemon's) are read by bisection, an update finds its
+    check by id; once one arrives out of order, the same queries scan and sort. Either way
+    they answer what filtering and sorting every check says."""
+    name = demo_policy.model
+    memory_store.ensure_model(demo_policy, clock.now())
+    t0 = clock.now()
+
+    def add(minutes: int, labelled: int) -> int:
+        at = t0 + timedelta(minutes=minutes)
+        stored = memory_store.add_check(
+            name,
+            at=at,
+            window_start=at,
+            window_end=at,
+            status="ok",
+            rows=10,
+            labelled_rows=labelled,
+        )
+        assert stored.id is not None
+        return stored.id
+
+    def expected(since: int, until: int) -> list[int | None]:
+        every = sorted(memory_store.checks(name, limit=10**6), key=lambda c: (c.at, c.id))
+        low, high = t0 + timedelta(minutes=since), t0 + timedelta(minutes=until)
+        return [c.id for c in every if low <= c.at < high and c.labelled_rows < c.rows]
+
+    def waiting(since: int, until: int) -> list[int | None]:
+        low, high = t0 + timedelta(minutes=since), t0 + timedelta(minutes=until)
+        return [c.id for c in memory_store.waiting_checks(name, low, high)]
+
+    ids = [add(m, 10 if m % 15 == 0 else 4) for m in range(0, 100, 5)]  # some still waiting
+    memory_store.update_check(ids[4], labelled_rows=10)
+    for since, until in ((0, 100), (12, 47), (15, 15), (-50, 3), (95, 200)):
+        assert waiting(since, until) == expected(since, until)
+    assert ids[4] not in waiting(0, 100) and ids[2] in waiting(0, 100)
+    assert ids[3] not in waiting(0, 100)
+    late = add(12, 0)  # recorded after the others, earlier in time
+    assert [c.id for c in memory_store.checks(name, limit=3)] == ids[-3:]
+    assert [c.id for c in memory_store.checks(name, limit=100)][3] == late
+    for since, until in ((0, 100), (12, 47), (10, 13)):  # (in the order they were recorded)
+        assert sorted(waiting(since, until)) == sorted(expected(since, until))
+    assert late in waiting(10, 13)
+    memory_store.update_check(late, labelled_rows=10)
+    assert late not in waiting(0, 100)

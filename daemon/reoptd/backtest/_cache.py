@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -83,7 +84,8 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     present = [c for c in columns if c in frame.columns]
     picked = [frame[c] for c in present]  # each column once: a frame's getitem is not free
     digest = hashlib.sha256()
-    digest.update(repr([(c, str(s.dtype)) for c, s in zip(present, picked, strict=True)]).encode())
+    names = [(c, _dtype_name(s.dtype)) for c, s in zip(present, picked, strict=True)]
+    digest.update(repr(names).encode())
     digest.update(f"rows={len(frame)}".encode())
     for column in picked:  # column by column: a numeric column's bytes need no hashing pass
         tz = isinstance(column.dtype, pd.DatetimeTZDtype)  # the zone is in the dtype above
@@ -96,6 +98,12 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         else:
             digest.update(pd.util.hash_array(values.astype(object)).tobytes())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _dtype_name(dtype: Any) -> str:
+    """``str(dtype)``, once per dtype (numpy builds the name anew each time)."""
+    return str(dtype)
 
 
 def digest(*parts: str) -> str:
@@ -508,6 +516,9 @@ class CachedChampion(Champion):
     cache: BacktestCache | None = field(default=None, repr=False)
     _reference_key: str | None = field(default=None, init=False, repr=False)
     _quality_key: str | None = field(default=None, init=False, repr=False)
+    #: the digests of the whole reference and of its labels, taken once (every check uses them)
+    _rows_key: str | None = field(default=None, init=False, repr=False)
+    _labels_key: str | None = field(default=None, init=False, repr=False)
 
     def detector(self, policy: Policy) -> DriftDetector:
         inner = super().detector(policy)
@@ -560,15 +571,18 @@ class CachedChampion(Champion):
         inner = super().output_drift()
         if self.cache is None:
             return inner
-        reference = frame_digest(self.reference, list(self.reference.columns))
-        prefix = digest("output drift", CODE_VERSION, self._identity(), reference)
+        if self._rows_key is None:
+            self._rows_key = frame_digest(self.reference, list(self.reference.columns))
+        prefix = digest("output drift", CODE_VERSION, self._identity(), self._rows_key)
         return _CachedOneDrift(inner, self.cache, prefix)
 
     def target_drift(self, policy: Policy) -> Any:
         inner = super().target_drift(policy)
         if inner is None or self.cache is None:
             return inner
-        labels = _array_key(self.reference[policy.target].to_numpy())
+        if self._labels_key is None:
+            self._labels_key = _array_key(self.reference[policy.target].to_numpy())
+        labels = self._labels_key
         prefix = digest("target drift", CODE_VERSION, policy.task, policy.target, labels)
         return _CachedOneDrift(inner, self.cache, prefix)
 

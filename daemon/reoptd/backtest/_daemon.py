@@ -71,6 +71,7 @@ def replay_history(
             history.policy.timestamp,
             history.policy.target,
             label_times(history, label_delay or Span(rows=0)),
+            history.policy,  # each cycle's windows then need no validation of their own
         )
         loop = ModelLoop(history.policy, store, metrics, source=source)
         loops.append((loop, history.policy))

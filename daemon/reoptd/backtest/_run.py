@@ -55,9 +55,10 @@ from reoptd.data import ReplaySource, labelled
 from reoptd.errors import OptimizeError
 from reoptd.metrics import Metrics
 from reoptd.models import Model, build_model
-from reoptd.monitor import NEEDS_SCORE, score
+from reoptd.monitor import NEEDS_SCORE, CheckResult, score
 from reoptd.optimize import InlineExecutor
-from reoptd.policy import Costs, Policy
+from reoptd.policy import Costs, Decision, Policy
+from reoptd.signals import Signals
 from reoptd.store import MemoryStore, Store, open_store
 from reoptd.threads import apply_thread_budget, thread_budget
 
@@ -108,6 +109,30 @@ class _Scored:
         return value
 
 
+class _Unscraped(Metrics):
+    """The loop's metrics in a backtest, where no one scrapes them: a check's gauges (some
+    forty labelled series per cycle, each set through prometheus_client) and a decision's
+    counter are not exported. Nothing the loop decides reads them; the errors it counts
+    still count."""
+
+    def export_check(
+        self,
+        model: str,
+        status: str,
+        result: CheckResult | None = None,
+        signals: Signals | None = None,
+        *,
+        data_error: bool = False,
+    ) -> None:
+        return None
+
+    def export_thresholds(self, policy: Policy, validation: dict[str, float]) -> None:
+        return None
+
+    def export_decision(self, model: str, decision: Decision) -> None:
+        return None
+
+
 def report_figures(report: dict[str, Any]) -> dict[str, Any]:
     """A backtest report less what measures the run's speed (seconds) or its cache (hits and
     misses): what two runs of one backtest, cached or not, must agree on."""
@@ -145,7 +170,9 @@ def run_backtest(
     history = load_history(data, policy, time_column)
     steps = cut_steps(history, warmup, step)
     label_at = label_times(history, label_delay)
-    source = ReplaySource(history.frame, history.policy.timestamp, history.policy.target, label_at)
+    source = ReplaySource(
+        history.frame, history.policy.timestamp, history.policy.target, label_at, history.policy
+    )
     memo: str | None = None
     if cache is None:
         cache = BacktestCache()
@@ -219,9 +246,10 @@ def _replay(
     cache)."""
     metric, target = policy.metric, policy.target
     if cache is None:  # runs in this thread: a worker process per run buys a backtest nothing
-        loop = ModelLoop(policy, registry, Metrics(), source=source, executor=InlineExecutor())
+        loop = ModelLoop(policy, registry, _Unscraped(), source=source, executor=InlineExecutor())
     else:
-        loop = ModelLoop(policy, registry, Metrics(), source=source, executor=CachedExecutor(cache))
+        executor = CachedExecutor(cache)
+        loop = ModelLoop(policy, registry, _Unscraped(), source=source, executor=executor)
         loop.versions = CachedVersions(
             registry, policy.model, cache, HistoryRows(frame, policy.features.all, policy.timestamp)
         )

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from reoptd.data import Source, labelled, validate_batch
+from reoptd.data import Source, labelled, validate_read
 from reoptd.errors import ArtifactError, DataError
 from reoptd.models import Model
 from reoptd.monitor import evaluate, metric_names
@@ -176,7 +176,7 @@ def rescore(
     if len(frame):
         ts = frame[policy.timestamp]
         frame = frame[ts < pd.Timestamp(check.window_end)]
-    frame = validate_batch(frame, policy, source.name)
+    frame = validate_read(frame, policy, source)
     rows = labelled(frame, policy)
     if len(rows) <= check.labelled_rows:
         return None

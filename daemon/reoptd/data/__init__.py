@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
     from reoptd.data._replay import ReplaySource, naive_utc
     from reoptd.data._sql import SqlLabels, SqlQuery, SqlSource
-    from reoptd.data._validate import labelled, validate_batch
+    from reoptd.data._validate import labelled, validate_batch, validate_read, validation_key
     from reoptd.data.demo import DemoSource
     from reoptd.policy import Policy
     from reoptd.store import Store
@@ -83,6 +83,8 @@ __all__ = [
     "store_predictions",
     "stored_label_kind",
     "validate_batch",
+    "validate_read",
+    "validation_key",
 ]
 
 __getattr__, __dir__ = lazy.lazy_exports(
@@ -111,5 +113,7 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "SqlSource": "._sql",
         "labelled": "._validate",
         "validate_batch": "._validate",
+        "validate_read": "._validate",
+        "validation_key": "._validate",
     },
 )

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from reoptd.clock import utc
+from reoptd.data._validate import validate_batch, validation_key
+from reoptd.policy import Policy
 
 
 class ReplaySource:
@@ -17,13 +19,27 @@ class ReplaySource:
     ``label_at`` says when each row's label becomes visible; ``read(start, end)`` hides the labels
     of rows whose ``label_at`` is not before ``end`` (the loop always reads up to "now"), exactly as
     the demo stream and a real label feed behave.
+
+    Given ``policy``, the frame is validated for it once (``validate_batch``; raises
+    ``DataError``) and ``validated`` says so, so the loop's ``validate_read`` of each window
+    read from it is free (a backtest reads every window several times).
     """
 
     name = "replay"
 
     def __init__(
-        self, frame: pd.DataFrame, timestamp: str, target: str, label_at: np.ndarray
+        self,
+        frame: pd.DataFrame,
+        timestamp: str,
+        target: str,
+        label_at: np.ndarray,
+        policy: Policy | None = None,
     ) -> None:
+        #: the ``validation_key`` of the policy every row was validated for, if any
+        self.validated: str | None = None
+        if policy is not None:
+            frame = validate_batch(frame, policy, self.name)
+            self.validated = validation_key(policy)
         self.frame = frame.reset_index(drop=True)
         self.timestamp = timestamp
         self.target = target

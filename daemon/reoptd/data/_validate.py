@@ -78,6 +78,24 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
     return frame
 
 
+def validation_key(policy: Policy) -> str:
+    """What ``validate_batch`` checks a batch against: the task, the target and the features'
+    kinds. Two policies with one key accept and type the same batches."""
+    features = policy.features
+    return repr((policy.task, policy.target, features.numerical, features.categorical))
+
+
+def validate_read(frame: pd.DataFrame, policy: Policy, source: object) -> pd.DataFrame:
+    """``validate_batch`` of rows read from ``source`` (naming it in errors). A source that
+    holds rows validated for this policy already (``validated``: their ``validation_key``, as
+    a ``ReplaySource`` given the policy has) returns them as they are: validation is row by
+    row, so any rows of a validated batch pass it unchanged, and a backtest re-reads every
+    window several times."""
+    if getattr(source, "validated", None) == validation_key(policy):
+        return frame
+    return validate_batch(frame, policy, getattr(source, "name", "source"))
+
+
 def _missing(values: pd.Series) -> np.ndarray:
     """Where ``values`` is missing, as ``Series.isna`` says (on the array: cheaper)."""
     if isinstance(values.dtype, np.dtype):

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from reoptd.data import Source, labelled, validate_batch
+from reoptd.data import Source, labelled, validate_read
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._dle import LossEstimator
@@ -202,7 +202,11 @@ def _complete(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     almost every window; the caller's ``validate_batch`` copies the frame anyway)."""
     missing = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        missing |= frame[column].isna().to_numpy()
+        values = frame[column]
+        if isinstance(values.dtype, np.dtype):  # as ``Series.isna``, on the array: cheaper
+            missing |= pd.isna(values.to_numpy())
+        else:
+            missing |= values.isna().to_numpy()
     return frame[~missing] if missing.any() else frame
 
 
@@ -241,7 +245,7 @@ def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> 
     try:
         if complete.empty:
             raise DataError(f"{source.name}: no row has all its features present")
-        frame = validate_batch(complete, policy, source.name)
+        frame = validate_read(complete, policy, source)
     except DataError as exc:
         result.data_problem = f"model outputs not computed: {exc}"
         result.seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reoptd.data import Source, labelled, validate_batch
+from reoptd.data import Source, labelled, validate_read
 from reoptd.errors import OptimizeError
 from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext, Step
@@ -30,7 +30,7 @@ class RunResult:
 def prepare(policy: Policy, source: Source, champion: Champion | None, now: datetime) -> RunContext:
     """Split the labelled rows of the training window into train and the newest holdout."""
     start = now - policy.train.window
-    frame = labelled(validate_batch(source.read(start, now), policy, source.name), policy)
+    frame = labelled(validate_read(source.read(start, now), policy, source), policy)
     frame = frame.sort_values(policy.timestamp, kind="stable").reset_index(drop=True)
     holdout_rows = round(len(frame) * policy.promote.holdout)
     train = frame.iloc[: len(frame) - holdout_rows]

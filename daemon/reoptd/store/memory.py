@@ -7,6 +7,7 @@ state by mutating a dict it was given. Artifacts still go through an ``ArtifactS
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import threading
@@ -48,6 +49,7 @@ from reoptd.store.records import (
     ModelRecord,
     ProcessRecord,
     RunRecord,
+    RunStats,
     VersionRecord,
 )
 
@@ -96,6 +98,9 @@ class _Model:
     versions: list[VersionRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     checks: list[CheckRecord] = field(default_factory=list)
+    #: ``checks`` are in (at, id) order: each was added after the ones before it in time (as
+    #: a daemon's are), so the recent ones are the last and a time range is found by bisection
+    in_order: bool = True
     decisions: list[DecisionRecord] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     #: row id -> (insertion order, prediction)
@@ -113,6 +118,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._models: dict[str, _Model] = {}
         self._ids = 0
+        self._checks: dict[int, tuple[_Model, int]] = {}  # check id -> (model, list index)
         self.owner = new_owner()
         self._processes: dict[str, ProcessRecord] = {}
         self._locks: dict[str, str] = {}  # model -> owner holding its lock
@@ -356,25 +362,33 @@ class MemoryStore(Store):
                 signals=_copy(signals or {}),
                 seconds=seconds,
             )
-            model.checks.append(record)
+            checks = model.checks
+            if checks and (record.at, record.id) < (checks[-1].at, checks[-1].id or 0):
+                model.in_order = False
+            assert record.id is not None
+            self._checks[record.id] = (model, len(checks))
+            checks.append(record)
             return _copy(record)
 
     def update_check(self, check_id: int, **changes: Any) -> CheckRecord:
         check_changes(check_id, changes)
         with self._lock:
-            for model in self._models.values():
-                for i, check in enumerate(model.checks):
-                    if check.id == check_id:
-                        model.checks[i] = replace(check, **_copy(changes))
-                        return _copy(model.checks[i])
-        raise ReoptdError(f"no check with id {check_id}")
+            found = self._checks.get(check_id)
+            if found is None:
+                raise ReoptdError(f"no check with id {check_id}")
+            model, i = found
+            model.checks[i] = replace(model.checks[i], **_copy(changes))
+            return _copy(model.checks[i])
 
     def checks(self, name: str, limit: int = 50) -> list[CheckRecord]:
         with self._lock:
             return [_copy(c) for c in self._recent(name, limit)]
 
     def _recent(self, name: str, limit: int) -> list[CheckRecord]:
-        ordered = sorted(self._get(name).checks, key=lambda c: (c.at, c.id or 0))
+        model = self._get(name)
+        ordered = model.checks
+        if not model.in_order:
+            ordered = sorted(ordered, key=lambda c: (c.at, c.id or 0))
         return ordered[-limit:] if limit > 0 else []
 
     def history(self, name: str, limit: int = 50) -> list[CheckView]:
@@ -385,9 +399,15 @@ class MemoryStore(Store):
 
     def waiting_checks(self, name: str, since: datetime, until: datetime) -> list[CheckRecord]:
         with self._lock:
+            model = self._get(name)
+            checks: Sequence[CheckRecord] = model.checks
+            if model.in_order:  # the checks from ``since`` on; a daemon's all lie before now
+                first = bisect.bisect_left(checks, since, key=lambda c: c.at)
+                last = bisect.bisect_left(checks, until, lo=first, key=lambda c: c.at)
+                checks = checks[first:last]
             return [
                 _copy(c)
-                for c in self._get(name).checks
+                for c in checks
                 if c.status == "ok" and since <= c.at < until and c.labelled_rows < c.rows
             ]
 
@@ -567,6 +587,18 @@ class MemoryStore(Store):
     def runs(self, name: str) -> list[RunRecord]:
         with self._lock:
             return [_copy(r) for r in self._get(name).runs]
+
+    def run_stats(self, name: str, since: datetime) -> RunStats:
+        """As ``Store.run_stats``, from the stored runs without copying them first (each holds
+        its job's policy snapshot): the loop asks for them at every decision."""
+        with self._lock:
+            runs = self._get(name).runs
+            recent = [r for r in runs if r.started_at > since and r.trigger != "bootstrap"]
+            return RunStats(
+                last_started_at=max((r.started_at for r in runs), default=None),
+                count=len(recent),
+                seconds=float(sum(r.seconds for r in recent)),
+            )
 
     def close_interrupted_runs(self, name: str) -> int:
         with self._lock:
