@@ -640,14 +640,8 @@ class Store(ABC):
 
     def run_stats(self, name: str, since: datetime) -> RunStats:
         """The last run's start (any run), and the runs other than the bootstrap that started
-        after ``since`` with the seconds they took."""
-        runs = self.runs(name)
-        recent = [r for r in runs if r.started_at > since and r.trigger != "bootstrap"]
-        return RunStats(
-            last_started_at=max((r.started_at for r in runs), default=None),
-            count=len(recent),
-            seconds=float(sum(r.seconds for r in recent)),
-        )
+        after ``since`` with the seconds they took (``RunStats.of``)."""
+        return RunStats.of(self.runs(name), since)
 
     # -- what decide sees ---------------------------------------------------------------------
 

@@ -592,13 +592,7 @@ class MemoryStore(Store):
         """As ``Store.run_stats``, from the stored runs without copying them first (each holds
         its job's policy snapshot): the loop asks for them at every decision."""
         with self._lock:
-            runs = self._get(name).runs
-            recent = [r for r in runs if r.started_at > since and r.trigger != "bootstrap"]
-            return RunStats(
-                last_started_at=max((r.started_at for r in runs), default=None),
-                count=len(recent),
-                seconds=float(sum(r.seconds for r in recent)),
-            )
+            return RunStats.of(self._get(name).runs, since)
 
     def close_interrupted_runs(self, name: str) -> int:
         with self._lock:

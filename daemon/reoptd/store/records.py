@@ -8,6 +8,7 @@ returns the new record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -189,3 +190,15 @@ class RunStats:
     last_started_at: datetime | None
     count: int
     seconds: float
+
+    @classmethod
+    def of(cls, runs: Iterable[RunRecord], since: datetime) -> RunStats:
+        """The last run's start (any run), and the runs other than the bootstrap that started
+        after ``since`` with the seconds they took."""
+        runs = list(runs)
+        recent = [r for r in runs if r.started_at > since and r.trigger != "bootstrap"]
+        return cls(
+            last_started_at=max((r.started_at for r in runs), default=None),
+            count=len(recent),
+            seconds=float(sum(r.seconds for r in recent)),
+        )
