@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from reoptd.data._labels import LabeledSource, LabelFiles, LabelJoin, join_labels
     from reoptd.data._replay import ReplaySource, naive_utc
     from reoptd.data._sql import SqlLabels, SqlQuery, SqlSource
-    from reoptd.data._validate import labelled, validate_batch, validate_read, validation_key
+    from reoptd.data._validate import (
+        labelled,
+        missing_mask,
+        validate_batch,
+        validate_read,
+        validation_key,
+    )
     from reoptd.data.demo import DemoSource
     from reoptd.policy import Policy
     from reoptd.store import Store
@@ -75,6 +81,7 @@ __all__ = [
     "join_labels",
     "label_kind",
     "labelled",
+    "missing_mask",
     "naive_utc",
     "open_source",
     "parse_timestamps",
@@ -112,6 +119,7 @@ __getattr__, __dir__ = lazy.lazy_exports(
         "SqlQuery": "._sql",
         "SqlSource": "._sql",
         "labelled": "._validate",
+        "missing_mask": "._validate",
         "validate_batch": "._validate",
         "validate_read": "._validate",
         "validation_key": "._validate",

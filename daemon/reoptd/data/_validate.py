@@ -48,7 +48,7 @@ def validate_batch(frame: pd.DataFrame, policy: Policy, where: str) -> pd.DataFr
                 column=column,
             )
     for column in policy.features.all:
-        nans = int(_missing(frame[column]).sum())
+        nans = int(missing_mask(frame[column]).sum())
         if nans:
             raise DataError(
                 f"{where}: column {column!r} has {nans} missing value(s) (NaN)"
@@ -96,7 +96,7 @@ def validate_read(frame: pd.DataFrame, policy: Policy, source: object) -> pd.Dat
     return validate_batch(frame, policy, getattr(source, "name", "source"))
 
 
-def _missing(values: pd.Series) -> np.ndarray:
+def missing_mask(values: pd.Series) -> np.ndarray:
     """Where ``values`` is missing, as ``Series.isna`` says (on the array: cheaper)."""
     if isinstance(values.dtype, np.dtype):
         found: np.ndarray = pd.isna(values.to_numpy())

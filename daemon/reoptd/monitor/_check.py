@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from reoptd.data import Source, labelled, validate_read
+from reoptd.data import Source, labelled, missing_mask, validate_read
 from reoptd.errors import DataError, EmptyWindow
 from reoptd.models import Model
 from reoptd.monitor._dle import LossEstimator
@@ -200,14 +200,10 @@ def _complete(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The rows of ``frame`` with none of ``columns`` missing: ``dropna(subset=columns)``'s
     rows, without its copy of the columns and row-wise pass when nothing is missing (as in
     almost every window; the caller's ``validate_batch`` copies the frame anyway)."""
-    missing = np.zeros(len(frame), dtype=bool)
+    absent = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        values = frame[column]
-        if isinstance(values.dtype, np.dtype):  # as ``Series.isna``, on the array: cheaper
-            missing |= pd.isna(values.to_numpy())
-        else:
-            missing |= values.isna().to_numpy()
-    return frame[~missing] if missing.any() else frame
+        absent |= missing_mask(frame[column])  # as ``Series.isna``, on the array: cheaper
+    return frame[~absent] if absent.any() else frame
 
 
 def check(policy: Policy, source: Source, champion: Champion, now: datetime) -> CheckResult:
