@@ -111,9 +111,10 @@ class _Scored:
 
 class _Unscraped(Metrics):
     """The loop's metrics in a backtest, where no one scrapes them: a check's gauges (some
-    forty labelled series per cycle, each set through prometheus_client) and a decision's
-    counter are not exported. Nothing the loop decides reads them; the errors it counts
-    still count."""
+    forty labelled series per cycle, each set through prometheus_client) and counters (checks,
+    data errors), the validation thresholds and a decision's counter are not exported.
+    Nothing the loop decides reads them; what it exports elsewhere (runs, step durations,
+    the loop's own error counters) still is."""
 
     def export_check(
         self,
