@@ -81,6 +81,7 @@ class TuneResult:
     periodic: Scores
     points: list[tuple[float, float]] = field(default_factory=list)  # every trial: value, cost
     seconds: float = 0.0
+    where: str = ""  # where the backtests ran: "2 at a time in worker processes"
 
 
 def tune_policy(
@@ -192,6 +193,7 @@ def tune_policy(
             base_candidate = Candidate(None, base_text, _summary(base_text), base_search)
             baselines = _measure(study, pool, heldout, [base_candidate, *front], progress)
         finally:
+            where = pool.describe()
             pool.close()
     states = [t.state for t in study.trials]
     return TuneResult(
@@ -211,6 +213,7 @@ def tune_policy(
         periodic=baselines["periodic"],
         points=[(float(t.values[0]), float(t.values[1])) for t in completed],
         seconds=round(time.perf_counter() - started, 1),
+        where=where,
     )
 
 
