@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -207,6 +208,19 @@ def test_ctrl_c_leaves_no_running_trial_and_a_rerun_goes_on(
         "no cooldown",
         "first check",
     ]
+
+
+def test_the_budget_stops_asking_for_trials_and_lets_the_running_ones_finish(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'reoptd.db'}"
+    # both workers get a trial at once; none is asked once the budget is spent
+    result = _tune(files, storage, 6, executor="local", jobs=2, budget=timedelta(seconds=0.3))
+    trials = optuna.load_study(study_name=STUDY, storage=storage).trials
+    ran = [t for t in trials if t.state.is_finished()]
+    assert 1 <= len(ran) <= 2 and result.trials + result.failed == len(ran)
+    # the other seeds wait for a resumed search; none is left running
+    assert {t.state for t in trials if t not in ran} <= {optuna.trial.TrialState.WAITING}
 
 
 def test_the_executor_setting_and_jobs_choose_the_pool(

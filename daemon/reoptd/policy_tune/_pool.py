@@ -148,6 +148,13 @@ class ProcessPool(Pool):
         self.cache = cache
         methods = multiprocessing.get_all_start_methods()
         self._mp = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            # the fork server imports the backtest once (4-5 s: evidently, sklearn, pandas);
+            # each worker forked from it starts in milliseconds, not with its own imports
+            self._mp.set_forkserver_preload([__name__])
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()  # it imports while the tuner opens the study
         self._workers: list[_Worker] = []
         self._queue: deque[tuple[int, Work]] = deque()
         self._started = 0
