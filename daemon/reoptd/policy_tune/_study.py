@@ -343,6 +343,7 @@ def _search(
                     where = f"trial {trial.number}"
                     pool.submit(trial.number, replace(search, text=text, where=where))
                 if not running:
+                    interrupts.check()  # a Ctrl-C held while the last trial was told
                     break
                 with interrupts.waiting():
                     answers = pool.wait()
