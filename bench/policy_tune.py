@@ -13,7 +13,12 @@ the front and ends with one line:
 
     knee_heldout=... periodic_heldout=... knee_retrains=... periodic_retrains=... seconds=...
 
-Usage: .venv/bin/python bench/policy_tune.py [--rows 14000] [--trials 60] [--plot out.png]
+Trials run where ``reoptd policy tune`` runs them: ``REOPTD_EXECUTOR`` (default ``local``, worker
+processes, ``--jobs`` of them, default one per usable core; ``--jobs 1`` one at a time in this
+process).
+
+Usage: .venv/bin/python bench/policy_tune.py [--rows 14000] [--trials 60] [--jobs N]
+       [--plot out.png]
 """
 
 from __future__ import annotations
@@ -89,11 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=14_000)
     parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument(
+        "--jobs", type=int, help="trials at once (default: the executor's, REOPTD_EXECUTOR)"
+    )
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--out", type=Path, help="write the knee policy here")
     args = parser.parse_args()
-    # a trial's re-optimizations run in its own thread, as `reoptd policy tune` runs them
-    os.environ.setdefault("REOPTD_EXECUTOR", "inline")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base.yaml"
         base.write_text(POLICY)
@@ -109,6 +115,7 @@ def main() -> None:
             warmup=0.2,
             step=parse_span("200", "--step"),
             label_delay=parse_span("60", "--label-delay"),
+            jobs=args.jobs,
         )
         seconds = time.perf_counter() - started
         choice = parse_pick("knee")
@@ -124,8 +131,9 @@ def main() -> None:
     gap = (periodic.value - knee.heldout.value) * 100
     share = knee.heldout.retrains / max(1, periodic.retrains)
     print(
-        f"{result.trials} trials ({result.failed} failed), front of {len(result.front)},"
-        f" {seconds:.0f}s, load {os.getloadavg()[0]:.1f}; held out: base {base_scores.value:.4f}"
+        f"{result.trials} trials ({result.failed} failed, {result.where}), front of"
+        f" {len(result.front)}, {seconds:.0f}s, load {os.getloadavg()[0]:.1f}; held out: base"
+        f" {base_scores.value:.4f}"
         f" with {base_scores.retrains} retrains; knee {gap:+.2f} points below periodic with"
         f" {share:.0%} of its retrains"
     )

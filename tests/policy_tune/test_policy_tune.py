@@ -329,3 +329,6 @@ def test_help_explains_objectives_holdout_and_pick() -> None:
     assert run.exit_code == 0
     for words in ("Objectives", "Holdout", "--pick", "knee", "max-retrains", "resume"):
         assert words in run.output
+    # where trials run: the executor setting, --jobs
+    for words in ("Where trials run", "REOPTD_EXECUTOR", "--jobs", "worker", "Ray"):
+        assert words in run.output

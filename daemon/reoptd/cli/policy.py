@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -139,6 +138,15 @@ def policy_tune(
     label_delay: Annotated[
         str, typer.Option(help="ROWS or DURATION until a row's label is visible to the daemon.")
     ] = "0",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Trials at once (default: REOPTD_SLOTS or one per core with REOPTD_EXECUTOR"
+            " local, the Ray cluster's room with ray); 1: one at a time in this process.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every check.")] = False,
 ) -> None:
     """Search the policy itself: which triggers, thresholds and guards give the most value for
@@ -165,9 +173,18 @@ def policy_tune(
     --out writes that policy with a comment saying how it was chosen and what it scored; it
     validates and runs in the daemon as it is.
 
+    **Where trials run.** By REOPTD_EXECUTOR, like re-optimizations: local (the default) runs
+    --jobs trials at once in worker processes of this machine (default REOPTD_SLOTS, else one
+    per usable core), ray runs each trial's backtest as a task on the Ray cluster at
+    REOPTD_RAY_ADDRESS (REOPTD_RAY_CPUS each; default as many at once as its CPUs hold), inline
+    one at a time in this process, as does --jobs 1 on any executor. This process alone asks
+    Optuna for each trial's knobs and records its scores; inside a trial the policy's own
+    re-optimizations run in the trial's worker. The front's held-out backtests run the same way.
+
     The study lives in the daemon's database (REOPTD_DB_URL, else SQLite in REOPTD_HOME), like
     the tune step's studies: run the same command again (same --study) to resume it or, with
-    more --trials, extend it; optuna-dashboard shows it.
+    more --trials, extend it; optuna-dashboard shows it. --budget and Ctrl-C start no new
+    trial; with Ctrl-C the running ones are recorded as failed, and a rerun goes on from there.
     """
     from reoptd.backtest import parse_span
     from reoptd.policy import format_duration, load_policy, parse_duration, parse_fraction
@@ -185,10 +202,6 @@ def policy_tune(
     if not verbose:
         for name in ("reoptd.loop", "reoptd.optimize", "reoptd.backfill", "reoptd.backtest"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    # Trials' re-optimizations run in the trial's thread unless REOPTD_EXECUTOR says otherwise:
-    # a backtest needs no step budget enforced, and launching a worker process per run took 53
-    # of 181 s of a 56-step backtest on a busy 2-core machine.
-    os.environ.setdefault("REOPTD_EXECUTOR", "inline")
     # a failed trial (a candidate the history cannot run, say a window too short to train on)
     # is logged in one line by reoptd.policy_tune, not with Optuna's traceback
     import optuna
@@ -232,14 +245,15 @@ def policy_tune(
             time_column=time_column,
             cost="seconds" if cost == "seconds" else "retrains",
             seed=seed,
+            jobs=jobs,
         )
     finally:
         registry.close()
     chosen = choose(result, choice)
     typer.echo(
         f"study {result.study}: {result.trials} trials ({result.failed} failed), front of"
-        f" {len(result.front)}, {result.seconds:.0f}s; searched {result.search_rows} rows, held"
-        f" out {result.holdout_rows}"
+        f" {len(result.front)}, {result.seconds:.0f}s ({result.where}); searched"
+        f" {result.search_rows} rows, held out {result.holdout_rows}"
     )
     typer.echo(table(result, chosen))
     typer.echo(f"* picked by --pick {choice}")

@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reoptd.policy_tune._study import Candidate, Scores, TuneError, TuneResult
+from reoptd.policy_tune._errors import TuneError
+from reoptd.policy_tune._study import Candidate, TuneResult
+from reoptd.policy_tune._trial import Scores
 
 PICKS = "knee, max-value or 'max-retrains N'"
 

@@ -9,6 +9,10 @@ the rows before the cut, so each policy trains its first model on its own window
 The study lives in the daemon's database (the Optuna storage the tune step uses): each trial
 keeps its candidate's YAML, its search scores and, once measured, its held-out scores, so a study
 interrupted or extended (same name, more ``--trials``) resumes, and optuna-dashboard shows it.
+
+Trials run on a pool (``_pool``: worker processes, Ray tasks or this thread, as the executor
+setting and ``jobs`` say), several at once: this process alone asks the study for each trial's
+knobs and tells it the scores its backtest returned, so the storage has one writer.
 """
 
 from __future__ import annotations
@@ -19,46 +23,30 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import optuna
 import yaml
 from tqdm import tqdm
 
-from reoptd.backtest import BacktestCache, BacktestError, Span, load_history, run_backtest
-from reoptd.errors import ReoptdError
+from reoptd.backtest import BacktestError, Span, load_history
 from reoptd.policy import Policy, load_policy
+from reoptd.policy_tune._errors import TuneError
+from reoptd.policy_tune._interrupt import held_interrupts
 from reoptd.policy_tune._knobs import candidate, describe, parse_candidate, seeds, to_yaml
+from reoptd.policy_tune._pool import Done, Pool, open_pool
+from reoptd.policy_tune._trial import Cost, Outcome, Scores, Work
 
 log = logging.getLogger("reoptd.policy_tune")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-Cost = Literal["retrains", "seconds"]
 SETTINGS = "reoptd_policy_tune"  # study user attr: what the study was started with
 HELDOUT = "heldout:"
 NO_DELAY = Span(rows=0)  # study user attrs: held-out scores by candidate hash
-
-
-class TuneError(ReoptdError):
-    """The policy search cannot run as asked (a study started with other options, no trial
-    completed, an impossible pick)."""
-
-
-@dataclass(frozen=True)
-class Scores:
-    """A policy's value and cost on one part of the history (a backtest's served or baseline)."""
-
-    value: float | None
-    retrains: int
-    promotions: int
-    seconds: float  # optimize seconds
-
-    def cost(self, kind: Cost) -> float:
-        return float(self.retrains) if kind == "retrains" else self.seconds
 
 
 @dataclass
@@ -93,6 +81,7 @@ class TuneResult:
     periodic: Scores
     points: list[tuple[float, float]] = field(default_factory=list)  # every trial: value, cost
     seconds: float = 0.0
+    where: str = ""  # where the backtests ran: "2 at a time in worker processes"
 
 
 def tune_policy(
@@ -111,10 +100,14 @@ def tune_policy(
     cost: Cost = "retrains",
     seed: int | None = 0,
     progress: bool = True,
+    executor: str | None = None,
+    jobs: int | None = None,
 ) -> TuneResult:
     """Search the base policy's knobs on the older part of ``data``; measure the front on the
     newest ``holdout`` share. ``storage``: an Optuna storage URL (the daemon's database), or
-    None for memory (not resumable). ``warmup``: a share of the search part, or a ``Span``."""
+    None for memory (not resumable). ``warmup``: a share of the search part, or a ``Span``.
+    ``executor`` (default: ``REOPTD_EXECUTOR``) and ``jobs`` say where backtests run and how
+    many at once (``open_pool``); ``jobs=1`` runs them one at a time in this thread."""
     started = time.perf_counter()
     if not 0 < holdout < 1:
         raise TuneError(f"--holdout must be between 0% and 100%, got {holdout:.0%}")
@@ -130,7 +123,6 @@ def tune_policy(
     cut = round(rows * (1 - holdout))
     step = step or Span(duration=base.monitor.every)
     first = Span(rows=max(1, round(cut * warmup))) if isinstance(warmup, float) else warmup
-    column = history.policy.timestamp
     name = study_name or f"policy-tune-{base.model}"
     higher = base.higher_is_better()
     settings = {
@@ -144,105 +136,65 @@ def tune_policy(
         "label_delay": str(label_delay),
         "base": _digest(base_file.read_text()),
     }
-    study = optuna.create_study(
-        storage=storage or optuna.storages.InMemoryStorage(),
-        study_name=name,
-        directions=["maximize" if higher else "minimize", "minimize"],
-        sampler=_sampler(seed, trials),
-        load_if_exists=True,
-    )
-    _same_settings(study, settings)
     with tempfile.TemporaryDirectory(prefix="reoptd-policy-tune-") as tmp:
         search_file = Path(tmp) / "search.parquet"
         history.frame.iloc[:cut].to_parquet(search_file, index=False)
-        # one cache for every trial and held-out backtest: a retrain, drift check or
-        # validation another candidate already did is looked up, not redone (trials run one
-        # at a time, as the cache requires)
-        cache = BacktestCache()
-
-        def backtest(text: str, where: str, file: Path, first_rows: Span) -> dict[str, Any]:
-            # the search file holds the time column load_history used (synthetic or not)
-            return run_backtest(
-                parse_candidate(text, where),
-                file,
-                warmup=first_rows,
-                step=step,
-                label_delay=label_delay,
-                time_column=column if file == search_file else time_column,
-                progress=False,
-                cache=cache,
+        pool = open_pool(executor, jobs, Path(tmp))
+        try:
+            study = optuna.create_study(
+                storage=storage or optuna.storages.InMemoryStorage(),
+                study_name=name,
+                directions=["maximize" if higher else "minimize", "minimize"],
+                sampler=_sampler(seed, trials, parallel=pool.slots > 1),
+                load_if_exists=True,
             )
-
-        shortest = _shortest_window(base, history.ts[:cut], label_delay)
-
-        def objective(trial: optuna.Trial) -> tuple[float, float]:
-            text = to_yaml(candidate(base, raw, trial, shortest))
-            trial.set_user_attr("policy", text)
-            try:
-                report = backtest(text, f"trial {trial.number}", search_file, first)
-            except ReoptdError as exc:
-                trial.set_user_attr("error", str(exc))
-                log.warning("trial %d failed: %s", trial.number, exc)
-                raise
-            scores = _scores(report["served"])
-            trial.set_user_attr("search", asdict(scores))
-            if scores.value is None:
-                trial.set_user_attr("error", "no metric: no labelled row was scored")
-                raise TuneError(f"trial {trial.number}: no labelled row was scored")
-            return scores.value, scores.cost(cost)
-
-        _close_crashed(study)
-        done = [t for t in study.trials if t.state.is_finished()]
-        if not done:  # a new study: the base policy first, then its variants (at most trials)
-            for number, (what, params) in enumerate(seeds(base, shortest)[:trials]):
-                study.enqueue_trial(params, user_attrs={"seed": what, "base": number == 0})
-        remaining = trials - len(done)
-        if remaining > 0:
-            _optimize(study, objective, remaining, budget, progress, higher)
-        completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-        if not completed:
-            failed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
-            reason = failed[-1].user_attrs.get("error", "?") if failed else "no trial ran"
-            raise TuneError(f"study {name}: no trial completed; the last failed with: {reason}")
-        front = _front(study)
-        base_text = to_yaml(raw)
-        base_search = next(
-            (_trial_scores(t) for t in completed if t.user_attrs.get("base")),
-            None,
-        )
-        if base_search is None:
-            base_search = _scores(backtest(base_text, str(base_file), search_file, first)["served"])
-        base_candidate = Candidate(None, base_text, _summary(base_text), base_search)
-        todo = [base_candidate, *front]
-        bar = tqdm(
-            total=len(todo), desc="held out", unit="policy", disable=not progress, mininterval=0.5
-        )
-        baselines: dict[str, Scores] = {}
-        for item in todo:
-            key = HELDOUT + _digest(item.text)
-            stored = study.user_attrs.get(key)
-            if stored is None:
-                try:
-                    report = backtest(item.text, f"trial {item.trial}", data, Span(rows=cut))
-                except ReoptdError as exc:
-                    if item is base_candidate:  # the baselines come from its run
-                        raise TuneError(
-                            f"the base policy's held-out backtest failed: {exc}"
-                        ) from exc
-                    log.warning("trial %s: its held-out backtest failed: %s", item.trial, exc)
-                    bar.update()
-                    continue
-                stored = {
-                    "served": asdict(_scores(report["served"])),
-                    **{k: asdict(_scores(v)) for k, v in report["baselines"].items()},
-                }
-                study.set_user_attr(key, stored)
-            item.heldout = Scores(**stored["served"])
-            item.heldout_periodic = Scores(**stored["periodic"])
-            if item is base_candidate:
-                baselines = {k: Scores(**stored[k]) for k in ("static", "periodic")}
-            bar.update()
-        bar.close()
+            _same_settings(study, settings)
+            # the search file holds the time column load_history used (synthetic or not)
+            search = Work("", "", search_file, first, step, label_delay, history.policy.timestamp)
+            heldout = Work("", "", data, Span(rows=cut), step, label_delay, time_column)
+            shortest = _shortest_window(base, history.ts[:cut], label_delay)
+            _close_crashed(study)
+            done = [t for t in study.trials if t.state.is_finished()]
+            if not study.trials:  # a new study: the base policy first, then its variants (at most
+                # trials); seeds an interrupted search left waiting are asked first when it resumes
+                for number, (what, params) in enumerate(seeds(base, shortest)[:trials]):
+                    study.enqueue_trial(params, user_attrs={"seed": what, "base": number == 0})
+            remaining = trials - len(done)
+            if remaining > 0:
+                log.info("policy tune: %d trials, %s", remaining, pool.describe())
+                _search(
+                    study,
+                    pool,
+                    lambda trial: to_yaml(candidate(base, raw, trial, shortest)),
+                    search,
+                    remaining,
+                    budget,
+                    progress,
+                    higher,
+                    cost,
+                )
+            completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            if not completed:
+                failed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL])
+                reason = failed[-1].user_attrs.get("error", "?") if failed else "no trial ran"
+                raise TuneError(f"study {name}: no trial completed; the last failed with: {reason}")
+            front = _front(study)
+            base_text = to_yaml(raw)
+            base_search = next(
+                (_trial_scores(t) for t in completed if t.user_attrs.get("base")),
+                None,
+            )
+            if base_search is None:
+                pool.submit(0, replace(search, text=base_text, where=str(base_file)))
+                (answer,) = _all(pool, 1)
+                if answer.outcome is None:
+                    raise TuneError(f"the base policy's backtest failed: {answer.error}")
+                base_search = answer.outcome["served"]
+            base_candidate = Candidate(None, base_text, _summary(base_text), base_search)
+            baselines = _measure(study, pool, heldout, [base_candidate, *front], progress)
+        finally:
+            where = pool.describe()
+            pool.close()
     states = [t.state for t in study.trials]
     return TuneResult(
         study=name,
@@ -261,7 +213,60 @@ def tune_policy(
         periodic=baselines["periodic"],
         points=[(float(t.values[0]), float(t.values[1])) for t in completed],
         seconds=round(time.perf_counter() - started, 1),
+        where=where,
     )
+
+
+def _all(pool: Pool, count: int) -> list[Done]:
+    """Wait for ``count`` submitted backtests."""
+    answers: list[Done] = []
+    while len(answers) < count:
+        got = pool.wait()
+        if not got:
+            break
+        answers += got
+    return answers
+
+
+def _measure(
+    study: optuna.Study, pool: Pool, heldout: Work, todo: list[Candidate], progress: bool
+) -> dict[str, Scores]:
+    """Backtest each policy of ``todo`` (the base policy first) on the whole history from the
+    cut, on the pool, unless the study keeps its held-out scores already (one backtest per
+    policy text: the base policy is often a front trial too); the held-out baselines come from
+    the base policy's run."""
+    bar = tqdm(
+        total=len(todo), desc="held out", unit="policy", disable=not progress, mininterval=0.5
+    )
+    keys = [HELDOUT + _digest(item.text) for item in todo]
+    stored: dict[str, dict[str, Any]] = {}
+    asked: dict[int, str] = {}  # submitted: the first of todo with that text
+    for number, (item, key) in enumerate(zip(todo, keys, strict=True)):
+        kept = study.user_attrs.get(key)
+        if kept is not None:
+            stored[key] = kept
+        elif key not in asked.values():
+            pool.submit(number, replace(heldout, text=item.text, where=f"trial {item.trial}"))
+            asked[number] = key
+    bar.update(len(todo) - len(asked))
+    try:
+        for answer in _all(pool, len(asked)):
+            key, item = asked[answer.key], todo[answer.key]
+            bar.update()
+            if answer.outcome is None:
+                if todo[0].text == item.text:  # the baselines come from the base policy's run
+                    raise TuneError(f"the base policy's held-out backtest failed: {answer.error}")
+                log.warning("trial %s: its held-out backtest failed: %s", item.trial, answer.error)
+                continue
+            stored[key] = {k: asdict(v) for k, v in answer.outcome.items()}
+            study.set_user_attr(key, stored[key])
+    finally:
+        bar.close()
+    for item, key in zip(todo, keys, strict=True):
+        if key in stored:
+            item.heldout = Scores(**stored[key]["served"])
+            item.heldout_periodic = Scores(**stored[key]["periodic"])
+    return {k: Scores(**stored[keys[0]][k]) for k in ("static", "periodic")}
 
 
 def _shortest_window(base: Policy, ts: np.ndarray, delay: Span) -> float:
@@ -282,45 +287,101 @@ def _startup(trials: int) -> int:
     return min(10, max(1, trials // 4))
 
 
-def _sampler(seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
+def _sampler(seed: int | None, trials: int, parallel: bool = False) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE modelling the knobs jointly (``multivariate``; ``group`` splits the
     define-by-run space by which triggers are on): a short window pays only with a responsive
-    trigger and a short cooldown, which independent per-knob models cannot learn."""
+    trigger and a short cooldown, which independent per-knob models cannot learn. With trials
+    in parallel, ``constant_liar``: a trial still running counts as a bad one, so the next
+    candidates are drawn away from it, not on top of it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=_startup(trials), multivariate=True, group=True
+            seed=seed,
+            n_startup_trials=_startup(trials),
+            multivariate=True,
+            group=True,
+            constant_liar=parallel,
         )
 
 
-def _optimize(
+def _search(
     study: optuna.Study,
-    objective: Callable[[optuna.Trial], tuple[float, float]],
+    pool: Pool,
+    policy: Callable[[optuna.Trial], str],
+    search: Work,
     trials: int,
     budget: timedelta | None,
     progress: bool,
     higher: bool,
+    cost: Cost,
 ) -> None:
+    """Run ``trials`` trials, ``pool.slots`` at once: this thread asks the study for each
+    trial's knobs (``policy``: the candidate's YAML), the pool backtests it, and this thread
+    tells the study its scores, so only this process writes to the study. No trial starts
+    after ``budget``; those running then finish. On any exception (Ctrl-C included) the trials
+    still running are told failed (a resumed study counts them as spent) and the workers
+    stopped."""
     bar = tqdm(total=trials, desc="policy tune", unit="trial", disable=not progress)
+    deadline = None if budget is None else time.monotonic() + budget.total_seconds()
+    pick = max if higher else min
+    running: dict[int, optuna.Trial] = {}
+    asked = 0
+    with held_interrupts() as interrupts:
+        try:
+            while True:
+                while (
+                    asked < trials
+                    and len(running) < pool.slots
+                    and (deadline is None or time.monotonic() < deadline)
+                ):
+                    interrupts.check()
+                    trial = study.ask()
+                    running[trial.number] = trial
+                    asked += 1
+                    text = policy(trial)
+                    trial.set_user_attr("policy", text)
+                    where = f"trial {trial.number}"
+                    pool.submit(trial.number, replace(search, text=text, where=where))
+                if not running:
+                    interrupts.check()  # a Ctrl-C held while the last trial was told
+                    break
+                with interrupts.waiting():
+                    answers = pool.wait()
+                for answer in answers:
+                    _tell(study, running.pop(answer.key), answer.outcome, answer.error, cost)
+                    bar.update()
+                    best = [t.values[0] for t in study.best_trials]
+                    if best:
+                        bar.set_postfix(front=len(best), best=f"{pick(best):.4f}", refresh=False)
+        except BaseException as exc:
+            # a second Ctrl-C is held until these are told
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {exc!r}"
+            for trial in running.values():
+                trial.set_user_attr("error", f"trial {trial.number}: {reason} before it finished")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        finally:
+            bar.close()
 
-    def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        bar.update()
-        pick = max if higher else min
-        best = [t.values[0] for t in study.best_trials]
-        if best:
-            bar.set_postfix(front=len(best), best=f"{pick(best):.4f}", refresh=False)
 
-    try:
-        study.optimize(
-            objective,
-            n_trials=trials,
-            timeout=budget.total_seconds() if budget else None,
-            n_jobs=1,  # not in threads: a backtest opens its store with alembic, not thread-safe
-            catch=(ReoptdError,),
-            callbacks=[tick],
-        )
-    finally:
-        bar.close()
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: Outcome | None,
+    error: str | None,
+    cost: Cost,
+) -> None:
+    """Record a trial's search scores, or fail it with the reason in its ``error`` attr."""
+    if outcome is not None:
+        scores = outcome["served"]
+        trial.set_user_attr("search", asdict(scores))
+        if scores.value is not None:
+            study.tell(trial, (scores.value, scores.cost(cost)))
+            return
+        error = "no metric: no labelled row was scored"
+    trial.set_user_attr("error", error)
+    log.warning("trial %d failed: %s", trial.number, error)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def _same_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
@@ -362,15 +423,6 @@ def _front(study: optuna.Study) -> list[Candidate]:
 
 def _trial_scores(trial: optuna.trial.FrozenTrial) -> Scores:
     return Scores(**trial.user_attrs["search"])
-
-
-def _scores(part: dict[str, Any]) -> Scores:
-    return Scores(
-        value=part["value"],
-        retrains=int(part["retrains"]),
-        promotions=int(part["promotions"]),
-        seconds=float(part["optimize_seconds"]),
-    )
 
 
 def _summary(text: str) -> str:
