@@ -124,6 +124,14 @@ def policy_tune(
         typer.Option(help="Study name in the daemon's database (default policy-tune-MODEL)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    phases: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Grids of checks each trial is backtested on, each a 1/N step later; its"
+            " scores are their mean.",
+        ),
+    ] = 2,
     time_column: Annotated[
         str | None, typer.Option(help="Event-time column, as for `reoptd backtest`.")
     ] = None,
@@ -157,6 +165,12 @@ def policy_tune(
     Pareto-optimal policy, the base policy and the static (never retrain) and periodic (retrain
     before every step) baselines are backtested on the newest --holdout rows, which no trial saw.
     The table shows both; trust the held-out columns.
+
+    **Phases.** How often a policy fires depends on where a change falls between two checks,
+    and a deployed policy's checks fall wherever its start put them. So each trial backtests the
+    searched rows --phases times, the steps starting 1/N of a step later each time, and is
+    scored by the mean of its runs: its search retrains can be fractional (4.5). Held-out runs
+    use the grid as given.
 
     **--pick** chooses on the search scores (never the held-out ones): knee is the front's knee,
     the point farthest above the line from its cheapest to its most valuable policy (each axis
@@ -232,6 +246,7 @@ def policy_tune(
             time_column=time_column,
             cost="seconds" if cost == "seconds" else "retrains",
             seed=seed,
+            phases=phases,
         )
     finally:
         registry.close()

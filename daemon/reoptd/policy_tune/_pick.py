@@ -118,7 +118,7 @@ def write_policy(
 def _scored(metric: str, scores: Scores | None) -> str:
     if scores is None or scores.value is None:
         return f"{metric} n/a"
-    return f"{metric} {scores.value:.4f} with {scores.retrains} retrains"
+    return f"{metric} {scores.value:.4f} with {scores.retrains:g} retrains"
 
 
 def table(result: TuneResult, chosen: Candidate | None) -> str:
@@ -147,5 +147,5 @@ def table(result: TuneResult, chosen: Candidate | None) -> str:
 
 def _pair(scores: Scores | None) -> list[str]:
     if scores is None or scores.value is None:
-        return ["n/a", "" if scores is None else str(scores.retrains)]
-    return [f"{scores.value:.4f}", str(scores.retrains)]
+        return ["n/a", "" if scores is None else f"{scores.retrains:g}"]
+    return [f"{scores.value:.4f}", f"{scores.retrains:g}"]

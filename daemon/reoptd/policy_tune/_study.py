@@ -18,7 +18,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from reoptd.backtest import BacktestCache, BacktestError, Span, load_history, ru
 from reoptd.errors import ReoptdError
 from reoptd.policy import Policy, load_policy
 from reoptd.policy_tune._knobs import candidate, describe, parse_candidate, seeds, to_yaml
+from reoptd.policy_tune._phases import phase_warmups
 
 log = logging.getLogger("reoptd.policy_tune")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -53,12 +54,24 @@ class Scores:
     """A policy's value and cost on one part of the history (a backtest's served or baseline)."""
 
     value: float | None
-    retrains: int
-    promotions: int
+    retrains: float  # a count, or on the searched rows the mean over the grid's phases
+    promotions: float
     seconds: float  # optimize seconds
 
     def cost(self, kind: Cost) -> float:
         return float(self.retrains) if kind == "retrains" else self.seconds
+
+    @classmethod
+    def mean(cls, runs: Sequence[Scores]) -> Scores:
+        """The mean of ``runs`` (one policy at several phases of the grid); the value is None
+        when a run scored no labelled row."""
+        values = [r.value for r in runs if r.value is not None]
+        return cls(
+            value=float(np.mean(values)) if len(values) == len(runs) else None,
+            retrains=float(np.mean([r.retrains for r in runs])),
+            promotions=float(np.mean([r.promotions for r in runs])),
+            seconds=float(np.mean([r.seconds for r in runs])),
+        )
 
 
 @dataclass
@@ -110,14 +123,18 @@ def tune_policy(
     time_column: str | None = None,
     cost: Cost = "retrains",
     seed: int | None = 0,
+    phases: int = 2,
     progress: bool = True,
 ) -> TuneResult:
     """Search the base policy's knobs on the older part of ``data``; measure the front on the
     newest ``holdout`` share. ``storage``: an Optuna storage URL (the daemon's database), or
-    None for memory (not resumable). ``warmup``: a share of the search part, or a ``Span``."""
+    None for memory (not resumable). ``warmup``: a share of the search part, or a ``Span``.
+    ``phases``: grids each trial is backtested on, its scores their mean (``_phases``)."""
     started = time.perf_counter()
     if not 0 < holdout < 1:
         raise TuneError(f"--holdout must be between 0% and 100%, got {holdout:.0%}")
+    if phases < 1:
+        raise TuneError(f"--phases must be at least 1, got {phases}")
     base = load_policy(base_file)
     raw = yaml.safe_load(base_file.read_text())
     history = load_history(data, base, time_column)
@@ -142,6 +159,7 @@ def tune_policy(
         "warmup": str(first),
         "step": str(step),
         "label_delay": str(label_delay),
+        "phases": phases,
         "base": _digest(base_file.read_text()),
     }
     study = optuna.create_study(
@@ -174,18 +192,24 @@ def tune_policy(
             )
 
         shortest = _shortest_window(base, history.ts[:cut], label_delay)
+        grids = phase_warmups(first, step, history.ts[:cut], phases)
+
+        def search(text: str, where: str) -> tuple[Scores, list[Scores]]:
+            """The policy's mean scores on the searched rows over the grids, and each grid's."""
+            runs = [_scores(backtest(text, where, search_file, w)["served"]) for w in grids]
+            return Scores.mean(runs), runs
 
         def objective(trial: optuna.Trial) -> tuple[float, float]:
             text = to_yaml(candidate(base, raw, trial, shortest))
             trial.set_user_attr("policy", text)
             try:
-                report = backtest(text, f"trial {trial.number}", search_file, first)
+                scores, runs = search(text, f"trial {trial.number}")
             except ReoptdError as exc:
                 trial.set_user_attr("error", str(exc))
                 log.warning("trial %d failed: %s", trial.number, exc)
                 raise
-            scores = _scores(report["served"])
             trial.set_user_attr("search", asdict(scores))
+            trial.set_user_attr("phases", [asdict(r) for r in runs])
             if scores.value is None:
                 trial.set_user_attr("error", "no metric: no labelled row was scored")
                 raise TuneError(f"trial {trial.number}: no labelled row was scored")
@@ -211,7 +235,7 @@ def tune_policy(
             None,
         )
         if base_search is None:
-            base_search = _scores(backtest(base_text, str(base_file), search_file, first)["served"])
+            base_search, _ = search(base_text, str(base_file))
         base_candidate = Candidate(None, base_text, _summary(base_text), base_search)
         todo = [base_candidate, *front]
         bar = tqdm(
