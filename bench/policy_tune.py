@@ -14,6 +14,7 @@ the front and ends with one line:
     knee_heldout=... periodic_heldout=... knee_retrains=... periodic_retrains=... seconds=...
 
 Usage: .venv/bin/python bench/policy_tune.py [--rows 14000] [--trials 60] [--plot out.png]
+       [--seed 0] [--phases 2]
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--out", type=Path, help="write the knee policy here")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--phases", type=int, default=2, help="grids of checks per trial")
     args = parser.parse_args()
     # a trial's re-optimizations run in its own thread, as `reoptd policy tune` runs them
     os.environ.setdefault("REOPTD_EXECUTOR", "inline")
@@ -109,6 +112,8 @@ def main() -> None:
             warmup=0.2,
             step=parse_span("200", "--step"),
             label_delay=parse_span("60", "--label-delay"),
+            seed=args.seed,
+            phases=args.phases,
         )
         seconds = time.perf_counter() - started
         choice = parse_pick("knee")

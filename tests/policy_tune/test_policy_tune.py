@@ -330,6 +330,7 @@ def test_the_written_policy_validates_and_runs_in_the_daemon(
     text = out.read_text()
     assert text.startswith("# Tuned by `reoptd policy tune`")
     assert "Picked by --pick knee" in text and "Held out" in text and "periodic" in text
+    assert "Search (mean of 2 grids of checks): accuracy" in text
     assert chosen.summary in table(result, chosen)
     code = CliRunner().invoke(app, ["policy", "validate", str(out)])
     assert code.exit_code == 0, code.output
@@ -355,6 +356,7 @@ def test_the_command_prints_the_front_plots_it_and_writes_the_pick(
     assert run.exit_code == 0, run.output
     assert "study policy-tune-tiny: 2 trials" in run.output or "1 failed" in run.output
     assert "held-out accuracy" in run.output and "periodic" in run.output
+    assert "(each trial on 2 grids of checks)" in run.output
     assert plot.stat().st_size > 10_000 and load_policy(out).model == "tiny"
     # the study is in the daemon's own database, where a second run resumes it
     storage = f"sqlite:///{(tmp_path / 'home' / 'reoptd.db').resolve()}"
@@ -364,5 +366,5 @@ def test_the_command_prints_the_front_plots_it_and_writes_the_pick(
 def test_help_explains_objectives_holdout_and_pick() -> None:
     run = CliRunner().invoke(app, ["policy", "tune", "--help"], env={"COLUMNS": "120"})
     assert run.exit_code == 0
-    for words in ("Objectives", "Holdout", "--pick", "knee", "max-retrains", "resume"):
+    for words in ("Objectives", "Holdout", "Phases", "--pick", "knee", "max-retrains", "resume"):
         assert words in run.output

@@ -253,8 +253,8 @@ def policy_tune(
     chosen = choose(result, choice)
     typer.echo(
         f"study {result.study}: {result.trials} trials ({result.failed} failed), front of"
-        f" {len(result.front)}, {result.seconds:.0f}s; searched {result.search_rows} rows, held"
-        f" out {result.holdout_rows}"
+        f" {len(result.front)}, {result.seconds:.0f}s; searched {result.search_rows} rows (each"
+        f" trial on {result.grids()}), held out {result.holdout_rows}"
     )
     typer.echo(table(result, chosen))
     typer.echo(f"* picked by --pick {choice}")

@@ -103,7 +103,7 @@ def write_policy(
         f"Picked by --pick {choice} on the Pareto front of {metric} ({direction}) against"
         f" {result.cost} (down),",
         f"searched on the older {share} of the rows ({result.search_rows}).",
-        f"Search: {_scored(metric, chosen.search)}.",
+        f"Search (mean of {result.grids()}): {_scored(metric, chosen.search)}.",
         f"Held out (newest {result.holdout:.0%}, {result.holdout_rows} rows, never searched):"
         f" {_scored(metric, chosen.heldout)};",
         f"  base policy {_scored(metric, result.base.heldout)};",

@@ -38,7 +38,10 @@ def plot_front(result: TuneResult, chosen: Candidate | None, out: Path) -> None:
             label="base policy",
             zorder=3,
         )
-    left.set_title(f"search: older {1 - result.holdout:.0%} of the rows ({result.search_rows})")
+    left.set_title(
+        f"search: older {1 - result.holdout:.0%} of the rows ({result.search_rows}),"
+        f" mean of {result.grids()}"
+    )
 
     shown = [c for c in result.front if c.heldout is not None and c.heldout.value is not None]
     right.plot(

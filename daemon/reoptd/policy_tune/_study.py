@@ -106,6 +106,11 @@ class TuneResult:
     periodic: Scores
     points: list[tuple[float, float]] = field(default_factory=list)  # every trial: value, cost
     seconds: float = 0.0
+    phases: int = 1  # grids of checks each trial ran on; its search scores are their mean
+
+    def grids(self) -> str:
+        """How many grids of checks the search scores are the mean of, in words."""
+        return "one grid of checks" if self.phases == 1 else f"{self.phases} grids of checks"
 
 
 def tune_policy(
@@ -285,6 +290,7 @@ def tune_policy(
         periodic=baselines["periodic"],
         points=[(float(t.values[0]), float(t.values[1])) for t in completed],
         seconds=round(time.perf_counter() - started, 1),
+        phases=len(grids),
     )
 
 
