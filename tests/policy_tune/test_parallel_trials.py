@@ -135,7 +135,13 @@ def test_a_worker_that_dies_fails_its_backtest_and_the_pool_goes_on(
     blocked = tmp_path / "blocked.parquet"
     os.mkfifo(blocked)  # reading it waits for a writer that never comes
     work = Work(
-        POLICY, "trial 7", blocked, Span(rows=320), parse_span("100", "--step"), Span(rows=0), None
+        POLICY,
+        "trial 7",
+        blocked,
+        (Span(rows=320),),
+        parse_span("100", "--step"),
+        Span(rows=0),
+        None,
     )
     pool = ProcessPool(1, tmp_path / "cache")
     try:

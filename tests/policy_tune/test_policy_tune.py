@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from reoptd.policy_tune import (
     write_policy,
 )
 from reoptd.policy_tune._knobs import base_params, candidate, describe, seeds, to_yaml
+from reoptd.policy_tune._phases import phase_warmups
 from reoptd.store import open_store
 
 POLICY = textwrap.dedent(
@@ -144,6 +146,14 @@ def test_the_search_backtests_each_trial_and_measures_the_front_on_held_out_rows
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert all("policy" in t.user_attrs and "search" in t.user_attrs for t in done)
     assert any(k.startswith("heldout:") for k in study.user_attrs)
+    # each trial ran the searched rows on two grids of checks, half a step apart, and is
+    # scored by their mean (the objectives the sampler saw, and the front's search scores)
+    for t in done:
+        runs = [Scores(**r) for r in t.user_attrs["phases"]]
+        assert len(runs) == 2
+        mean = Scores.mean(runs)
+        assert Scores(**t.user_attrs["search"]) == mean
+        assert tuple(t.values) == (mean.value, mean.retrains)
 
 
 def test_a_study_resumes_with_more_trials_and_refuses_other_options(
@@ -158,6 +168,34 @@ def test_a_study_resumes_with_more_trials_and_refuses_other_options(
     assert more.base.heldout == result.base.heldout
     with pytest.raises(TuneError, match=r"holdout was 0.3, now 0.2.*--study a new name"):
         tune_policy(base, data, storage=storage, trials=4, **{**OPTIONS, "holdout": 0.2})  # type: ignore[arg-type]
+    # trials scored on another number of grids are not comparable either
+    with pytest.raises(TuneError, match=r"phases was 2, now 3"):
+        tune_policy(base, data, storage=storage, trials=4, phases=3, **OPTIONS)  # type: ignore[arg-type]
+
+
+def test_the_phases_start_the_steps_a_fraction_of_a_step_later() -> None:
+    ts = (pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(1000), unit="s")).to_numpy()
+    first, rows, every = Span(rows=200), Span(rows=100), Span(duration=timedelta(seconds=100))
+    assert phase_warmups(first, rows, ts, 1) == [first]
+    assert phase_warmups(first, rows, ts, 2) == [first, Span(rows=250)]
+    assert phase_warmups(first, rows, ts, 4) == [first, *(Span(rows=r) for r in (225, 250, 275))]
+    # a duration step and a duration warm-up: the rows at those instants
+    later = phase_warmups(Span(duration=timedelta(seconds=200)), every, ts, 2)
+    assert later == [Span(duration=timedelta(seconds=200)), Span(rows=250)]
+    # a step of fewer rows than phases: a grid on a row already taken is left out
+    assert phase_warmups(first, Span(rows=1), ts, 3) == [first]
+    # a phase past the data is left out
+    assert phase_warmups(Span(rows=990), Span(rows=100), ts, 2) == [Span(rows=990)]
+    with pytest.raises(ValueError, match="at least 1"):
+        phase_warmups(first, rows, ts, 0)
+
+
+def test_the_mean_of_the_phases_runs() -> None:
+    runs = [Scores(0.8, 4, 4, 1.0), Scores(0.7, 5, 3, 3.0)]
+    assert Scores.mean(runs) == Scores(0.75, 4.5, 3.5, 2.0)
+    assert Scores.mean(runs[:1]) is runs[0]  # one grid: its counts stay counts
+    # a run that scored no labelled row leaves the mean without a value
+    assert Scores.mean([runs[0], Scores(None, 0, 0, 0.0)]).value is None
 
 
 def test_the_base_parameters_reproduce_the_base_policy() -> None:
@@ -293,6 +331,7 @@ def test_the_written_policy_validates_and_runs_in_the_daemon(
     text = out.read_text()
     assert text.startswith("# Tuned by `reoptd policy tune`")
     assert "Picked by --pick knee" in text and "Held out" in text and "periodic" in text
+    assert "Search (mean of 2 grids of checks): accuracy" in text
     assert chosen.summary in table(result, chosen)
     code = CliRunner().invoke(app, ["policy", "validate", str(out)])
     assert code.exit_code == 0, code.output
@@ -318,6 +357,7 @@ def test_the_command_prints_the_front_plots_it_and_writes_the_pick(
     assert run.exit_code == 0, run.output
     assert "study policy-tune-tiny: 2 trials" in run.output or "1 failed" in run.output
     assert "held-out accuracy" in run.output and "periodic" in run.output
+    assert "(each trial on 2 grids of checks)" in run.output
     assert plot.stat().st_size > 10_000 and load_policy(out).model == "tiny"
     # the study is in the daemon's own database, where a second run resumes it
     storage = f"sqlite:///{(tmp_path / 'home' / 'reoptd.db').resolve()}"
@@ -327,7 +367,7 @@ def test_the_command_prints_the_front_plots_it_and_writes_the_pick(
 def test_help_explains_objectives_holdout_and_pick() -> None:
     run = CliRunner().invoke(app, ["policy", "tune", "--help"], env={"COLUMNS": "120"})
     assert run.exit_code == 0
-    for words in ("Objectives", "Holdout", "--pick", "knee", "max-retrains", "resume"):
+    for words in ("Objectives", "Holdout", "Phases", "--pick", "knee", "max-retrains", "resume"):
         assert words in run.output
     # where trials run: the executor setting, --jobs
     for words in ("Where trials run", "REOPTD_EXECUTOR", "--jobs", "worker", "Ray"):

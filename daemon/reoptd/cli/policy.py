@@ -123,6 +123,14 @@ def policy_tune(
         typer.Option(help="Study name in the daemon's database (default policy-tune-MODEL)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    phases: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Grids of checks each trial is backtested on, each a 1/N step later; its"
+            " scores are their mean.",
+        ),
+    ] = 2,
     time_column: Annotated[
         str | None, typer.Option(help="Event-time column, as for `reoptd backtest`.")
     ] = None,
@@ -165,6 +173,12 @@ def policy_tune(
     Pareto-optimal policy, the base policy and the static (never retrain) and periodic (retrain
     before every step) baselines are backtested on the newest --holdout rows, which no trial saw.
     The table shows both; trust the held-out columns.
+
+    **Phases.** How often a policy fires depends on where a change falls between two checks,
+    and a deployed policy's checks fall wherever its start put them. So each trial backtests the
+    searched rows --phases times, the steps starting 1/N of a step later each time, and is
+    scored by the mean of its runs: its search retrains can be fractional (4.5). Held-out runs
+    use the grid as given.
 
     **--pick** chooses on the search scores (never the held-out ones): knee is the front's knee,
     the point farthest above the line from its cheapest to its most valuable policy (each axis
@@ -246,6 +260,7 @@ def policy_tune(
             cost="seconds" if cost == "seconds" else "retrains",
             seed=seed,
             jobs=jobs,
+            phases=phases,
         )
     finally:
         registry.close()
@@ -253,7 +268,8 @@ def policy_tune(
     typer.echo(
         f"study {result.study}: {result.trials} trials ({result.failed} failed), front of"
         f" {len(result.front)}, {result.seconds:.0f}s ({result.where}); searched"
-        f" {result.search_rows} rows, held out {result.holdout_rows}"
+        f" {result.search_rows} rows (each trial on {result.grids()}), held out"
+        f" {result.holdout_rows}"
     )
     typer.echo(table(result, chosen))
     typer.echo(f"* picked by --pick {choice}")

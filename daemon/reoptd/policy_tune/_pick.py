@@ -105,7 +105,7 @@ def write_policy(
         f"Picked by --pick {choice} on the Pareto front of {metric} ({direction}) against"
         f" {result.cost} (down),",
         f"searched on the older {share} of the rows ({result.search_rows}).",
-        f"Search: {_scored(metric, chosen.search)}.",
+        f"Search (mean of {result.grids()}): {_scored(metric, chosen.search)}.",
         f"Held out (newest {result.holdout:.0%}, {result.holdout_rows} rows, never searched):"
         f" {_scored(metric, chosen.heldout)};",
         f"  base policy {_scored(metric, result.base.heldout)};",
@@ -120,7 +120,7 @@ def write_policy(
 def _scored(metric: str, scores: Scores | None) -> str:
     if scores is None or scores.value is None:
         return f"{metric} n/a"
-    return f"{metric} {scores.value:.4f} with {scores.retrains} retrains"
+    return f"{metric} {scores.value:.4f} with {scores.retrains:g} retrains"
 
 
 def table(result: TuneResult, chosen: Candidate | None) -> str:
@@ -149,5 +149,5 @@ def table(result: TuneResult, chosen: Candidate | None) -> str:
 
 def _pair(scores: Scores | None) -> list[str]:
     if scores is None or scores.value is None:
-        return ["n/a", "" if scores is None else str(scores.retrains)]
-    return [f"{scores.value:.4f}", str(scores.retrains)]
+        return ["n/a", "" if scores is None else f"{scores.retrains:g}"]
+    return [f"{scores.value:.4f}", f"{scores.retrains:g}"]

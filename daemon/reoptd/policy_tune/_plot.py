@@ -38,7 +38,10 @@ def plot_front(result: TuneResult, chosen: Candidate | None, out: Path) -> None:
             label="base policy",
             zorder=3,
         )
-    left.set_title(f"search: older {1 - result.holdout:.0%} of the rows ({result.search_rows})")
+    left.set_title(
+        f"search: older {1 - result.holdout:.0%} of the rows ({result.search_rows}),"
+        f" mean of {result.grids()}"
+    )
 
     shown = [c for c in result.front if c.heldout is not None and c.heldout.value is not None]
     right.plot(
@@ -60,7 +63,7 @@ def plot_front(result: TuneResult, chosen: Candidate | None, out: Path) -> None:
                 marker=marker,
                 s=70,
                 color=color,
-                label=f"{name}: {scores.value:.4f}, {scores.retrains} retrains",
+                label=f"{name}: {scores.value:.4f}, {scores.retrains:g} retrains",
                 zorder=3,
             )
     if chosen is not None and chosen.heldout is not None and chosen.heldout.value is not None:
@@ -72,7 +75,7 @@ def plot_front(result: TuneResult, chosen: Candidate | None, out: Path) -> None:
             edgecolors="#d62728",
             linewidths=2,
             label=f"picked (trial {chosen.trial}): {chosen.heldout.value:.4f},"
-            f" {chosen.heldout.retrains} retrains",
+            f" {chosen.heldout.retrains:g} retrains",
             zorder=4,
         )
     right.set_title(f"held out: newest {result.holdout:.0%} ({result.holdout_rows} rows)")

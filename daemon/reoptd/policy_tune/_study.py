@@ -38,8 +38,9 @@ from reoptd.policy import Policy, load_policy
 from reoptd.policy_tune._errors import TuneError
 from reoptd.policy_tune._interrupt import held_interrupts
 from reoptd.policy_tune._knobs import candidate, describe, parse_candidate, seeds, to_yaml
+from reoptd.policy_tune._phases import phase_warmups
 from reoptd.policy_tune._pool import Done, Pool, open_pool
-from reoptd.policy_tune._trial import Cost, Outcome, Scores, Work
+from reoptd.policy_tune._trial import PHASE, Cost, Outcome, Scores, Work
 
 log = logging.getLogger("reoptd.policy_tune")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,6 +83,11 @@ class TuneResult:
     points: list[tuple[float, float]] = field(default_factory=list)  # every trial: value, cost
     seconds: float = 0.0
     where: str = ""  # where the backtests ran: "2 at a time in worker processes"
+    phases: int = 1  # grids of checks each trial ran on; its search scores are their mean
+
+    def grids(self) -> str:
+        """How many grids of checks the search scores are the mean of, in words."""
+        return "one grid of checks" if self.phases == 1 else f"{self.phases} grids of checks"
 
 
 def tune_policy(
@@ -99,6 +105,7 @@ def tune_policy(
     time_column: str | None = None,
     cost: Cost = "retrains",
     seed: int | None = 0,
+    phases: int = 2,
     progress: bool = True,
     executor: str | None = None,
     jobs: int | None = None,
@@ -106,11 +113,14 @@ def tune_policy(
     """Search the base policy's knobs on the older part of ``data``; measure the front on the
     newest ``holdout`` share. ``storage``: an Optuna storage URL (the daemon's database), or
     None for memory (not resumable). ``warmup``: a share of the search part, or a ``Span``.
+    ``phases``: grids of checks each trial is backtested on, its scores their mean (``_phases``).
     ``executor`` (default: ``REOPTD_EXECUTOR``) and ``jobs`` say where backtests run and how
     many at once (``open_pool``); ``jobs=1`` runs them one at a time in this thread."""
     started = time.perf_counter()
     if not 0 < holdout < 1:
         raise TuneError(f"--holdout must be between 0% and 100%, got {holdout:.0%}")
+    if phases < 1:
+        raise TuneError(f"--phases must be at least 1, got {phases}")
     base = load_policy(base_file)
     raw = yaml.safe_load(base_file.read_text())
     history = load_history(data, base, time_column)
@@ -134,6 +144,7 @@ def tune_policy(
         "warmup": str(first),
         "step": str(step),
         "label_delay": str(label_delay),
+        "phases": phases,
         "base": _digest(base_file.read_text()),
     }
     with tempfile.TemporaryDirectory(prefix="reoptd-policy-tune-") as tmp:
@@ -150,8 +161,10 @@ def tune_policy(
             )
             _same_settings(study, settings)
             # the search file holds the time column load_history used (synthetic or not)
-            search = Work("", "", search_file, first, step, label_delay, history.policy.timestamp)
-            heldout = Work("", "", data, Span(rows=cut), step, label_delay, time_column)
+            grids = tuple(phase_warmups(first, step, history.ts[:cut], phases))
+            column = history.policy.timestamp
+            search = Work("", "", search_file, grids, step, label_delay, column)
+            heldout = Work("", "", data, (Span(rows=cut),), step, label_delay, time_column)
             shortest = _shortest_window(base, history.ts[:cut], label_delay)
             _close_crashed(study)
             done = [t for t in study.trials if t.state.is_finished()]
@@ -214,6 +227,7 @@ def tune_policy(
         points=[(float(t.values[0]), float(t.values[1])) for t in completed],
         seconds=round(time.perf_counter() - started, 1),
         where=where,
+        phases=len(grids),
     )
 
 
@@ -375,6 +389,9 @@ def _tell(
     if outcome is not None:
         scores = outcome["served"]
         trial.set_user_attr("search", asdict(scores))
+        phases = [asdict(v) for k, v in outcome.items() if k.startswith(PHASE)]
+        if phases:
+            trial.set_user_attr("phases", phases)
         if scores.value is not None:
             study.tell(trial, (scores.value, scores.cost(cost)))
             return

@@ -7,9 +7,12 @@ scores the study keeps (``Scores`` of the served policy and the two baselines), 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from reoptd.backtest import BacktestCache, Span, run_backtest
 from reoptd.policy_tune._knobs import parse_candidate
@@ -22,8 +25,8 @@ class Scores:
     """A policy's value and cost on one part of the history (a backtest's served or baseline)."""
 
     value: float | None
-    retrains: int
-    promotions: int
+    retrains: float  # a count, or on the searched rows the mean over the grids of checks
+    promotions: float
     seconds: float  # optimize seconds
 
     def cost(self, kind: Cost) -> float:
@@ -39,6 +42,20 @@ class Scores:
             seconds=float(part["optimize_seconds"]),
         )
 
+    @classmethod
+    def mean(cls, runs: Sequence[Scores]) -> Scores:
+        """The mean of ``runs`` (one policy on several grids of checks), the run itself when
+        there is one; the value is None when a run scored no labelled row."""
+        if len(runs) == 1:
+            return runs[0]
+        values = [r.value for r in runs if r.value is not None]
+        return cls(
+            value=float(np.mean(values)) if len(values) == len(runs) else None,
+            retrains=float(np.mean([r.retrains for r in runs])),
+            promotions=float(np.mean([r.promotions for r in runs])),
+            seconds=float(np.mean([r.seconds for r in runs])),
+        )
+
 
 @dataclass(frozen=True)
 class Work:
@@ -47,7 +64,7 @@ class Work:
     text: str  # the candidate policy's YAML
     where: str  # what errors name: "trial 7"
     file: Path  # the search part (a Parquet file the tuner wrote) or the whole history
-    warmup: Span
+    warmups: tuple[Span, ...]  # one run per grid of checks (``phase_warmups``)
     step: Span
     label_delay: Span
     time_column: str | None
@@ -56,23 +73,34 @@ class Work:
         return replace(self, file=file)
 
 
-#: what a backtest gives the study: the served policy's scores and the baselines'
+#: what a backtest gives the study: the served policy's scores (the mean over the grids) and
+#: the baselines' (the first grid's); with several grids, each one's served scores too, under
+#: ``PHASE`` and its number
 Outcome = dict[str, Scores]
+PHASE = "phase "
 
 
 def backtest(work: Work, cache: BacktestCache) -> Outcome:
-    """Backtest ``work``'s candidate through ``cache``; a ``ReoptdError`` says why it cannot."""
-    report = run_backtest(
-        parse_candidate(work.text, work.where),
-        work.file,
-        warmup=work.warmup,
-        step=work.step,
-        label_delay=work.label_delay,
-        time_column=work.time_column,
-        progress=False,
-        cache=cache,
-    )
+    """Backtest ``work``'s candidate through ``cache``, once per grid of checks; a
+    ``ReoptdError`` says why it cannot."""
+    policy = parse_candidate(work.text, work.where)
+    reports = [
+        run_backtest(
+            policy,
+            work.file,
+            warmup=warmup,
+            step=work.step,
+            label_delay=work.label_delay,
+            time_column=work.time_column,
+            progress=False,
+            cache=cache,
+        )
+        for warmup in work.warmups
+    ]
+    runs = [Scores.of(report["served"]) for report in reports]
+    phases = {f"{PHASE}{k}": run for k, run in enumerate(runs)} if len(runs) > 1 else {}
     return {
-        "served": Scores.of(report["served"]),
-        **{name: Scores.of(part) for name, part in report["baselines"].items()},
+        "served": Scores.mean(runs),
+        **{name: Scores.of(part) for name, part in reports[0]["baselines"].items()},
+        **phases,
     }
