@@ -18,7 +18,7 @@ processes, ``--jobs`` of them, default one per usable core; ``--jobs 1`` one at 
 process).
 
 Usage: .venv/bin/python bench/policy_tune.py [--rows 14000] [--trials 60] [--jobs N]
-       [--plot out.png] [--seed 0] [--phases 2]
+       [--plot out.png] [--seed 0] [--phases 4]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--out", type=Path, help="write the knee policy here")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    parser.add_argument("--phases", type=int, default=2, help="grids of checks per trial")
+    parser.add_argument("--phases", type=int, default=4, help="grids of checks per trial")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base.yaml"

@@ -130,7 +130,7 @@ def policy_tune(
             help="Grids of checks each trial is backtested on, each a 1/N step later; its"
             " scores are their mean.",
         ),
-    ] = 2,
+    ] = 4,
     time_column: Annotated[
         str | None, typer.Option(help="Event-time column, as for `reoptd backtest`.")
     ] = None,

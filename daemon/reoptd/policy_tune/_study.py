@@ -105,7 +105,7 @@ def tune_policy(
     time_column: str | None = None,
     cost: Cost = "retrains",
     seed: int | None = 0,
-    phases: int = 2,
+    phases: int = 4,
     progress: bool = True,
     executor: str | None = None,
     jobs: int | None = None,
