@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import os
 import select
-import signal
 import threading
 import time
 import traceback
@@ -41,6 +40,7 @@ from reoptd.monitor import Champion
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._runner import Execution, Executor
 from reoptd.policy import Policy, format_duration
+from reoptd.processes import how_it_ended, stop
 from reoptd.threads import thread_budget, usable_cores
 
 log = logging.getLogger("reoptd.optimize")
@@ -252,24 +252,10 @@ class _ProcessExecution(Execution):
                 raise OptimizeError(self._died())
 
     def _died(self) -> str:
-        self._process.join(GRACE)
-        code = self._process.exitcode
-        if code is not None and code < 0:
-            how = f"was killed by {signal.Signals(-code).name}"
-            if -code == signal.SIGKILL:
-                how += " (out of memory?)"
-        else:
-            how = f"exited with code {code}"
-        return f"the run's process {how} before it finished"
+        return f"the run's process {how_it_ended(self._process, GRACE)} before it finished"
 
     def _stop(self) -> None:
-        process = self._process
-        if process.is_alive():
-            process.terminate()
-            process.join(GRACE)
-        if process.is_alive():
-            process.kill()
-            process.join(GRACE)
+        stop(self._process, GRACE)
 
 
 class LocalProcessExecutor(Executor):

@@ -34,6 +34,7 @@ from reoptd.backtest import BacktestCache
 from reoptd.errors import ReoptdError
 from reoptd.policy_tune._errors import TuneError
 from reoptd.policy_tune._trial import Outcome, Work, backtest
+from reoptd.processes import how_it_ended, stop
 from reoptd.settings import Settings
 from reoptd.threads import usable_cores
 
@@ -114,15 +115,8 @@ class _Worker:
         self.work: Work | None = None
 
     def died(self) -> str:
-        self.process.join(GRACE)
-        code = self.process.exitcode
-        if code is not None and code < 0:
-            how = f"was killed by {signal.Signals(-code).name}"
-            if -code == signal.SIGKILL:
-                how += " (out of memory?)"
-        else:
-            how = f"exited with code {code}"
         where = self.work.where if self.work else "a backtest"
+        how = how_it_ended(self.process, GRACE)
         return f"{where}: its worker process {how} before the backtest finished"
 
     def stop(self) -> None:
@@ -130,12 +124,7 @@ class _Worker:
             with contextlib.suppress(OSError):
                 self.conn.send(None)
             self.process.join(GRACE)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(GRACE)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(GRACE)
+        stop(self.process, GRACE)
         self.conn.close()
 
 
