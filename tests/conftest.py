@@ -96,6 +96,24 @@ def _admin(base: str) -> str:
     return base.replace("+psycopg", "") + "/postgres"
 
 
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster of 2 CPUs owned by this process, one per test module that asks
+    (``ray.shutdown`` stops it); yields the address of its GCS."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",  # loopback only
+    )
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server on loopback; yields a base URL without database name."""

@@ -47,24 +47,6 @@ RUNAWAY = {
 }
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster of 2 CPUs owned by this process (``ray.shutdown`` stops it); yields
-    the address of its GCS."""
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        _node_ip_address="127.0.0.1",  # loopback only
-    )
-    try:
-        yield str(ray.get_runtime_context().gcs_address)
-    finally:
-        ray.shutdown()
-
-
 @pytest.fixture
 def executor(ray_cluster: str) -> Iterator[RayExecutor]:
     executor = RayExecutor("auto")

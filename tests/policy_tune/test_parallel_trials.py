@@ -5,14 +5,12 @@ wherever it runs."""
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -247,26 +245,9 @@ def test_the_executor_setting_and_jobs_choose_the_pool(
         open_pool("ray", None, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    """A local Ray cluster of 2 CPUs owned by this module (``ray.shutdown`` stops it)."""
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        _node_ip_address="127.0.0.1",  # loopback only
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 def test_on_ray_each_trials_backtest_is_a_task_and_scores_as_the_sequential_search(
-    ray_cluster: None, files: tuple[Path, Path], sequential: TuneResult, tmp_path: Path
+    ray_cluster: str, files: tuple[Path, Path], sequential: TuneResult, tmp_path: Path
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'reoptd.db'}"
     result = _tune(files, storage, 3, executor="ray")  # as many at once as the 2 CPUs hold
