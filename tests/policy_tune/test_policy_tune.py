@@ -84,8 +84,9 @@ def _stream(rows: int = ROWS) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def inline_runs() -> Iterator[None]:
-    """Runs execute in the trial's thread, as `reoptd policy tune` sets it up."""
+def sequential_trials() -> Iterator[None]:
+    """Trials run one at a time in the test's process (the inline pool): these tests are
+    about the search; test_parallel_trials runs it on worker processes and Ray."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REOPTD_EXECUTOR", "inline")
         yield

@@ -10,8 +10,9 @@ worker's death (a killed process, a lost Ray worker), which fails that trial onl
 
 Each worker keeps one ``BacktestCache`` for all its backtests, on a directory of the tuner's
 scratch space, so a retrain one worker did is read back, not redone, by the others. Inside a
-worker, a backtest's own re-optimizations run in its thread (``REOPTD_EXECUTOR=inline`` there):
-the setting picks where trials run, not where a trial's runs do.
+worker, a backtest's own re-optimizations run in its thread (``run_backtest`` hands its loop an
+in-thread executor whatever ``REOPTD_EXECUTOR`` says): the setting picks where trials run, not
+where a trial's runs do.
 """
 
 from __future__ import annotations
@@ -216,7 +217,6 @@ def _serve(conn: Connection, cache: Path) -> None:
     error)``; stop at ``None`` or when the tuner is gone."""
     # Ctrl-C reaches the whole process group: the tuner handles it and stops its workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["REOPTD_EXECUTOR"] = "inline"  # a trial's own re-optimizations: in its thread
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -348,7 +348,6 @@ def _ray_backtest(work: Work, data: list[Any], cache: str) -> tuple[Outcome | No
     written to a temporary file first."""
     import ray
 
-    os.environ["REOPTD_EXECUTOR"] = "inline"  # a trial's own re-optimizations: in its thread
     if not work.file.exists():
         folder = Path(tempfile.gettempdir()) / "reoptd-policy-tune-data"
         folder.mkdir(parents=True, exist_ok=True)
