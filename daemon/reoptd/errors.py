@@ -104,3 +104,10 @@ class ModelBusy(ReoptdError):
             f"model {model!r} is busy: {holder} is running a cycle or a re-optimization of it"
             f" (waited {waited:g} s); try again when it is done"
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none): what an error
+    from a library (a driver, Ray) adds to a message of ours."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

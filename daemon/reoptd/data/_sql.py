@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from reoptd.clock import utc
 from reoptd.data._sql_window import LocalWindow, arrow_frame
-from reoptd.errors import DataError
+from reoptd.errors import DataError, first_line
 
 INSTALL_HINT = "pip install 'reoptd[sql]'"
 _BIND = r"(?<![:\w]):{}\b"
@@ -118,7 +118,7 @@ class SqlQuery:
                 f" {INSTALL_HINT}"
             ) from None
         except Exception as exc:  # drivers raise their own trees; each is a failed read
-            raise DataError(f"{self.name}: cannot read: {_first_line(exc)}") from None
+            raise DataError(f"{self.name}: cannot read: {first_line(exc)}") from None
         table = mapped(table, self.time, self.numerical, self.categorical, self.name)
         if self.query is not None and pa.types.is_timestamp(table.schema.field(self.time).type):
             ts = table.column(self.time)  # a query may ignore a bind: keep the range exact
@@ -191,7 +191,7 @@ class SqlQuery:
                 arrays.append(pa.array(list(column)))
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                 raise DataError(
-                    f"{self.name}: column {name!r} mixes types: {_first_line(exc)}", column=name
+                    f"{self.name}: column {name!r} mixes types: {first_line(exc)}", column=name
                 ) from None
         return pa.Table.from_arrays(arrays, names=names)
 
@@ -277,7 +277,7 @@ def _cast(column: Any, to: pa.DataType, name: str, where: str) -> Any:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(
             f"{where}: column {name!r} of type {column.type} does not map to {to}:"
-            f" {_first_line(exc)}",
+            f" {first_line(exc)}",
             column=name,
         ) from None
 
@@ -285,11 +285,6 @@ def _cast(column: Any, to: pa.DataType, name: str, where: str) -> Any:
 def _close_quietly(conn: Any) -> None:
     with contextlib.suppress(Exception):  # closed already, or the server went away
         conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 class Incremental:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from reoptd.errors import OptimizeError, ReoptdError
+from reoptd.errors import OptimizeError, ReoptdError, first_line
 from reoptd.optimize._base import RunContext
 from reoptd.optimize._process import Job, Outcome, _Forward, _forward
 from reoptd.optimize._runner import Execution, Executor
@@ -112,7 +112,7 @@ class _RayExecution(Execution):
         except StopIteration:
             raise OptimizeError("the run's Ray task ended without an outcome") from None
         except ray.exceptions.RayError as exc:
-            raise OptimizeError(f"the run's Ray task failed: {_first_line(exc)}") from None
+            raise OptimizeError(f"the run's Ray task failed: {first_line(exc)}") from None
 
     def _supervise(self) -> dict[str, dict[str, Any]]:
         ray = _ray()
@@ -181,7 +181,7 @@ class RayExecutor(Executor):
                 except Exception as exc:
                     raise OptimizeError(
                         f"REOPTD_RAY_ADDRESS={self.address}: cannot connect to the Ray cluster:"
-                        f" {_first_line(exc)}"
+                        f" {first_line(exc)}"
                     ) from None
                 self._owned = True
             # Ray Client (ray://) cannot stream a generator task's results (ray-project/ray#43357)
@@ -231,11 +231,6 @@ class RayExecutor(Executor):
     def _forget(self, execution: _RayExecution) -> None:
         with self._lock:
             self._running.discard(execution)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if "\n" in text else text
 
 
 # -- on the cluster ---------------------------------------------------------------------------
@@ -437,7 +432,7 @@ def parallel_trials(
     if failed:
         exc = failed[0]
         if isinstance(exc, ray.exceptions.RayTaskError):
-            raise OptimizeError(f"tune: a trial task failed: {_first_line(exc)}") from None
+            raise OptimizeError(f"tune: a trial task failed: {first_line(exc)}") from None
         raise exc
     return True
 

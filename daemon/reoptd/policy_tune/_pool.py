@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reoptd.backtest import BacktestCache
-from reoptd.errors import ReoptdError
+from reoptd.errors import ReoptdError, first_line
 from reoptd.policy_tune._errors import TuneError
 from reoptd.policy_tune._trial import Outcome, Work, backtest
 from reoptd.processes import how_it_ended, stop
@@ -258,11 +258,6 @@ def _ray() -> Any:
     return ray
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 class RayPool(Pool):
     """Each backtest a task on the Ray cluster at ``address`` asking ``cpus`` CPUs, ``slots`` at
     once (default: as many as the cluster's CPUs hold). The history's files go to the cluster
@@ -282,7 +277,7 @@ class RayPool(Pool):
             except Exception as exc:
                 raise TuneError(
                     f"REOPTD_RAY_ADDRESS={address}: cannot connect to the Ray cluster:"
-                    f" {_first_line(exc)}"
+                    f" {first_line(exc)}"
                 ) from None
             self._owned = True
         self.address = address
@@ -320,7 +315,7 @@ class RayPool(Pool):
             try:
                 outcome, error = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                outcome, error = None, f"{work.where}: its Ray task failed: {_first_line(exc)}"
+                outcome, error = None, f"{work.where}: its Ray task failed: {first_line(exc)}"
             done.append(Done(key, outcome, error))
         self._dispatch()
         return done
